@@ -1,0 +1,161 @@
+"""Artifacts: every file the server produces or receives, with lineage and provenance.
+
+The bytes live in the content-addressed blob store (atomic writes); the record (kind, media type,
+size, sha256, parents, job, provenance) is one document, inserted only after its blob is safely
+on disk, so a crash can leave an unreferenced blob but never a record without its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, NotFound
+from .storage import Storage
+from .storage.records import ArtifactRecord
+from .telemetry import span
+
+ARTIFACT_URI = "echotune://artifacts/{id}"
+HOW_TO_LIST = "call list_artifacts to see the artifact ids you own"
+
+KINDS = ("audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest")
+
+
+def artifact_uri(artifact_id: str, suffix: str = "") -> str:
+    return f"echotune://artifacts/{artifact_id}" + (f"/{suffix}" if suffix else "")
+
+
+def parse_artifact_uri(ref: str) -> str | None:
+    """The artifact id in ``echotune://artifacts/{id}[/...]``, or None if ``ref`` is not such a URI."""
+    prefix = "echotune://artifacts/"
+    if not ref.startswith(prefix):
+        return None
+    return ref[len(prefix):].split("/", 1)[0] or None
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("echotune-mcp")
+    except importlib.metadata.PackageNotFoundError:  # running from a checkout without install
+        from . import __version__
+
+        return __version__
+
+
+class ArtifactService:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    async def create(
+        self,
+        *,
+        owner: str,
+        data: bytes,
+        kind: str,
+        media_type: str,
+        name: str,
+        parents: list[str] | None = None,
+        job_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        provenance: dict[str, Any] | None = None,
+        license: str | None = None,
+    ) -> ArtifactRecord:
+        if kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        parent_records = [await self.get(owner, p) for p in parents or []]
+        with span("artifact.create", **{"echotune.artifact.kind": kind, "echotune.artifact.size": len(data)}):
+            sha = await self.storage.blobs.put(data)
+            record = ArtifactRecord(
+                owner=owner,
+                kind=kind,
+                media_type=media_type,
+                name=name,
+                size=len(data),
+                sha256=sha,
+                parents=[p.id for p in parent_records],
+                job_id=job_id,
+                meta=meta or {},
+                license=license,
+            )
+            record.provenance = {
+                "artifact_id": record.id,
+                "created_at": record.created_at,
+                "owner": owner,
+                "job_id": job_id,
+                "sha256": sha,
+                "inputs": [{"artifact_id": p.id, "sha256": p.sha256, "kind": p.kind} for p in parent_records],
+                "package": {"name": "echotune-mcp", "version": package_version()},
+                **(provenance or {}),
+            }
+            await self.storage.artifacts.insert(record)
+        return record
+
+    async def get(self, owner: str, artifact_id: str) -> ArtifactRecord:
+        record = await self.storage.artifacts.get(owner, artifact_id)
+        if record is None:
+            raise NotFound("artifact", artifact_id, HOW_TO_LIST)
+        return record
+
+    async def resolve(self, owner: str, ref: str) -> ArtifactRecord:
+        """Accept a bare id or an ``echotune://artifacts/{id}`` URI."""
+        art_id = parse_artifact_uri(ref) or ref
+        return await self.get(owner, art_id)
+
+    async def read(self, record: ArtifactRecord) -> bytes:
+        with span("artifact.read", **{"echotune.artifact.size": record.size}):
+            data = await self.storage.blobs.get(record.sha256)
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise RuntimeError(f"artifact {record.id} bytes do not match their sha256; storage is corrupt")
+        return data
+
+    async def list(
+        self, owner: str, *, kind: str | None = None, job_id: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ArtifactRecord], str | None]:
+        where: dict[str, Any] = {}
+        if kind:
+            if kind not in KINDS:
+                raise BadInput("kind", f"{kind!r} is not an artifact kind", KINDS)
+            where["kind"] = kind
+        if job_id:
+            where["job_id"] = job_id
+        return await self.storage.artifacts.find(owner, where, limit=limit, cursor=cursor)
+
+    async def update_meta(self, owner: str, artifact_id: str, **fields: Any) -> ArtifactRecord:
+        updated = await self.storage.artifacts.update(owner, artifact_id, fields)
+        if updated is None:
+            raise NotFound("artifact", artifact_id, HOW_TO_LIST)
+        return updated
+
+    async def delete(self, owner: str, artifact_id: str) -> ArtifactRecord:
+        record = await self.get(owner, artifact_id)
+        await self.storage.artifacts.delete(owner, artifact_id)
+        # Blobs are shared by content; drop the bytes only when no record points at them.
+        if not await self.storage.artifacts.sha_in_use(record.sha256):
+            await self.storage.blobs.delete(record.sha256)
+        return record
+
+
+class PathPolicy:
+    """Local files may be read only inside configured roots; symlinks are resolved before checking."""
+
+    def __init__(self, roots: tuple[Path, ...]):
+        self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
+
+    def check(self, path_str: str) -> Path:
+        raw = Path(path_str).expanduser()
+        if not raw.is_absolute():
+            raise BadInput("audio", f"{path_str!r} is not an absolute path",
+                           "an echotune://artifacts/... URI, or an absolute path inside an allowed root")
+        real = Path(os.path.realpath(raw))
+        if not any(real == root or root in real.parents for root in self.roots):
+            roots = ", ".join(str(r) for r in self.roots) or "(none configured)"
+            raise BadInput("audio", f"{path_str!r} is outside the allowed roots (after resolving symlinks)",
+                           f"files under {roots}; set ECHOTUNE_ALLOWED_ROOTS to widen, or use import_audio")
+        if not real.is_file():
+            raise BadInput("audio", f"{path_str!r} is not a file")
+        return real
+
+

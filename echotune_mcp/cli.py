@@ -1,0 +1,191 @@
+"""The ``echotune-mcp`` command: serve, demo, call any tool, list jobs, manage models and engine.
+
+``call`` and ``jobs`` run the server in-process (quick answers for a person at a terminal);
+``demo`` runs it as a child over stdio exactly as an MCP client would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import ALL_TOOLSETS, Settings
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    toolsets = tuple(t.strip() for t in args.toolsets.split(",") if t.strip()) if getattr(args, "toolsets", None) else None
+    settings = Settings.from_env(
+        toolsets=toolsets,
+        read_only=True if getattr(args, "read_only", False) else None,
+        data_dir=Path(args.data_dir).expanduser() if getattr(args, "data_dir", None) else None,
+    )
+    settings.validate()
+    return settings
+
+
+# -- serve ----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .telemetry import setup_telemetry
+
+    settings = _settings_from_args(args)
+    if args.transport == "http" and args.host not in LOOPBACK and not settings.auth_configured:
+        print(
+            f"refusing to bind {args.host}: without authentication anyone on the network could use this server. "
+            "Bind 127.0.0.1 (the default), or configure auth (ECHOTUNE_AUTH=1 with a token verifier) "
+            "before exposing it.",
+            file=sys.stderr,
+        )
+        return 2
+    setup_telemetry()
+    from .app import App
+    from .server import build_server
+
+    app = App(settings)
+    server = build_server(app)
+    if args.transport == "stdio":
+        server.run("stdio")
+        return 0
+    asyncio.run(_serve_http(app, server, args.host, args.port))
+    return 0
+
+
+async def _serve_http(app: Any, server: Any, host: str, port: int) -> None:
+    import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    starlette_app = server.streamable_http_app(host=host)
+    config = uvicorn.Config(starlette_app, host=host, port=port, log_level="warning", lifespan="on")
+    # Hold the App for the server's whole life: stateless requests come and go, jobs must not.
+    async with app:
+        print(f"echotune-mcp listening on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
+        await uvicorn.Server(config).serve()
+
+
+# -- call / jobs ----------------------------------------------------------------------------------
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_kv(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"argument {pair!r} is not key=value")
+        key, value = pair.split("=", 1)
+        out[key] = _parse_value(value)
+    return out
+
+
+def _print_result(result: Any) -> None:
+    from .clientutil import render_result
+
+    print(render_result(result))
+
+
+async def _in_process_call(settings: Settings, tool: str, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+
+    from .app import App
+    from .server import build_server
+
+    app = App(settings)
+    async with app, Client(build_server(app)) as client:
+        result = await client.call_tool(tool, arguments)
+        _print_result(result)
+        return 1 if result.is_error else 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    return asyncio.run(_in_process_call(_settings_from_args(args), args.tool, parse_kv(args.arguments)))
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    arguments: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        arguments["status"] = args.status
+    return asyncio.run(_in_process_call(_settings_from_args(args), "list_jobs", arguments))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(out_dir=Path(args.out), prompt=args.prompt, duration_s=args.duration,
+                                data_dir=args.data_dir))
+
+
+def _delegate(module: str, func: str, argv: list[str]) -> int:
+    import importlib
+
+    mod = importlib.import_module(module, __package__)
+    return int(getattr(mod, func)(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echotune-mcp", description="EchoTune MCP server and tools")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--toolsets", default=os.environ.get("ECHOTUNE_TOOLSETS"),
+                        help=f"comma-separated toolsets to expose (default all: {','.join(ALL_TOOLSETS)})")
+        sp.add_argument("--read-only", action="store_true", help="expose only read-only tools (ECHOTUNE_READ_ONLY)")
+        sp.add_argument("--data-dir", default=None, help="where jobs, artifacts and blobs live (ECHOTUNE_DATA_DIR)")
+
+    s = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    common(s)
+    s.add_argument("--transport", choices=["stdio", "http"], default=os.environ.get("ECHOTUNE_TRANSPORT", "stdio"))
+    s.add_argument("--host", default=os.environ.get("ECHOTUNE_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("ECHOTUNE_PORT", "8765")))
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("demo", help="start the server over stdio, generate a track, save it to ./out")
+    d.add_argument("--out", default="out")
+    d.add_argument("--prompt", default="uplifting lofi hip hop with warm piano and soft drums, 84 bpm in D minor")
+    d.add_argument("--duration", type=float, default=30.0)
+    d.add_argument("--data-dir", default=None)
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("call", help="call any tool: echotune-mcp call TOOL key=value ...")
+    common(c)
+    c.add_argument("tool")
+    c.add_argument("arguments", nargs="*", help="key=value; values are JSON when they parse as JSON")
+    c.set_defaults(func=cmd_call)
+
+    j = sub.add_parser("jobs", help="list recent jobs")
+    common(j)
+    j.add_argument("--status", default=None)
+    j.add_argument("--limit", type=int, default=20)
+    j.set_defaults(func=cmd_jobs)
+
+    for name, module, func, help_ in (
+        ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
+        ("engine", ".engine.cli", "engine_main", "run the shared inference engine daemon"),
+        ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
+    ):
+        sp = sub.add_parser(name, help=help_, add_help=False)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=lambda a, m=module, f=func: _delegate(m, f, a.rest))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Human-friendly rendering of MCP results for the CLI (``call``, ``jobs``, ``demo``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def render_result(result: Any) -> str:
+    """Pretty structured content when there is some, else the text blocks; resource links listed."""
+    lines: list[str] = []
+    if getattr(result, "is_error", False):
+        texts = [b.text for b in result.content if getattr(b, "type", "") == "text"]
+        return "error: " + "\n".join(texts)
+    if getattr(result, "structured_content", None) is not None:
+        lines.append(json.dumps(result.structured_content, indent=2, sort_keys=False))
+    else:
+        lines.extend(b.text for b in result.content if getattr(b, "type", "") == "text")
+    for block in result.content:
+        if getattr(block, "type", "") == "resource_link":
+            lines.append(f"-> {block.uri}  ({block.mime_type}, {block.size} bytes)")
+    return "\n".join(lines)
+
+
+def progress_bar(fraction: float, message: str, width: int = 30) -> str:
+    fraction = max(0.0, min(1.0, fraction))
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}%  {message[:60]}"

@@ -1,0 +1,125 @@
+"""Server configuration, read once from ``ECHOTUNE_*`` environment variables and CLI flags.
+
+One frozen object is passed down to every part (storage, jobs, music, engine, providers) so a
+test can build a fully isolated server by handing it a ``Settings`` with its own data dir.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+def _bundled_dir(name: str) -> Path:
+    """Top-level ``prompts/`` or ``models/``: in the checkout, or bundled inside the wheel."""
+    here = REPO_ROOT / name
+    return here if here.is_dir() else PACKAGE_ROOT / f"_{name}"
+
+
+PROMPTS_DIR = _bundled_dir("prompts")
+MODEL_CARDS_DIR = _bundled_dir("models")
+
+ALL_TOOLSETS = ("jobs", "artifacts", "compose")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"ECHOTUNE_{name}")
+    return value if value not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:  # a typo in the environment must fail loudly, not silently fall back
+        raise ValueError(f"ECHOTUNE_{name} must be a number, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env_float(name, default))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    raw = _env(name)
+    return tuple(p for p in (raw or "").split(os.pathsep if os.pathsep in (raw or "") else ",") if p)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured. Defaults are safe for a single local user."""
+
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("echotune-mcp")))
+    mongodb_uri: str | None = None
+    mongodb_db: str = "echotune"
+    toolsets: tuple[str, ...] = ALL_TOOLSETS
+    read_only: bool = False
+    allowed_roots: tuple[Path, ...] = ()
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_audio_seconds: float = 600.0
+    max_generation_seconds: float = 300.0
+    max_jobs_per_owner: int = 4
+    max_wait_seconds: float = 25.0
+    soundfont: Path | None = None
+    sample_rate: int = 44100
+    secret_key: str | None = None
+    auth_configured: bool = False
+    engine_url: str | None = None
+    device: str | None = None
+    models_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from the environment; keyword overrides (CLI flags) win."""
+        data_dir = Path(_env("DATA_DIR") or platformdirs.user_data_dir("echotune-mcp")).expanduser()
+        roots = tuple(Path(p).expanduser() for p in _env_list("ALLOWED_ROOTS")) or (Path.cwd(),)
+        toolsets = tuple(t.strip() for t in (_env("TOOLSETS") or ",".join(ALL_TOOLSETS)).split(",") if t.strip())
+        sf = _env("SOUNDFONT")
+        models = _env("MODELS_DIR")
+        settings = cls(
+            data_dir=data_dir,
+            mongodb_uri=_env("MONGODB_URI"),
+            mongodb_db=_env("MONGODB_DB", "echotune") or "echotune",
+            toolsets=toolsets,
+            read_only=_env_bool("READ_ONLY", False),
+            allowed_roots=roots,
+            max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 50 * 1024 * 1024),
+            max_audio_seconds=_env_float("MAX_AUDIO_SECONDS", 600.0),
+            max_generation_seconds=_env_float("MAX_GENERATION_SECONDS", 300.0),
+            max_jobs_per_owner=_env_int("MAX_JOBS_PER_CLIENT", 4),
+            soundfont=Path(sf).expanduser() if sf else None,
+            secret_key=_env("SECRET_KEY"),
+            auth_configured=_env_bool("AUTH", False),
+            engine_url=_env("ENGINE_URL"),
+            device=_env("DEVICE"),
+            models_dir=Path(models).expanduser() if models else None,
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.toolsets) - set(ALL_TOOLSETS))
+        if unknown:
+            raise ValueError(f"unknown toolset(s) {unknown}; valid toolsets are {list(ALL_TOOLSETS)}")
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.models_dir or (self.data_dir / "weights")

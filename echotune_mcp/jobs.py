@@ -1,0 +1,257 @@
+"""Jobs: every long operation runs in the background and is polled, not held open.
+
+A job-starting tool submits work and waits at most ``wait_seconds`` (under clients' request
+time-outs), forwarding progress as MCP progress notifications; if the job has not finished it
+returns a handle the agent long-polls with ``get_job``. State is persisted on every transition,
+so after a crash ``mark_interrupted`` tells the truth about what was running, and artifacts are
+only ever written whole (see ``artifacts.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import BadInput, Busy, EchoError, NotFound
+from .storage.records import ACTIVE_STATUSES, ArtifactRecord, JobRecord, JobStatus
+from .telemetry import attached, capture_context, span
+
+if TYPE_CHECKING:
+    from .app import App
+
+HOW_TO_LIST = "call list_jobs to see the job ids you own"
+ProgressFn = Callable[[float, str], Awaitable[None]]
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's work when the job was cancelled; unwinds it without an error."""
+
+
+class JobFailed(Exception):
+    """Raised by job work for an expected failure; the message is shown to the agent as-is."""
+
+
+@dataclass
+class _Live:
+    """In-process state of a running job: the wake-up signal for waiters and the cancel flag."""
+
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    task: asyncio.Task[Any] | None = None
+    last_write: float = 0.0
+    progress: tuple[float, str] | None = None  # fresher than the throttled copy in storage
+
+
+class JobContext:
+    """What a job's work sees: progress reporting, cancellation, and artifact creation."""
+
+    def __init__(self, manager: JobManager, job: JobRecord, live: _Live):
+        self.manager = manager
+        self.job = job
+        self._live = live
+        self.loop = asyncio.get_running_loop()
+        self.artifacts: list[ArtifactRecord] = []
+
+    @property
+    def owner(self) -> str:
+        return self.job.owner
+
+    @property
+    def cancelled(self) -> bool:
+        return self._live.cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._live.cancel.is_set():
+            raise JobCancelled()
+
+    async def progress(self, fraction: float, message: str) -> None:
+        self.check_cancelled()
+        await self.manager._record_progress(self.job, self._live, fraction, message)
+
+    def progress_threadsafe(self, fraction: float, message: str) -> None:
+        """For work running in a worker thread: schedule a progress update, and honour cancel."""
+        self.check_cancelled()
+        asyncio.run_coroutine_threadsafe(self.progress_quiet(fraction, message), self.loop)
+
+    async def progress_quiet(self, fraction: float, message: str) -> None:
+        try:
+            await self.manager._record_progress(self.job, self._live, fraction, message)
+        except Exception:  # progress is best-effort; the job's own result is what matters
+            pass
+
+    async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """CPU-bound work off the event loop; cancellation is cooperative (``check_cancelled``)."""
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def add_artifact(self, **kwargs: Any) -> ArtifactRecord:
+        self.check_cancelled()
+        record = await self.manager.app.artifacts.create(owner=self.owner, job_id=self.job.id, **kwargs)
+        self.artifacts.append(record)
+        self.job.artifact_ids.append(record.id)
+        await self.manager.store.update(self.owner, self.job.id, {"artifact_ids": self.job.artifact_ids})
+        return record
+
+
+JobWork = Callable[[JobContext], Awaitable[dict[str, Any]]]
+
+
+class JobManager:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.storage.jobs
+        self._live: dict[str, _Live] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def recover(self) -> int:
+        """Called once at start-up: jobs left queued/running by a previous process are interrupted."""
+        return await self.store.mark_interrupted()
+
+    async def shutdown(self) -> None:
+        for job_id, live in list(self._live.items()):
+            live.cancel.set()
+            if live.task is not None:
+                live.task.cancel()
+        for live in list(self._live.values()):
+            if live.task is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await asyncio.wait_for(asyncio.shield(live.task), 5)
+                    except BaseException:
+                        pass
+
+    # -- submission ----------------------------------------------------------------------------
+    async def submit(self, *, owner: str, tool: str, params: dict[str, Any], work: JobWork) -> JobRecord:
+        active = await self.store.count(owner, {"status": [s.value for s in ACTIVE_STATUSES]})
+        limit = self.app.settings.max_jobs_per_owner
+        if active >= limit:
+            raise Busy(
+                f"this client already has {active} jobs queued or running (limit {limit}); "
+                "wait for one with get_job or cancel one with cancel_job, then retry",
+                retry_after_s=5,
+            )
+        job = JobRecord(owner=owner, tool=tool, params=params, trace_context=capture_context())
+        with span("job.submit", **{"echotune.job.id": job.id, "echotune.job.tool": tool}):
+            await self.store.insert(job)
+        live = _Live()
+        self._live[job.id] = live
+        live.task = asyncio.create_task(self._run(job, live, work), name=f"job {job.id}")
+        return job
+
+    async def _run(self, job: JobRecord, live: _Live, work: JobWork) -> None:
+        # Runs detached from the request, but inside the caller's trace: the job span is a child of tools/call.
+        with attached(job.trace_context), span("job.run", **{"echotune.job.id": job.id, "echotune.job.tool": job.tool}) as sp:
+            ctx = JobContext(self, job, live)
+            try:
+                started = await self.store.set_status(job.owner, job.id, JobStatus.running,
+                                                      expect=[JobStatus.queued], started_at=time.time())
+                if started is None:  # cancelled before it started
+                    return
+                await self._changed(job, live)
+                result = await work(ctx)
+                final = await self.store.set_status(
+                    job.owner, job.id, JobStatus.succeeded, expect=[JobStatus.running],
+                    result=result, progress=1.0, message="done",
+                )
+                sp.set_attribute("echotune.job.status", "succeeded" if final else "cancelled")
+            except (JobCancelled, asyncio.CancelledError):
+                await self.store.set_status(job.owner, job.id, JobStatus.cancelled, expect=ACTIVE_STATUSES,
+                                            message="cancelled")
+                sp.set_attribute("echotune.job.status", "cancelled")
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, JobFailed | EchoError | ValueError) else (
+                    f"internal error ({type(exc).__name__}); the job was not completed")
+                await self.store.set_status(job.owner, job.id, JobStatus.failed, expect=ACTIVE_STATUSES,
+                                            error=message)
+                sp.set_attribute("echotune.job.status", "failed")
+                sp.record_exception(exc)
+                if not isinstance(exc, JobFailed | EchoError | ValueError):
+                    import logging
+
+                    logging.getLogger(__name__).exception("job %s crashed", job.id)
+            finally:
+                await self._changed(job, live)
+                self._live.pop(job.id, None)
+
+    async def _changed(self, job: JobRecord, live: _Live) -> None:
+        live.changed.set()
+        await self.app.notify_resource_updated(f"echotune://jobs/{job.id}")
+
+    async def _record_progress(self, job: JobRecord, live: _Live, fraction: float, message: str) -> None:
+        fraction = max(0.0, min(1.0, float(fraction)))
+        now = time.monotonic()
+        # Persist at most a few times a second; waiters are woken every time.
+        if now - live.last_write > 0.25 or fraction >= 1.0:
+            live.last_write = now
+            await self.store.update(job.owner, job.id, {"progress": fraction, "message": message,
+                                                        "updated_at": time.time()},
+                                    expect={"status": JobStatus.running.value})
+        live.progress = (fraction, message)
+        live.changed.set()
+
+    # -- queries -------------------------------------------------------------------------------
+    async def get(self, owner: str, job_id: str) -> JobRecord:
+        job = await self.store.get(owner, job_id)
+        if job is None:
+            raise NotFound("job", job_id, HOW_TO_LIST)
+        live = self._live.get(job_id)
+        if live is not None and live.progress is not None and job.status == JobStatus.running:
+            job.progress, job.message = live.progress
+        return job
+
+    async def wait(self, owner: str, job_id: str, wait_seconds: float, on_progress: ProgressFn | None = None) -> JobRecord:
+        """Wait up to ``wait_seconds`` for the job to end, forwarding progress; return its latest state."""
+        deadline = time.monotonic() + max(0.0, min(wait_seconds, self.app.settings.max_wait_seconds))
+        job = await self.get(owner, job_id)
+        last_sent: tuple[float, str] | None = None
+        while True:
+            live = self._live.get(job_id)
+            if on_progress is not None and job.status == JobStatus.running and (job.progress, job.message) != last_sent:
+                last_sent = (job.progress, job.message)
+                await on_progress(job.progress, job.message)
+            if job.status.terminal:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            if live is not None:
+                live.changed.clear()
+                try:
+                    await asyncio.wait_for(live.changed.wait(), timeout=min(remaining, 1.0))
+                except TimeoutError:
+                    pass
+                job = await self.get(owner, job_id)
+            else:
+                # Running in another replica (shared MongoDB): poll storage.
+                await asyncio.sleep(min(remaining, 0.5))
+                job = await self.get(owner, job_id)
+
+    async def cancel(self, owner: str, job_id: str) -> JobRecord:
+        job = await self.get(owner, job_id)
+        if job.status.terminal:
+            return job
+        live = self._live.get(job_id)
+        if live is not None:
+            live.cancel.set()
+        updated = await self.store.set_status(owner, job_id, JobStatus.cancelled, expect=ACTIVE_STATUSES,
+                                              message="cancelled by request")
+        if live is not None:
+            live.changed.set()
+        await self.app.notify_resource_updated(f"echotune://jobs/{job_id}")
+        return updated or await self.get(owner, job_id)
+
+    async def list(
+        self, owner: str, *, status: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        where: dict[str, Any] = {}
+        if status:
+            try:
+                where["status"] = JobStatus(status).value
+            except ValueError:
+                raise BadInput("status", f"{status!r} is not a job status", [s.value for s in JobStatus]) from None
+        return await self.store.find(owner, where, limit=limit, cursor=cursor)

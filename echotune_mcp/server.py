@@ -1,0 +1,96 @@
+"""Builds the one MCPServer: toolsets (filtered by configuration), resources, prompts, middleware."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+
+from . import __version__
+from .app import App
+from .artifacts import parse_artifact_uri
+from .config import ALL_TOOLSETS, Settings
+from .principal import current_principal
+from .prompt_files import load_prompts
+
+INSTRUCTIONS = """\
+EchoTune makes, takes apart and curates music.
+
+How the pieces fit:
+- Long work (generate_music, regenerate_stem, add_stem, separate_stems, remix) runs as a job. Each
+  job-starting tool waits up to wait_seconds (max 25) and returns either the finished result or a
+  handle {job_id, status, progress, resource_uri}. Then call get_job(job_id, wait_seconds=20) until
+  the status is terminal; no sleeping or busy-looping is needed. Progress notifications are sent
+  if you pass a progress token. cancel_job stops a job.
+- Every file made or imported is an artifact with an id and a URI: echotune://artifacts/{id} is its
+  metadata, .../content its bytes, .../waveform.png a picture of audio. Pass artifact URIs (or ids)
+  to other tools as audio input; results link files, they never inline them.
+- Audio input is an echotune://artifacts/... URI, an absolute local path inside the allowed roots,
+  or an upload through import_audio.
+- Before publishing anything, call check_usage on the artifact: it traces licences through the
+  lineage (model weights, soundfont, inputs) and says what is allowed.
+- Playlist tools (search_tracks, create_playlist, ...) need connect_provider first.
+"""
+
+
+def _content_mime_middleware(app: App):
+    """``.../content`` is one template for every artifact; stamp each response with its real mime type."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "resources/read" or result is None:
+            return result
+        uri = str((ctx.params or {}).get("uri", ""))
+        art_id = parse_artifact_uri(uri)
+        if art_id is None or not uri.endswith("/content"):
+            return result
+        rec = await app.storage.artifacts.get(current_principal(), art_id)
+        if rec is None:
+            return result
+        contents = result.get("contents") if isinstance(result, dict) else getattr(result, "contents", None)
+        for item in contents or []:
+            if isinstance(item, dict):
+                item["mimeType"] = rec.media_type
+            else:
+                item.mime_type = rec.media_type
+        return result
+
+    return middleware
+
+
+def build_server(app: App) -> MCPServer:
+    """One server per App. The App is entered by the lifespan so in-memory and stdio use just work."""
+    settings: Settings = app.settings
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[App]:
+        async with app:
+            yield app
+
+    server: MCPServer = MCPServer(
+        name="echotune-mcp",
+        title="EchoTune",
+        description="Co-create music: generate, separate, remix, analyse, curate playlists, track licences.",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        subscriptions=app.bus,
+        middleware=[_content_mime_middleware(app)],
+    )
+    registered: dict[str, list[str]] = {}
+    for name in ALL_TOOLSETS:
+        if name not in settings.toolsets:
+            continue
+        module = importlib.import_module(f".toolsets.{name}", __package__)
+        if not hasattr(module, "build"):
+            continue
+        toolset = module.build(app)
+        registered[name] = toolset.register(server, read_only_mode=settings.read_only)
+    for prompt in load_prompts():
+        server.add_prompt(prompt)
+    server.echotune_toolsets = registered  # type: ignore[attr-defined]
+    return server

@@ -1,0 +1,45 @@
+"""Storage: one interface (typed stores over collections + blobs), embedded SQLite or MongoDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Settings
+from .base import Backend, BlobStore, Collection, StorageError
+from .records import ArtifactRecord, JobRecord, JobStatus
+from .stores import ALL_SPECS, ArtifactStore, JobStore
+
+
+@dataclass
+class Storage:
+    backend: Backend
+    jobs: JobStore
+    artifacts: ArtifactStore
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.backend.blobs
+
+    def collection(self, name: str) -> Collection:
+        return self.backend.collection(name)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+async def open_storage(settings: Settings) -> Storage:
+    """The MongoDB backend when ``ECHOTUNE_MONGODB_URI`` is set, else SQLite in the data dir."""
+    backend: Backend
+    if settings.mongodb_uri:
+        from .mongo import MongoBackend
+
+        backend = MongoBackend(settings.mongodb_uri, settings.mongodb_db)
+    else:
+        from .sqlite import SqliteBackend
+
+        backend = SqliteBackend(settings.data_dir)
+    await backend.open(ALL_SPECS)
+    return Storage(backend=backend, jobs=JobStore(backend.collection("jobs")), artifacts=ArtifactStore(backend.collection("artifacts")))
+
+
+__all__ = ["Storage", "StorageError", "open_storage", "JobRecord", "ArtifactRecord", "JobStatus"]

@@ -1,0 +1,79 @@
+"""Content-addressed blobs on the local disk, written atomically (temp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import anyio
+
+from .base import BlobStore, StorageError
+
+
+def _check_sha(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise StorageError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+class FileBlobStore(BlobStore):
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, sha256: str) -> Path:
+        sha = _check_sha(sha256)
+        return self.root / sha[:2] / sha[2:]
+
+    def _put_sync(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        final = self._path(sha)
+        if final.exists() and final.stat().st_size == len(data):
+            return sha
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return sha
+
+    async def put(self, data: bytes) -> str:
+        return await anyio.to_thread.run_sync(self._put_sync, data)
+
+    async def get(self, sha256: str) -> bytes:
+        path = self._path(sha256)
+        try:
+            return await anyio.to_thread.run_sync(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise StorageError(f"blob {sha256} is missing from {self.root}") from exc
+
+    async def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    async def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
+
+    def local_path(self, sha256: str) -> Path | None:
+        path = self._path(sha256)
+        return path if path.exists() else None
+
+    def sweep_temp_files(self) -> int:
+        """Remove temp files a killed process left behind; they were never renamed, so nothing refers to them."""
+        removed = 0
+        if self.root.exists():
+            for tmp in self.root.glob("*/.tmp-*"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""Toolsets: one module per group of tools, enabled by ``--toolsets`` and filtered by ``--read-only``."""

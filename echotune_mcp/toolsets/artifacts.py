@@ -1,0 +1,134 @@
+"""Artifacts toolset: list, inspect, import and delete the files the server holds for this client."""
+
+
+import base64
+import binascii
+import json
+import os
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from ..app import App
+from ..artifacts import KINDS
+from ..errors import BadInput, NotFound
+from ..music.audio_io import AudioError, decode_audio, media_type_for
+from ..principal import current_principal
+from ..views import ArtifactList, ArtifactView
+from .base import Toolset, tool_result
+
+ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
+                                   description="an artifact id or its echotune://artifacts/{id} URI")]
+KindFilter = Literal["audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest"]
+assert set(KindFilter.__args__) == set(KINDS)  # type: ignore[attr-defined]
+
+
+def build(app: App) -> Toolset:
+    ts = Toolset("artifacts", "Files the server produced or received: audio, stems, MIDI, pictures, JSON.")
+
+    @ts.tool(title="List artifacts", read_only=True)
+    async def list_artifacts(
+        kind: Annotated[KindFilter | None, Field(description="only artifacts of this kind")] = None,
+        job_id: Annotated[str | None, Field(max_length=64, description="only artifacts made by this job")] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="page size (1-100)")] = 20,
+        cursor: Annotated[str | None, Field(max_length=512, description="next_cursor from a previous page")] = None,
+    ) -> ArtifactList:
+        """List this client's artifacts, newest first; filter by kind or by the job that made them."""
+        recs, nxt = await app.artifacts.list(current_principal(), kind=kind, job_id=job_id, limit=limit, cursor=cursor)
+        return ArtifactList(artifacts=[ArtifactView.of(r) for r in recs], next_cursor=nxt)
+
+    @ts.tool(title="Get artifact", read_only=True)
+    async def get_artifact(artifact: ArtifactRef) -> Annotated[CallToolResult, ArtifactView]:
+        """Metadata of one artifact (kind, media type, size, sha256, parents, job) with a link to its bytes."""
+        rec = await app.artifacts.resolve(current_principal(), artifact)
+        view = ArtifactView.of(rec)
+        return tool_result(view, links=[view.link()])
+
+    @ts.tool(title="Delete artifact", read_only=False, destructive=True, idempotent=False)
+    async def delete_artifact(artifact: ArtifactRef) -> ArtifactView:
+        """Delete an artifact permanently (its record, and its bytes unless another artifact shares them).
+
+        Artifacts derived from it keep their own bytes and still name it as a parent.
+        """
+        rec = await app.artifacts.resolve(current_principal(), artifact)
+        await app.artifacts.delete(rec.owner, rec.id)
+        return ArtifactView.of(rec)
+
+    max_mb = app.settings.max_upload_bytes / (1024 * 1024)
+
+    @ts.tool(title="Import audio", read_only=False, destructive=False, idempotent=False)
+    async def import_audio(
+        data_base64: Annotated[str, Field(min_length=1, description=f"the file's bytes, base64 (max {max_mb:.0f} MiB decoded)")],
+        filename: Annotated[str, Field(min_length=1, max_length=200, description="original name, e.g. take1.wav")],
+    ) -> Annotated[CallToolResult, ArtifactView]:
+        """Upload an audio file (WAV, FLAC, OGG or MP3) as an artifact other tools can use.
+
+        Prefer passing a local path inside the allowed roots or an existing artifact URI to tools
+        directly; use this when the audio only exists on the client side. Rights in an upload are
+        unknown until you attest them with set_license.
+        """
+        limit = app.settings.max_upload_bytes
+        # Refuse before decoding: base64 is 4 chars per 3 bytes.
+        if len(data_base64) * 3 // 4 > limit + 3:
+            raise BadInput("data_base64", f"the upload is about {len(data_base64) * 3 // 4} bytes",
+                           f"at most {limit} bytes")
+        try:
+            data = base64.b64decode(data_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput("data_base64", "is not valid base64") from None
+        try:
+            audio = await anyio.to_thread.run_sync(
+                lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what="data_base64"))
+        except AudioError as exc:
+            raise BadInput("data_base64", str(exc)) from None
+        media = media_type_for({"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3"}[audio.format])
+        rec = await app.artifacts.create(
+            owner=current_principal(), data=data, kind="upload", media_type=media,
+            name=os.path.basename(filename),
+            meta={"duration_s": round(audio.duration_s, 3), "sample_rate": audio.sample_rate,
+                  "channels": audio.channels, "format": audio.format},
+            provenance={"tool": "import_audio", "source": {"type": "upload", "filename": os.path.basename(filename)},
+                        "rights": "unknown"},
+        )
+        view = ArtifactView.of(rec)
+        return tool_result(view, links=[view.link()], summary=f"imported {rec.name} as {rec.id}")
+
+    async def _lookup(artifact_id: str):
+        try:
+            return await app.artifacts.get(current_principal(), artifact_id)
+        except NotFound as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+
+    @ts.resource("echotune://artifacts/{artifact_id}", name="artifact", mime_type="application/json",
+                 description="An artifact's metadata as JSON (kind, media type, size, sha256, parents, job).")
+    async def artifact_resource(artifact_id: str) -> str:
+        rec = await _lookup(artifact_id)
+        return json.dumps(ArtifactView.of(rec).model_dump(mode="json"))
+
+    @ts.resource("echotune://artifacts/{artifact_id}/content", name="artifact-content",
+                 mime_type="application/octet-stream",
+                 description="An artifact's bytes; the response carries its real mime type (audio/wav, audio/midi, ...).")
+    async def artifact_content(artifact_id: str) -> bytes:
+        rec = await _lookup(artifact_id)
+        return await app.artifacts.read(rec)
+
+    @ts.resource("echotune://artifacts/{artifact_id}/waveform.png", name="artifact-waveform", mime_type="image/png",
+                 description="Waveform and spectrogram picture of an audio artifact.")
+    async def artifact_waveform(artifact_id: str) -> bytes:
+        rec = await _lookup(artifact_id)
+        if not rec.media_type.startswith("audio/"):
+            raise ResourceNotFoundError(f"artifact {artifact_id} is {rec.media_type}, not audio; no waveform")
+        data = await app.artifacts.read(rec)
+
+        def draw() -> bytes:
+            from ..music.waveform import waveform_png
+
+            audio = decode_audio(data, max_seconds=1e9, what=rec.name)
+            return waveform_png(audio.samples, audio.sample_rate, title=rec.name)
+
+        return await anyio.to_thread.run_sync(draw)
+
+    return ts

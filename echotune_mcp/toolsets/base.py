@@ -1,0 +1,95 @@
+"""The toolset seam (after github-mcp-server): modules declare tools; the server decides which to expose.
+
+A tool is declared with honest annotations. In read-only mode every tool that is not
+``readOnlyHint`` is simply not registered, so an agent never sees what it may not call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+
+@dataclass
+class ToolDef:
+    fn: Callable[..., Any]
+    name: str
+    title: str
+    annotations: ToolAnnotations
+
+
+@dataclass
+class ResourceDef:
+    uri: str
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class Toolset:
+    name: str
+    description: str
+    tools: list[ToolDef] = field(default_factory=list)
+    resources: list[ResourceDef] = field(default_factory=list)
+
+    def tool(
+        self,
+        *,
+        title: str,
+        read_only: bool,
+        destructive: bool = False,
+        idempotent: bool = False,
+        open_world: bool = False,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            annotations = ToolAnnotations(
+                title=title,
+                read_only_hint=read_only,
+                destructive_hint=destructive if not read_only else False,
+                idempotent_hint=idempotent if not read_only else True,
+                open_world_hint=open_world,
+            )
+            self.tools.append(ToolDef(fn=fn, name=fn.__name__, title=title, annotations=annotations))
+            return fn
+
+        return decorate
+
+    def resource(self, uri: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.resources.append(ResourceDef(uri=uri, fn=fn, kwargs=kwargs))
+            return fn
+
+        return decorate
+
+    def register(self, server: MCPServer, *, read_only_mode: bool) -> list[str]:
+        registered = []
+        for t in self.tools:
+            if read_only_mode and not t.annotations.read_only_hint:
+                continue
+            server.add_tool(t.fn, name=t.name, title=t.title, annotations=t.annotations, structured_output=True)
+            registered.append(t.name)
+        for r in self.resources:
+            server.resource(r.uri, **r.kwargs)(r.fn)
+        return registered
+
+
+def tool_result(model: BaseModel, *, links: list[ResourceLink] | None = None,
+                extra: list[ContentBlock] | None = None, summary: str | None = None) -> CallToolResult:
+    """Structured content for programs, a JSON text block for models, and resource links to files.
+
+    Files are linked, never inlined: an agent fetches ``.../content`` only if it needs the bytes.
+    """
+    data = model.model_dump(mode="json")
+    content: list[ContentBlock] = []
+    if summary:
+        content.append(TextContent(type="text", text=summary))
+    content.append(TextContent(type="text", text=json.dumps(data, indent=1)))
+    content.extend(links or [])
+    content.extend(extra or [])
+    return CallToolResult(content=content, structured_content=data)

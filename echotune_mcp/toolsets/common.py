@@ -1,0 +1,44 @@
+"""Shared by the toolsets that start jobs: wait a bounded time, report progress, return the job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from ..app import App
+from ..views import ArtifactView, JobView
+from .base import tool_result
+
+WaitSeconds = Annotated[
+    float,
+    Field(ge=0, le=25, description="how long this call may wait for the job to finish (0-25 s); "
+                                   "if it is still running you get a handle to poll with get_job"),
+]
+
+
+async def job_result(app: App, owner: str, job_id: str, wait_seconds: float, ctx: Context | None) -> CallToolResult:
+    async def forward(fraction: float, message: str) -> None:
+        if ctx is not None:
+            try:
+                await ctx.report_progress(fraction, 1.0, message)
+            except Exception:  # progress is advisory: a client that went away must not fail the call
+                pass
+
+    job = await app.jobs.wait(owner, job_id, wait_seconds, forward)
+    arts = []
+    for art_id in job.artifact_ids:
+        rec = await app.storage.artifacts.get(owner, art_id)
+        if rec is not None:
+            arts.append(rec)
+    view = JobView.of(job, arts)
+    summary = f"job {job.id} {job.status.value}" + (f": {job.error}" if job.error else "")
+    return tool_result(view, links=[ArtifactView.of(a).link() for a in arts], summary=summary)
+
+
+def jsonable(value: Any) -> Any:
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
