@@ -24,7 +24,7 @@ def shared_path(*parts: str) -> Path:
 def settings(tmp_path: Path) -> Settings:
     roots = (tmp_path / "allowed",)
     roots[0].mkdir()
-    return Settings(data_dir=tmp_path / "data", allowed_roots=roots, max_audio_seconds=120.0,
+    return Settings(data_dir=tmp_path / "data", allowed_roots=roots, max_audio_seconds=120.0, toolsets=("jobs", "artifacts"),  # TEMP
                     max_generation_seconds=120.0)
 
 
@@ -59,3 +59,49 @@ def _no_network_env(monkeypatch):
     yield
 
 
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """A real MongoDB wire-protocol server (secantusdb, in memory) on a free loopback port."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+    if not Path(exe).exists():
+        pytest.fail("secantusd-py is not installed; run `make test` (it installs the dev extra)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"mongodb://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -50,6 +50,8 @@ def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio") -> Aud
         info = sf.info(io.BytesIO(data))
     except Exception as exc:
         raise AudioError(f"{what} is not a readable audio file (accepted: WAV, FLAC, OGG, MP3)") from exc
+    if info.format == "WAV":
+        _check_wav_complete(data, what)
     if info.format not in INPUT_FORMATS:
         raise AudioError(f"{what} is {info.format}; accepted formats are WAV, FLAC, OGG, MP3")
     if info.frames <= 0 or info.samplerate <= 0:
@@ -66,6 +68,23 @@ def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio") -> Aud
     if not np.isfinite(samples).all():
         raise AudioError(f"{what} contains NaN or infinite samples")
     return Audio(samples=np.ascontiguousarray(samples), sample_rate=int(sr), format=info.format)
+
+
+def _check_wav_complete(data: bytes, what: str) -> None:
+    """A WAV whose data chunk promises more bytes than the file holds was cut off in transfer."""
+    import struct
+
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if chunk_id == b"data":
+            available = len(data) - (pos + 8)
+            # 0 and 0xFFFFFFFF are streaming placeholders some writers leave; only a real shortfall is corrupt.
+            if size not in (0, 0xFFFFFFFF) and available < size:
+                raise AudioError(f"{what} is corrupt: truncated (its data chunk promises {size} bytes, "
+                                 f"{available} are present)")
+            return
+        pos += 8 + size + (size & 1)
 
 
 def check_not_clipped(audio: Audio, *, what: str = "audio", max_fraction: float = 0.01) -> None:

@@ -1,0 +1,404 @@
+"""Compose toolset: generate music from text, then iterate stem by stem.
+
+The offline default is the symbolic composer rendered through FluidSynth; MusicGen (through the
+local engine) is used when its weights are present. Both run as jobs that publish a preview
+artifact early, then the mix, stems, MIDI and a waveform picture.
+"""
+
+import base64
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from mcp.server.mcpserver import Context
+from mcp_types import AudioContent, CallToolResult
+from pydantic import Field
+
+from ..app import App
+from ..errors import BadInput
+from ..jobs import JobContext, JobFailed
+from ..music import params as music_params
+from ..music.audio_io import decode_audio, media_type_for
+from ..principal import current_principal
+from ..storage.records import ArtifactRecord
+from ..views import JobView
+from .base import Toolset
+from .common import WaitSeconds, job_result
+
+GenreName = Literal[tuple(music_params.GENRES)]  # type: ignore[valid-type]
+MoodName = Literal[tuple(music_params.MOODS)]  # type: ignore[valid-type]
+InstrumentName = Literal[tuple(music_params.INSTRUMENTS)]  # type: ignore[valid-type]
+OutputFormat = Literal["wav", "flac", "ogg"]
+COMPOSER_MODEL = {"model_id": "echotune-composer", "backend": "composer", "weights_license": None}
+
+
+def _control_error(exc: Exception) -> BadInput:
+    field = getattr(exc, "field", "arguments")
+    return BadInput(field, str(exc))
+
+
+def build(app: App) -> Toolset:
+    ts = Toolset("compose", "Generate music from text and iterate on it stem by stem.")
+    max_dur = app.settings.max_generation_seconds
+
+    @ts.tool(title="Generate music", read_only=False, destructive=False, idempotent=False)
+    async def generate_music(
+        prompt: Annotated[str, Field(min_length=1, max_length=1000,
+                                     description="what to make, in words: genre, mood, instruments, tempo "
+                                                 "('85 bpm', 'fast'), key ('in A minor')")],
+        ctx: Context,
+        duration_s: Annotated[float, Field(gt=0, le=max_dur, description=f"length in seconds (max {max_dur:.0f})")] = 30.0,
+        genre: Annotated[GenreName | None, Field(description="overrides a genre named in the prompt")] = None,
+        mood: Annotated[MoodName | None, Field(description="overrides a mood named in the prompt")] = None,
+        bpm: Annotated[float | None, Field(ge=40, le=240, description="tempo, 40-240 beats per minute")] = None,
+        key: Annotated[str | None, Field(max_length=16, description="e.g. 'A minor', 'F# major', 'Bb minor'")] = None,
+        instruments: Annotated[list[InstrumentName] | None, Field(max_length=8,
+                                                                  description="instruments to feature")] = None,
+        structure: Annotated[list[str] | None, Field(max_length=16, description="section names in order, e.g. "
+                                                     "['intro','verse','chorus','verse','chorus','outro']")] = None,
+        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description="same seed + arguments = same music")] = None,
+        backend: Annotated[Literal["auto", "composer", "musicgen"], Field(
+            description="auto: MusicGen when its weights are downloaded, else the offline composer")] = "auto",
+        model: Annotated[str, Field(max_length=64, description="MusicGen model id or 'auto'")] = "auto",
+        output_format: Annotated[OutputFormat, Field(description="format of the mix artifact")] = "wav",
+        inline_preview: Annotated[bool, Field(description="also inline a short OGG preview (<1 MiB) in the result")] = False,
+        wait_seconds: WaitSeconds = 20,
+    ) -> Annotated[CallToolResult, JobView]:
+        """Generate a piece of music from a text prompt, as a background job.
+
+        Returns the finished result if it completes within wait_seconds, else a job handle to poll
+        with get_job. Produces artifacts: a quick preview (first seconds), the mastered mix
+        (-14 LUFS), one stem per instrument, the MIDI file, an arrangement (JSON, used by
+        regenerate_stem/add_stem) and a waveform picture. Explicit arguments override what the
+        prompt says; the result lists which parameters came from the text.
+        """
+        owner = current_principal()
+        try:
+            resolved = music_params.resolve_params(
+                prompt, duration_s=duration_s, genre=genre, mood=mood, bpm=bpm, key=key,
+                instruments=list(instruments) if instruments else None, structure=structure, seed=seed,
+                max_duration_s=max_dur)
+        except music_params.ControlError as exc:
+            raise _control_error(exc) from None
+        chosen = await _choose_backend(app, backend)
+        args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "model": model,
+                "output_format": output_format, "resolved": resolved.to_dict()}
+
+        async def work(job: JobContext) -> dict[str, Any]:
+            if chosen == "musicgen":
+                return await _run_musicgen(app, job, prompt, resolved, model, output_format)
+            return await _run_composer(app, job, resolved, output_format, prompt=prompt)
+
+        job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
+        result = await job_result(app, owner, job.id, wait_seconds, ctx)
+        if inline_preview:
+            await _attach_inline_preview(app, owner, result)
+        return result
+
+    @ts.tool(title="Regenerate one stem", read_only=False, destructive=False, idempotent=False)
+    async def regenerate_stem(
+        artifact: Annotated[str, Field(min_length=1, max_length=256,
+                                       description="the mix artifact (id or URI) from generate_music")],
+        stem: Annotated[str, Field(min_length=1, max_length=40, description="stem name, e.g. drums, bass, lead")],
+        ctx: Context,
+        instruction: Annotated[str | None, Field(max_length=300, description="e.g. 'busier drums', "
+                                                 "'bass an octave lower', 'sparser', 'softer'")] = None,
+        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None,
+        output_format: OutputFormat = "wav",
+        wait_seconds: WaitSeconds = 20,
+    ) -> Annotated[CallToolResult, JobView]:
+        """Re-compose one stem of a generated piece, keeping the others, and re-mix.
+
+        The new mix and stem are new artifacts whose parents are the originals; the original
+        piece is untouched, so you can compare versions.
+        """
+        owner = current_principal()
+        mix, arrangement, resolved = await _load_piece(app, owner, artifact)
+        names = [t.name for t in arrangement.tracks]
+        if stem not in names:
+            raise BadInput("stem", f"{stem!r} is not a stem of this piece", names)
+        from ..music.composer import regenerate_stem as recompose
+
+        new_seed = seed if seed is not None else (resolved.seed + 1) % (2**31)
+        try:
+            new_arr = recompose(arrangement, resolved, stem, instruction, new_seed)
+        except music_params.ControlError as exc:
+            raise _control_error(exc) from None
+
+        async def work(job: JobContext) -> dict[str, Any]:
+            return await _rerender(app, job, mix, new_arr, resolved, changed={stem}, output_format=output_format,
+                                   note={"operation": "regenerate_stem", "stem": stem, "instruction": instruction,
+                                         "seed": new_seed})
+
+        job = await app.jobs.submit(owner=owner, tool="regenerate_stem",
+                                    params={"artifact": mix.id, "stem": stem, "instruction": instruction,
+                                            "seed": new_seed}, work=work)
+        return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    @ts.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False)
+    async def add_stem(
+        artifact: Annotated[str, Field(min_length=1, max_length=256,
+                                       description="the mix artifact (id or URI) from generate_music")],
+        instrument: Annotated[InstrumentName, Field(description="the instrument to add")],
+        ctx: Context,
+        role: Annotated[Literal["pad", "arpeggio", "lead", "bass", "percussion", "texture", "counter"] | None,
+                        Field(description="what the new part does; chosen from the instrument if omitted")] = None,
+        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None,
+        output_format: OutputFormat = "wav",
+        wait_seconds: WaitSeconds = 20,
+    ) -> Annotated[CallToolResult, JobView]:
+        """Add one new instrument part to a generated piece and re-mix; the original stays as it was."""
+        owner = current_principal()
+        mix, arrangement, resolved = await _load_piece(app, owner, artifact)
+        from ..music.composer import add_stem as compose_added
+
+        new_seed = seed if seed is not None else (resolved.seed + 7) % (2**31)
+        try:
+            new_arr = compose_added(arrangement, resolved, instrument, role, new_seed)
+        except music_params.ControlError as exc:
+            raise _control_error(exc) from None
+        added = {t.name for t in new_arr.tracks} - {t.name for t in arrangement.tracks}
+
+        async def work(job: JobContext) -> dict[str, Any]:
+            return await _rerender(app, job, mix, new_arr, resolved, changed=added, output_format=output_format,
+                                   note={"operation": "add_stem", "instrument": instrument, "role": role,
+                                         "seed": new_seed})
+
+        job = await app.jobs.submit(owner=owner, tool="add_stem",
+                                    params={"artifact": mix.id, "instrument": instrument, "role": role,
+                                            "seed": new_seed}, work=work)
+        return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    return ts
+
+
+# -- backends ---------------------------------------------------------------------------------------
+async def _choose_backend(app: App, backend: str) -> str:
+    if backend == "composer":
+        return "composer"
+    available, why = _musicgen_status(app)
+    if backend == "musicgen" and not available:
+        raise BadInput("backend", why, "auto, composer")
+    return "musicgen" if available else "composer"
+
+
+def _musicgen_status(app: App) -> tuple[bool, str]:
+    try:
+        from ..engine.musicgen_backend import musicgen_available
+    except ImportError:
+        return False, "MusicGen needs the ml extra (pip install 'echotune-mcp[ml]'); use backend=composer"
+    if not musicgen_available(app.settings):
+        return False, ("no MusicGen weights are downloaded: run `echotune-mcp models pull musicgen-small`, "
+                       "or use backend=composer")
+    return True, ""
+
+
+def _soundfont_record(app: App) -> dict[str, Any]:
+    from ..music.render import soundfont_info
+
+    return soundfont_info(app.settings.soundfont)
+
+
+async def _run_composer(app: App, job: JobContext, resolved: Any, fmt: str, *, prompt: str) -> dict[str, Any]:
+    from ..music.composer import compose
+    from ..music.pipeline import render_preview
+
+    sr = app.settings.sample_rate
+    sf = app.settings.soundfont
+    await job.progress(0.02, "composing the arrangement")
+    arrangement = await job.run_in_thread(compose, resolved)
+    soundfont = _soundfont_record(app)
+    base_prov = {"tool": job.job.tool, "backend": "composer", "model": COMPOSER_MODEL, "soundfont": soundfont,
+                 "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed}
+    arr_art = await job.add_artifact(data=arrangement.to_json().encode(), kind="arrangement",
+                                     media_type="application/json", name="arrangement.json",
+                                     provenance=base_prov)
+    await job.progress(0.05, "rendering a preview of the first seconds")
+    preview, _ = await job.run_in_thread(lambda: render_preview(arrangement, sample_rate=sr, soundfont=sf))
+    preview_art = await job.add_artifact(data=_encode(preview, sr, "ogg", resolved, soundfont), kind="preview",
+                                         media_type=media_type_for("ogg"), name="preview.ogg",
+                                         parents=[arr_art.id], meta={"seconds": round(len(preview) / sr, 2)},
+                                         provenance=base_prov)
+    await job.progress(0.12, "preview ready; rendering the full piece")
+    return await _finish_render(app, job, arrangement, resolved, fmt, arr_art, base_prov,
+                                extra_result={"preview_artifact_id": preview_art.id, "from_text": resolved.from_text})
+
+
+async def _finish_render(app: App, job: JobContext, arrangement: Any, resolved: Any, fmt: str,
+                         arr_art: ArtifactRecord, base_prov: dict[str, Any], *,
+                         reuse: dict[str, np.ndarray] | None = None, reuse_ids: dict[str, str] | None = None,
+                         extra_parents: list[str] | None = None, extra_result: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+    from ..music.pipeline import render_piece
+
+    sr = app.settings.sample_rate
+    lo, hi = 0.12, 0.85
+
+    def on_progress(f: float, msg: str) -> None:
+        job.progress_threadsafe(lo + (hi - lo) * f, msg)
+
+    piece = await job.run_in_thread(lambda: render_piece(arrangement, sample_rate=sr, soundfont=app.settings.soundfont,
+                                                         progress=on_progress, reuse_stems=reuse))
+    soundfont = base_prov.get("soundfont")
+    await job.progress(0.88, "saving stems")
+    stem_ids: dict[str, str] = {}
+    for name, audio in piece.stems.items():
+        if reuse_ids and name in reuse_ids:
+            stem_ids[name] = reuse_ids[name]  # unchanged stem: the original artifact is reused as-is
+            continue
+        rec = await job.add_artifact(data=_encode(audio, sr, "wav", resolved, soundfont), kind="stem",
+                                     media_type=media_type_for("wav"), name=f"stem-{name}.wav", parents=[arr_art.id],
+                                     meta={"stem": name, "sample_rate": sr, "duration_s": round(len(audio) / sr, 3)},
+                                     provenance=base_prov)
+        stem_ids[name] = rec.id
+    midi = await job.add_artifact(data=piece.midi, kind="midi", media_type="audio/midi", name="arrangement.mid",
+                                  parents=[arr_art.id], provenance=base_prov)
+    await job.progress(0.93, "saving the mix")
+    mix_meta = {"arrangement_id": arr_art.id, "stems": stem_ids, "midi_id": midi.id, "sample_rate": sr,
+                "duration_s": round(len(piece.mix) / sr, 3), "loudness": piece.master_stats,
+                "bpm": arrangement.bpm, "key": _key_name(arrangement), "params": resolved.to_dict()}
+    mix = await job.add_artifact(data=_encode(piece.mix, sr, fmt, resolved, soundfont), kind="audio",
+                                 media_type=media_type_for(fmt), name=f"mix.{fmt}",
+                                 parents=[*(extra_parents or []), *stem_ids.values(), midi.id],
+                                 meta=mix_meta, provenance=base_prov)
+    await job.progress(0.97, "drawing the waveform")
+    from ..music.waveform import waveform_png
+
+    png = await job.run_in_thread(lambda: waveform_png(piece.mix, sr, title=f"{mix.name} ({mix.id})"))
+    wave = await job.add_artifact(data=png, kind="image", media_type="image/png", name="waveform.png",
+                                  parents=[mix.id], provenance=base_prov)
+    return {
+        "backend": "composer",
+        "mix_artifact_id": mix.id,
+        "mix_uri": f"echotune://artifacts/{mix.id}/content",
+        "stems": stem_ids,
+        "midi_artifact_id": midi.id,
+        "arrangement_artifact_id": arr_art.id,
+        "waveform_artifact_id": wave.id,
+        "duration_s": mix_meta["duration_s"],
+        "bpm": arrangement.bpm,
+        "key": mix_meta["key"],
+        "loudness": piece.master_stats,
+        "parameters": resolved.to_dict(),
+        "sections": [_section_dict(s) for s in getattr(arrangement, "sections", [])],
+        "soundfont": soundfont,
+        **(extra_result or {}),
+    }
+
+
+async def _rerender(app: App, job: JobContext, mix: ArtifactRecord, arrangement: Any, resolved: Any, *,
+                    changed: set[str], output_format: str, note: dict[str, Any]) -> dict[str, Any]:
+    owner = job.owner
+    await job.progress(0.02, "loading the unchanged stems")
+    reuse: dict[str, np.ndarray] = {}
+    reuse_ids: dict[str, str] = {}
+    for name, art_id in (mix.meta.get("stems") or {}).items():
+        if name in changed:
+            continue
+        rec = await app.artifacts.get(owner, art_id)
+        data = await app.artifacts.read(rec)
+        reuse[name] = decode_audio(data, max_seconds=1e9, what=rec.name).samples
+        reuse_ids[name] = art_id
+    soundfont = _soundfont_record(app)
+    base_prov = {"tool": job.job.tool, "backend": "composer", "model": COMPOSER_MODEL, "soundfont": soundfont,
+                 "prompt": mix.provenance.get("prompt") if mix.provenance else None,
+                 "parameters": {**resolved.to_dict(), **note}, "seed": note.get("seed")}
+    arr_art = await job.add_artifact(data=arrangement.to_json().encode(), kind="arrangement",
+                                     media_type="application/json", name="arrangement.json",
+                                     parents=[mix.meta["arrangement_id"]], provenance=base_prov)
+    return await _finish_render(app, job, arrangement, resolved, output_format, arr_art, base_prov,
+                                reuse=reuse, reuse_ids=reuse_ids, extra_parents=[mix.id],
+                                extra_result={"derived_from": mix.id, **note})
+
+
+async def _load_piece(app: App, owner: str, ref: str) -> tuple[ArtifactRecord, Any, Any]:
+    from ..music.composer import Arrangement
+
+    mix = await app.artifacts.resolve(owner, ref)
+    arr_id = mix.meta.get("arrangement_id")
+    if mix.kind != "audio" or not arr_id:
+        raise BadInput("artifact", f"{mix.id} is a {mix.kind} artifact without an arrangement",
+                       "the mix artifact (mix_artifact_id) returned by generate_music, regenerate_stem or add_stem")
+    arr_rec = await app.artifacts.get(owner, arr_id)
+    arrangement = Arrangement.from_json((await app.artifacts.read(arr_rec)).decode())
+    resolved = music_params.ResolvedParams.from_dict(mix.meta["params"])
+    return mix, arrangement, resolved
+
+
+async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, model: str, fmt: str) -> dict[str, Any]:
+    from ..engine.musicgen_backend import generate_musicgen
+
+    sr_holder: dict[str, Any] = {}
+
+    async def on_progress(fraction: float, message: str) -> None:
+        await job.progress(0.05 + 0.85 * fraction, message)
+
+    async def on_preview(audio: np.ndarray, sample_rate: int) -> None:
+        sr_holder["previews"] = sr_holder.get("previews", 0) + 1
+        await job.add_artifact(data=_encode(audio, sample_rate, "ogg", resolved, None), kind="preview",
+                               media_type=media_type_for("ogg"), name=f"preview-{sr_holder['previews']}.ogg",
+                               meta={"seconds": round(len(audio) / sample_rate, 2)},
+                               provenance={"tool": "generate_music", "backend": "musicgen", "prompt": prompt})
+
+    try:
+        res = await generate_musicgen(prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed,
+                                      temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0, melody=None,
+                                      melody_sr=None, continuation=None, continuation_sr=None,
+                                      on_progress=on_progress, on_preview=on_preview, settings=app.settings)
+    except (FileNotFoundError, LookupError) as exc:
+        raise JobFailed(str(exc)) from exc
+    model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
+                  "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
+    prov = {"tool": "generate_music", "backend": "musicgen", "model": model_info, "prompt": prompt,
+            "parameters": resolved.to_dict(), "seed": resolved.seed}
+    from ..music.master import mix_and_master
+
+    mix, stats = await job.run_in_thread(lambda: mix_and_master({"mix": res.audio}, res.sample_rate))
+    art = await job.add_artifact(data=_encode(mix, res.sample_rate, fmt, resolved, None), kind="audio",
+                                 media_type=media_type_for(fmt), name=f"mix.{fmt}",
+                                 meta={"sample_rate": res.sample_rate, "duration_s": round(len(mix) / res.sample_rate, 3),
+                                       "loudness": stats, "params": resolved.to_dict()},
+                                 provenance=prov, license=None)
+    return {"backend": "musicgen", "mix_artifact_id": art.id, "mix_uri": f"echotune://artifacts/{art.id}/content",
+            "model": model_info, "loudness": stats, "parameters": resolved.to_dict()}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def _encode(audio: np.ndarray, sr: int, fmt: str, resolved: Any, soundfont: dict[str, Any] | None) -> bytes:
+    from ..music.audio_io import encode_audio
+
+    tags = {"software": "EchoTune MCP", "comment": f"generated; seed {getattr(resolved, 'seed', '')}"}
+    return encode_audio(audio, sr, fmt, tags)
+
+
+def _key_name(arrangement: Any) -> str:
+    key = getattr(arrangement, "key", None)
+    if isinstance(key, str):
+        return key
+    if hasattr(arrangement, "key_name"):
+        kn = arrangement.key_name
+        return kn() if callable(kn) else kn
+    return str(key)
+
+
+def _section_dict(section: Any) -> dict[str, Any]:
+    if isinstance(section, dict):
+        return section
+    return {k: getattr(section, k) for k in ("name", "start_s", "end_s", "energy") if hasattr(section, k)}
+
+
+async def _attach_inline_preview(app: App, owner: str, result: CallToolResult) -> None:
+    """Inline a short OGG clip (< 1 MiB) when the caller asked and a preview exists."""
+    data = result.structured_content or {}
+    preview_id = (data.get("result") or {}).get("preview_artifact_id")
+    if not preview_id:
+        preview = next((a for a in data.get("artifacts", []) if a.get("kind") == "preview"), None)
+        preview_id = preview and preview["artifact_id"]
+    if not preview_id:
+        return
+    rec = await app.artifacts.get(owner, preview_id)
+    if rec.size >= 1024 * 1024:
+        return
+    blob = await app.artifacts.read(rec)
+    result.content.append(AudioContent(type="audio", data=base64.b64encode(blob).decode(), mime_type=rec.media_type))
+
+

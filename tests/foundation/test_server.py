@@ -1,0 +1,63 @@
+"""Server assembly: toolsets, read-only mode, instructions, prompts, refusing unsafe binds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from echotune_mcp.config import ALL_TOOLSETS, Settings
+
+
+async def test_read_only_mode_hides_every_mutating_tool(make_client):
+    async with make_client() as (client, _):
+        full = {t.name: t for t in (await client.list_tools()).tools}
+    async with make_client(read_only=True) as (client, _):
+        ro = {t.name: t for t in (await client.list_tools()).tools}
+    assert ro and set(ro) < set(full)
+    assert all(t.annotations.read_only_hint for t in ro.values())
+    assert {n for n, t in full.items() if t.annotations.read_only_hint} == set(ro)
+    assert "delete_artifact" in full and "delete_artifact" not in ro
+
+
+async def test_toolsets_flag_limits_what_is_exposed(make_client):
+    async with make_client(toolsets=("jobs",)) as (client, _):
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"get_job", "list_jobs", "cancel_job"}
+
+
+def test_unknown_toolset_is_refused():
+    with pytest.raises(ValueError, match="valid toolsets"):
+        Settings(toolsets=("jobs", "nope")).validate()
+    assert "jobs" in ALL_TOOLSETS
+
+
+async def test_every_tool_is_typed_and_annotated(make_client):
+    async with make_client() as (client, _):
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        assert tool.description and len(tool.description) > 40, tool.name
+        assert tool.output_schema is not None, f"{tool.name} has no outputSchema"
+        a = tool.annotations
+        assert a is not None and a.title and a.read_only_hint is not None and a.open_world_hint is not None
+        assert not (a.read_only_hint and a.destructive_hint), tool.name
+        for name, prop in tool.input_schema.get("properties", {}).items():
+            assert "description" in prop or "$ref" in prop or "anyOf" in prop or "enum" in prop or prop.get("type"), (tool.name, name)
+
+
+async def test_instructions_and_prompts(make_client):
+    async with make_client() as (client, _):
+        assert "get_job" in client.instructions and "echotune://artifacts" in client.instructions
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        assert {"track_brief", "iterate_stem"} <= set(prompts)
+        got = await client.get_prompt("track_brief", {"idea": "rain on a tin roof"})
+        text = got.messages[0].content.text
+        assert "rain on a tin roof" in text and "generate_music" in text
+
+
+def test_http_refuses_non_loopback_bind_without_auth(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "echotune_mcp", "serve", "--transport", "http", "--host", "0.0.0.0",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "refusing to bind 0.0.0.0" in proc.stderr and "auth" in proc.stderr
