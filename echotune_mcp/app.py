@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
@@ -33,6 +34,11 @@ class App:
         self._artifacts: ArtifactService | None = None
         self._jobs: JobManager | None = None
         self.interrupted_at_start = 0
+        self._update_listeners: list[Callable[[str], Awaitable[None]]] = []
+
+    def add_update_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """Also tell ``listener`` about resource updates (legacy ``resources/subscribe`` sessions)."""
+        self._update_listeners.append(listener)
 
     @property
     def storage(self) -> Storage:
@@ -76,5 +82,7 @@ class App:
         """Tell ``subscriptions/listen`` clients that a resource (a job, an artifact) changed."""
         try:
             await self.bus.publish(ResourceUpdated(uri=uri))
+            for listener in self._update_listeners:
+                await listener(uri)
         except Exception:  # a notification must never fail the work that triggered it
             log.debug("resource-updated notification failed for %s", uri, exc_info=True)

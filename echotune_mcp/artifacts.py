@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,17 @@ def package_version() -> str:
         return __version__
 
 
+CreatedHook = Callable[["ArtifactService", ArtifactRecord], Awaitable[None]]
+
+
 class ArtifactService:
     def __init__(self, storage: Storage):
         self.storage = storage
+        self._created_hooks: list[CreatedHook] = []
+
+    def on_created(self, hook: CreatedHook) -> None:
+        """Run ``hook`` after each artifact is stored (e.g. to sign a content-credentials manifest)."""
+        self._created_hooks.append(hook)
 
     async def create(
         self,
@@ -91,6 +100,8 @@ class ArtifactService:
                 **(provenance or {}),
             }
             await self.storage.artifacts.insert(record)
+        for hook in self._created_hooks:
+            await hook(self, record)
         return record
 
     async def get(self, owner: str, artifact_id: str) -> ArtifactRecord:

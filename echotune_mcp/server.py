@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import weakref
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
@@ -62,6 +65,37 @@ def _content_mime_middleware(app: App):
     return middleware
 
 
+def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Any:
+    """The long-lived connection behind a request (the per-request session wrapper dies with the request)."""
+    return getattr(ctx.session, "_connection", ctx.session)
+
+
+class LegacySubscriptions:
+    """``resources/subscribe`` for pre-2026 clients: they are told when a job or artifact they watch changes.
+
+    2026-07-28 clients use ``subscriptions/listen``, served by the SDK from the App's bus.
+    Sessions are held weakly, so a client that disconnects simply drops out.
+    """
+
+    def __init__(self) -> None:
+        self._subs: dict[str, weakref.WeakSet[Any]] = defaultdict(weakref.WeakSet)
+
+    async def subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        self._subs[str(params.uri)].add(_connection_of(ctx))
+        return types.EmptyResult()
+
+    async def unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        self._subs.get(str(params.uri), weakref.WeakSet()).discard(_connection_of(ctx))
+        return types.EmptyResult()
+
+    async def notify(self, uri: str) -> None:
+        for session in list(self._subs.get(uri, ())):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # the client went away; forget it
+                self._subs[uri].discard(session)
+
+
 def build_server(app: App) -> MCPServer:
     """One server per App. The App is entered by the lifespan so in-memory and stdio use just work."""
     settings: Settings = app.settings
@@ -81,6 +115,11 @@ def build_server(app: App) -> MCPServer:
         subscriptions=app.bus,
         middleware=[_content_mime_middleware(app)],
     )
+    legacy = LegacySubscriptions()
+    server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)
+    server._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
+                                                legacy.unsubscribe)
+    app.add_update_listener(legacy.notify)
     registered: dict[str, list[str]] = {}
     for name in ALL_TOOLSETS:
         if name not in settings.toolsets:
