@@ -97,16 +97,30 @@ def _print_result(result: Any) -> None:
     print(render_result(result))
 
 
-async def _in_process_call(settings: Settings, tool: str, arguments: dict[str, Any]) -> int:
+async def _in_process_call(settings: Settings, tool: str, arguments: dict[str, Any], *, as_table: bool = False) -> int:
     from mcp import Client
 
     from .app import App
+    from .clientutil import jobs_table, progress_bar
     from .server import build_server
 
     app = App(settings)
-    async with app, Client(build_server(app)) as client:
-        result = await client.call_tool(tool, arguments)
-        _print_result(result)
+    shown = {"line": ""}
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        line = progress_bar(progress / (total or 1.0), message or "")
+        if line != shown["line"] and sys.stderr.isatty():
+            shown["line"] = line
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+
+    async with app, Client(build_server(app, log_level="WARNING")) as client:
+        result = await client.call_tool(tool, arguments, progress_callback=on_progress)
+        if shown["line"]:
+            print(file=sys.stderr)
+        if as_table and not result.is_error:
+            print(jobs_table(result.structured_content["jobs"]))
+        else:
+            _print_result(result)
         return 1 if result.is_error else 0
 
 
@@ -118,7 +132,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     arguments: dict[str, Any] = {"limit": args.limit}
     if args.status:
         arguments["status"] = args.status
-    return asyncio.run(_in_process_call(_settings_from_args(args), "list_jobs", arguments))
+    return asyncio.run(_in_process_call(_settings_from_args(args), "list_jobs", arguments, as_table=True))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -28,8 +28,33 @@ MODEL_CARDS_DIR = _bundled_dir("models")
 ALL_TOOLSETS = ("jobs", "artifacts", "compose")
 
 
+def config_file_path() -> Path:
+    """``ECHOTUNE_CONFIG``, else the per-user config folder's ``config.toml``."""
+    explicit = os.environ.get("ECHOTUNE_CONFIG")
+    return Path(explicit).expanduser() if explicit else Path(platformdirs.user_config_dir("echotune-mcp")) / "config.toml"
+
+
+def _file_values() -> dict[str, str]:
+    """Keys of the config file are the env names without the prefix, any case: ``spotify_client_id = "..."``.
+
+    Secrets (client ids and secrets) belong here or in the environment, never in tool arguments.
+    """
+    path = config_file_path()
+    if not path.is_file():
+        return {}
+    import tomllib
+
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    section = data.get("echotune", data)
+    return {str(k).upper(): str(v) for k, v in section.items() if not isinstance(v, dict)}
+
+
 def _env(name: str, default: str | None = None) -> str | None:
+    """Environment first, then the config file, then the default."""
     value = os.environ.get(f"ECHOTUNE_{name}")
+    if value in (None, ""):
+        value = _file_values().get(name)
     return value if value not in (None, "") else default
 
 

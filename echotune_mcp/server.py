@@ -96,7 +96,7 @@ class LegacySubscriptions:
                 self._subs[uri].discard(session)
 
 
-def build_server(app: App) -> MCPServer:
+def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
     """One server per App. The App is entered by the lifespan so in-memory and stdio use just work."""
     settings: Settings = app.settings
 
@@ -114,6 +114,7 @@ def build_server(app: App) -> MCPServer:
         lifespan=lifespan,
         subscriptions=app.bus,
         middleware=[_content_mime_middleware(app)],
+        log_level=log_level,  # type: ignore[arg-type]
     )
     legacy = LegacySubscriptions()
     server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)
