@@ -106,6 +106,7 @@ class JobManager:
         self.app = app
         self.store = app.storage.jobs
         self._live: dict[str, _Live] = {}
+        self._shutting_down = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def recover(self) -> int:
@@ -113,7 +114,9 @@ class JobManager:
         return await self.store.mark_interrupted()
 
     async def shutdown(self) -> None:
-        for job_id, live in list(self._live.items()):
+        """Stop running work; what was cut short is recorded as interrupted, not cancelled by a user."""
+        self._shutting_down = True
+        for live in list(self._live.values()):
             live.cancel.set()
             if live.task is not None:
                 live.task.cancel()
@@ -160,9 +163,14 @@ class JobManager:
                 )
                 sp.set_attribute("echotune.job.status", "succeeded" if final else "cancelled")
             except (JobCancelled, asyncio.CancelledError):
-                await self.store.set_status(job.owner, job.id, JobStatus.cancelled, expect=ACTIVE_STATUSES,
-                                            message="cancelled")
-                sp.set_attribute("echotune.job.status", "cancelled")
+                if self._shutting_down:
+                    await self.store.set_status(job.owner, job.id, JobStatus.interrupted, expect=ACTIVE_STATUSES,
+                                                error="the server stopped while this job was running; start it again")
+                    sp.set_attribute("echotune.job.status", "interrupted")
+                else:
+                    await self.store.set_status(job.owner, job.id, JobStatus.cancelled, expect=ACTIVE_STATUSES,
+                                                message="cancelled")
+                    sp.set_attribute("echotune.job.status", "cancelled")
             except Exception as exc:
                 message = str(exc) if isinstance(exc, JobFailed | EchoError | ValueError) else (
                     f"internal error ({type(exc).__name__}); the job was not completed")

@@ -193,3 +193,17 @@ async def test_kill_minus_9_marks_running_jobs_interrupted_and_keeps_finished_ou
         art = await app.artifacts.get("local", finished.result["artifact"])
         assert await app.artifacts.read(art) == b"x" * 100_000
     assert not list(Path(settings.data_dir, "blobs").glob("*/.tmp-*"))
+
+
+async def test_clean_shutdown_records_running_jobs_as_interrupted(settings):
+    async def forever(job: JobContext):
+        await job.progress(0.1, "working")
+        await asyncio.sleep(3600)
+
+    async with App(settings) as app:
+        job = await app.jobs.submit(owner="local", tool="t", params={}, work=forever)
+        await asyncio.sleep(0.1)
+    async with App(settings) as app:
+        state = await app.jobs.get("local", job.id)
+        assert state.status == JobStatus.interrupted and "start it again" in state.error
+        assert app.interrupted_at_start == 0
