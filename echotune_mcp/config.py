@@ -25,7 +25,7 @@ def _bundled_dir(name: str) -> Path:
 PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
-ALL_TOOLSETS = ("jobs", "artifacts", "compose")
+ALL_TOOLSETS = ("jobs", "artifacts", "compose", "licensing", "curation")
 
 
 def config_file_path() -> Path:
@@ -84,6 +84,25 @@ def _env_list(name: str) -> tuple[str, ...]:
     return tuple(p for p in (raw or "").split(os.pathsep if os.pathsep in (raw or "") else ",") if p)
 
 
+def _provider_settings() -> dict[str, object]:
+    """The music-provider fields of ``Settings`` from ``ECHOTUNE_SPOTIFY_*``, ``ECHOTUNE_YTMUSIC_*`` and friends."""
+    yt_file = _env("YTMUSIC_AUTH_FILE")
+    return {
+        "spotify_client_id": _env("SPOTIFY_CLIENT_ID"),
+        "spotify_client_secret": _env("SPOTIFY_CLIENT_SECRET"),
+        "spotify_api_base": (_env("SPOTIFY_API_BASE") or "https://api.spotify.com/v1").rstrip("/"),
+        "spotify_auth_base": (_env("SPOTIFY_AUTH_BASE") or "https://accounts.spotify.com").rstrip("/"),
+        "spotify_token": _env("SPOTIFY_TOKEN"),
+        "oauth_redirect_port": _env_int("OAUTH_REDIRECT_PORT", 8765),
+        "oauth_wait_seconds": _env_float("OAUTH_WAIT_SECONDS", 120.0),
+        "ytmusic_auth_file": Path(yt_file).expanduser() if yt_file else None,
+        "ytmusic_client_id": _env("YTMUSIC_CLIENT_ID"),
+        "ytmusic_client_secret": _env("YTMUSIC_CLIENT_SECRET"),
+        "ytmusic_api_base": (_env("YTMUSIC_API_BASE") or "").rstrip("/") or None,
+        "rate_limit_cap_s": _env_float("RATE_LIMIT_CAP_S", 30.0),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured. Defaults are safe for a single local user."""
@@ -106,6 +125,19 @@ class Settings:
     engine_url: str | None = None
     device: str | None = None
     models_dir: Path | None = None
+    # Music providers (issue #7). Client ids and secrets come from here, never from tool arguments.
+    spotify_client_id: str | None = None
+    spotify_client_secret: str | None = None  # optional: PKCE works for public clients without one
+    spotify_api_base: str = "https://api.spotify.com/v1"
+    spotify_auth_base: str = "https://accounts.spotify.com"
+    spotify_token: str | None = None  # a ready access token (CI, a person): used as is, never refreshed
+    oauth_redirect_port: int = 8765  # loopback callback port; must match the app's registered redirect URI
+    oauth_wait_seconds: float = 120.0  # how long connect_provider waits for the browser to come back
+    ytmusic_auth_file: Path | None = None  # browser-headers JSON or an OAuth token file from `ytmusicapi`
+    ytmusic_client_id: str | None = None
+    ytmusic_client_secret: str | None = None
+    ytmusic_api_base: str | None = None  # another host for https://music.youtube.com (tests, proxies)
+    rate_limit_cap_s: float = 30.0  # the longest Retry-After we wait out ourselves before telling the agent
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -132,6 +164,7 @@ class Settings:
             engine_url=_env("ENGINE_URL"),
             device=_env("DEVICE"),
             models_dir=Path(models).expanduser() if models else None,
+            **_provider_settings(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

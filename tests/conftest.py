@@ -24,7 +24,7 @@ def shared_path(*parts: str) -> Path:
 def settings(tmp_path: Path) -> Settings:
     roots = (tmp_path / "allowed",)
     roots[0].mkdir()
-    return Settings(data_dir=tmp_path / "data", allowed_roots=roots, max_audio_seconds=120.0, toolsets=("jobs", "artifacts"),  # TEMP
+    return Settings(data_dir=tmp_path / "data", allowed_roots=roots, max_audio_seconds=120.0,
                     max_generation_seconds=120.0)
 
 

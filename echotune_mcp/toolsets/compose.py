@@ -16,6 +16,7 @@ from pydantic import Field
 from ..app import App
 from ..errors import BadInput
 from ..jobs import JobContext, JobFailed
+from ..licensing import complete_provenance, file_tags
 from ..music import params as music_params
 from ..music.audio_io import decode_audio, media_type_for
 from ..principal import current_principal
@@ -214,7 +215,7 @@ async def _run_composer(app: App, job: JobContext, resolved: Any, fmt: str, *, p
                                      provenance=base_prov)
     await job.progress(0.05, "rendering a preview of the first seconds")
     preview, _ = await job.run_in_thread(lambda: render_preview(arrangement, sample_rate=sr, soundfont=sf))
-    preview_art = await job.add_artifact(data=_encode(preview, sr, "ogg", resolved, soundfont), kind="preview",
+    preview_art = await job.add_artifact(data=_encode(preview, sr, "ogg", base_prov), kind="preview",
                                          media_type=media_type_for("ogg"), name="preview.ogg",
                                          parents=[arr_art.id], meta={"seconds": round(len(preview) / sr, 2)},
                                          provenance=base_prov)
@@ -245,7 +246,7 @@ async def _finish_render(app: App, job: JobContext, arrangement: Any, resolved: 
         if reuse_ids and name in reuse_ids:
             stem_ids[name] = reuse_ids[name]  # unchanged stem: the original artifact is reused as-is
             continue
-        rec = await job.add_artifact(data=_encode(audio, sr, "wav", resolved, soundfont), kind="stem",
+        rec = await job.add_artifact(data=_encode(audio, sr, "wav", base_prov), kind="stem",
                                      media_type=media_type_for("wav"), name=f"stem-{name}.wav", parents=[arr_art.id],
                                      meta={"stem": name, "sample_rate": sr, "duration_s": round(len(audio) / sr, 3)},
                                      provenance=base_prov)
@@ -256,7 +257,7 @@ async def _finish_render(app: App, job: JobContext, arrangement: Any, resolved: 
     mix_meta = {"arrangement_id": arr_art.id, "stems": stem_ids, "midi_id": midi.id, "sample_rate": sr,
                 "duration_s": round(len(piece.mix) / sr, 3), "loudness": piece.master_stats,
                 "bpm": arrangement.bpm, "key": _key_name(arrangement), "params": resolved.to_dict()}
-    mix = await job.add_artifact(data=_encode(piece.mix, sr, fmt, resolved, soundfont), kind="audio",
+    mix = await job.add_artifact(data=_encode(piece.mix, sr, fmt, base_prov), kind="audio",
                                  media_type=media_type_for(fmt), name=f"mix.{fmt}",
                                  parents=[*(extra_parents or []), *stem_ids.values(), midi.id],
                                  meta=mix_meta, provenance=base_prov)
@@ -334,10 +335,14 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
 
     async def on_preview(audio: np.ndarray, sample_rate: int) -> None:
         sr_holder["previews"] = sr_holder.get("previews", 0) + 1
-        await job.add_artifact(data=_encode(audio, sample_rate, "ogg", resolved, None), kind="preview",
+        preview_prov = {"tool": "generate_music", "backend": "musicgen", "prompt": prompt,
+                        "model": {"model_id": model, "backend": "musicgen",
+                                  "weights_license": "CC-BY-NC-4.0"},  # every MusicGen checkpoint's licence
+                        "parameters": resolved.to_dict(), "seed": resolved.seed}
+        await job.add_artifact(data=_encode(audio, sample_rate, "ogg", preview_prov), kind="preview",
                                media_type=media_type_for("ogg"), name=f"preview-{sr_holder['previews']}.ogg",
                                meta={"seconds": round(len(audio) / sample_rate, 2)},
-                               provenance={"tool": "generate_music", "backend": "musicgen", "prompt": prompt})
+                               provenance=complete_provenance(preview_prov, app.settings))
 
     try:
         res = await generate_musicgen(prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed,
@@ -348,12 +353,13 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
         raise JobFailed(str(exc)) from exc
     model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
                   "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
-    prov = {"tool": "generate_music", "backend": "musicgen", "model": model_info, "prompt": prompt,
-            "parameters": resolved.to_dict(), "seed": resolved.seed}
+    prov = complete_provenance({"tool": "generate_music", "backend": "musicgen", "model": model_info,
+                                "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed},
+                               app.settings)
     from ..music.master import mix_and_master
 
     mix, stats = await job.run_in_thread(lambda: mix_and_master({"mix": res.audio}, res.sample_rate))
-    art = await job.add_artifact(data=_encode(mix, res.sample_rate, fmt, resolved, None), kind="audio",
+    art = await job.add_artifact(data=_encode(mix, res.sample_rate, fmt, prov), kind="audio",
                                  media_type=media_type_for(fmt), name=f"mix.{fmt}",
                                  meta={"sample_rate": res.sample_rate, "duration_s": round(len(mix) / res.sample_rate, 3),
                                        "loudness": stats, "params": resolved.to_dict()},
@@ -363,12 +369,11 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def _encode(audio: np.ndarray, sr: int, fmt: str, resolved: Any, soundfont: dict[str, Any] | None) -> bytes:
+def _encode(audio: np.ndarray, sr: int, fmt: str, provenance: dict[str, Any]) -> bytes:
+    """Encode with the generator and licence written into the file's own tags (WAV INFO / Vorbis)."""
     from ..music.audio_io import encode_audio
 
-    tags = {"software": "EchoTune MCP", "comment": f"generated; seed {getattr(resolved, 'seed', '')}"}
-    return encode_audio(audio, sr, fmt, tags)
-
+    return encode_audio(audio, sr, fmt, file_tags(provenance, None))
 
 def _key_name(arrangement: Any) -> str:
     key = getattr(arrangement, "key", None)

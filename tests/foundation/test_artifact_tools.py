@@ -64,6 +64,7 @@ async def test_import_audio_refuses_bad_files(make_client, payload, needle):
         assert (await app.storage.artifacts.count("local")) == 0, "a refused upload left a record behind"
 
 
+
 async def test_import_audio_refuses_oversize_before_decoding_and_overlong(make_client):
     async with make_client(max_upload_bytes=10_000, max_audio_seconds=1.0) as (client, app):
         r = await client.call_tool("import_audio", {"data_base64": "A" * 20_000, "filename": "x.wav"})
@@ -83,8 +84,8 @@ async def test_artifact_resources_list_and_delete(make_client):
             r = await client.call_tool("import_audio", {"data_base64": b64(wav_bytes(value=0.1 + i / 10)),
                                                         "filename": f"t{i}.wav"})
             ids.append(r.structured_content["artifact_id"])
-        page1 = (await client.call_tool("list_artifacts", {"limit": 2})).structured_content
-        page2 = (await client.call_tool("list_artifacts", {"limit": 2, "cursor": page1["next_cursor"]})).structured_content
+        page1 = (await client.call_tool("list_artifacts", {"limit": 2, "kind": "upload"})).structured_content
+        page2 = (await client.call_tool("list_artifacts", {"limit": 2, "kind": "upload", "cursor": page1["next_cursor"]})).structured_content
         assert [a["artifact_id"] for a in page1["artifacts"] + page2["artifacts"]] == ids[::-1]
         assert page2["next_cursor"] is None
         meta = await client.read_resource(f"echotune://artifacts/{ids[0]}")
