@@ -1,0 +1,208 @@
+"""Spotify adapter: spotipy as the HTTP client, Spotify's Feb-2026 Development Mode API as the contract.
+
+spotipy supplies auth headers, JSON handling and error parsing; the paths are ours because several
+of its helpers still call endpoints Spotify removed (``/playlists/{id}/tracks``,
+``/users/{id}/playlists``). Limits of that API shape the code: search returns at most 10 per page
+(we page to reach larger counts), playlist item writes take at most 100 per request (we batch),
+and there are no recommendations or audio features. spotipy's own retries are off (it would sleep
+for a whole ``Retry-After`` on the event loop's worker); ``call_with_backoff`` waits instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import requests
+import spotipy
+from spotipy.exceptions import SpotifyException
+
+from ..telemetry import span
+from .backoff import RateLimitHit, call_with_backoff, parse_retry_after
+from .base import MusicProvider, Playlist, ProviderError, Track
+
+SEARCH_PAGE = 10  # Feb-2026: /search limit is 1..10
+LIBRARY_PAGE = 50  # /me/*, /playlists/{id}/items: limit 1..50
+BATCH = 100  # items per add/remove/replace request
+TIMEOUT = (5, 20)
+
+_ID = re.compile(r"^[0-9A-Za-z]{1,64}$")
+
+
+def track_id_of(ref: str) -> str:
+    """A bare id from an id, a ``spotify:track:`` URI or an open.spotify.com URL."""
+    ref = ref.strip()
+    if ref.startswith("spotify:"):
+        ref = ref.rsplit(":", 1)[-1]
+    elif "open.spotify.com/" in ref:
+        ref = ref.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if not _ID.match(ref):
+        raise ProviderError(f"{ref!r} is not a Spotify track id, URI or link")
+    return ref
+
+
+def playlist_id_of(ref: str) -> str:
+    return track_id_of(ref) if (ref.startswith("spotify:") or "open.spotify.com/" in ref) else ref.strip()
+
+
+def to_track(obj: dict[str, Any]) -> Track:
+    album = obj.get("album") or {}
+    return Track(
+        provider="spotify", id=str(obj.get("id") or ""), uri=obj.get("uri"), title=obj.get("name") or "",
+        artists=[a.get("name", "") for a in obj.get("artists") or [] if a.get("name")],
+        album=album.get("name"), duration_ms=obj.get("duration_ms"),
+        isrc=(obj.get("external_ids") or {}).get("isrc"), explicit=obj.get("explicit"),
+        release_date=album.get("release_date"), url=(obj.get("external_urls") or {}).get("spotify"),
+    )
+
+
+def to_playlist(obj: dict[str, Any]) -> Playlist:
+    items = obj.get("items") or obj.get("tracks") or {}
+    return Playlist(
+        provider="spotify", id=str(obj.get("id") or ""), name=obj.get("name") or "",
+        description=obj.get("description"), public=obj.get("public"), collaborative=obj.get("collaborative"),
+        owner=(obj.get("owner") or {}).get("display_name") or (obj.get("owner") or {}).get("id"),
+        track_count=items.get("total") if isinstance(items, dict) else None,
+        url=(obj.get("external_urls") or {}).get("spotify"), snapshot_id=obj.get("snapshot_id"),
+    )
+
+
+class SpotifyProvider(MusicProvider):
+    name = "spotify"
+    batch_limit = BATCH
+
+    def __init__(self, access_token: str, *, api_base: str = "https://api.spotify.com/v1", cap_s: float = 30.0,
+                 session: requests.Session | None = None, on_unauthorized: str | None = None):
+        # A plain session: no urllib3 Retry adapter, so a 429 reaches us with its headers.
+        self._session = session or requests.Session()
+        self._sp = spotipy.Spotify(auth=access_token, requests_session=self._session, requests_timeout=TIMEOUT,
+                                   retries=0, status_retries=0)
+        self._sp.prefix = api_base.rstrip("/") + "/"
+        self._cap = cap_s
+        self._unauthorized_hint = on_unauthorized or "call connect_provider(provider='spotify') again"
+
+    # -- transport ------------------------------------------------------------------------------
+    async def _call(self, method: str, path: str, *, what: str = "resource", payload: Any = None,
+                    **params: Any) -> Any:
+        sender: Callable[..., Any] = getattr(self._sp, f"_{method.lower()}")
+
+        def send() -> Any:
+            try:
+                return sender(path, payload=payload, **params)
+            except SpotifyException as exc:
+                raise self._translate(exc, what) from None
+            except requests.RequestException as exc:
+                raise ProviderError(f"could not reach Spotify ({exc.__class__.__name__}); try again shortly") from None
+
+        with span("provider.spotify.request", **{"http.request.method": method.upper(), "url.template": path,
+                                                  "server.address": self._sp.prefix}):
+            return await call_with_backoff(send, provider="spotify", cap_s=self._cap)
+
+    def _translate(self, exc: SpotifyException, what: str) -> Exception:
+        text = f"{exc.reason or ''} {exc.msg or ''}"
+        if "QUOTA_EXCEEDED" in text:
+            return RateLimitHit(None, quota=True, detail=(exc.reason or "").strip())
+        if exc.http_status == 429:
+            return RateLimitHit(parse_retry_after((exc.headers or {}).get("Retry-After")))
+        message = (exc.msg or "").split(":\n", 1)[-1].strip()
+        if exc.http_status == 404:
+            return ProviderError(f"Spotify answered 404: that {what} does not exist or this account cannot see it; "
+                                 "check the id (list_playlists / search_tracks give valid ones)")
+        if exc.http_status == 401:
+            return ProviderError(f"Spotify rejected the access token ({message or 'unauthorized'}); "
+                                 f"{self._unauthorized_hint}")
+        if exc.http_status == 403:
+            return ProviderError(f"Spotify refused this for the connected account ({message or 'forbidden'}); in "
+                                 "Development Mode only users added to the app may use it, and only their own "
+                                 "playlists can be read or changed")
+        return ProviderError(f"Spotify answered {exc.http_status} ({message or 'error'})")
+
+    async def _paged(self, path: str, count: int, page: int, *, what: str, unwrap: Callable[[dict], Any] | None = None,
+                     **params: Any) -> list[dict[str, Any]]:
+        """Offset paging up to ``count`` items (Prism and Spotify both bound it by ``total``)."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while len(out) < count:
+            size = min(page, count - len(out))
+            body = await self._call("GET", path, what=what, limit=size, offset=offset, **params)
+            block = unwrap(body) if unwrap else body
+            items = [i for i in (block or {}).get("items") or [] if i]
+            out.extend(items)
+            offset += size
+            total = (block or {}).get("total")
+            if len(items) < size or not (block or {}).get("next") or (total is not None and offset >= total):
+                break
+        return out[:count]
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def search_tracks(self, query: str, limit: int) -> list[Track]:
+        items = await self._paged("search", limit, SEARCH_PAGE, what="search", unwrap=lambda b: b.get("tracks"),
+                                  q=query, type="track")
+        return [to_track(i) for i in items if i.get("id")]
+
+    async def get_track(self, track_id: str) -> Track:
+        return to_track(await self._call("GET", f"tracks/{track_id_of(track_id)}", what="track"))
+
+    async def top_tracks(self, limit: int) -> list[Track]:
+        items = await self._paged("me/top/tracks", limit, LIBRARY_PAGE, what="top tracks", time_range="medium_term")
+        return [to_track(i) for i in items if i.get("id")]
+
+    async def recent_tracks(self, limit: int) -> list[Track]:
+        body = await self._call("GET", "me/player/recently-played", what="recent tracks", limit=min(limit, 50))
+        return [to_track(i["track"]) for i in (body or {}).get("items") or [] if (i.get("track") or {}).get("id")]
+
+    async def saved_tracks(self, limit: int) -> list[Track]:
+        items = await self._paged("me/tracks", limit, LIBRARY_PAGE, what="saved tracks")
+        return [to_track(i["track"]) for i in items if (i.get("track") or {}).get("id")]
+
+    async def list_playlists(self, limit: int, offset: int = 0) -> list[Playlist]:
+        body = await self._call("GET", "me/playlists", what="playlists", limit=min(limit, 50), offset=offset)
+        return [to_playlist(p) for p in (body or {}).get("items") or [] if p and p.get("id")]
+
+    async def get_playlist(self, playlist_id: str, max_tracks: int = 500) -> Playlist:
+        pid = playlist_id_of(playlist_id)
+        meta = to_playlist(await self._call("GET", f"playlists/{pid}", what="playlist"))
+        entries = await self._paged(f"playlists/{pid}/items", max_tracks, LIBRARY_PAGE, what="playlist")
+        tracks = []
+        for entry in entries:
+            item = entry.get("item") or entry.get("track")  # `track` is the pre-2026 name of `item`
+            if item and item.get("type", "track") == "track" and item.get("id"):
+                tracks.append(to_track(item))
+        return meta.model_copy(update={"tracks": tracks, "id": meta.id or pid})
+
+    # -- writes ---------------------------------------------------------------------------------
+    async def create_playlist(self, name: str, description: str = "", public: bool = False,
+                              collaborative: bool = False) -> Playlist:
+        body = {"name": name, "description": description, "public": public and not collaborative,
+                "collaborative": collaborative}
+        return to_playlist(await self._call("POST", "me/playlists", what="playlist", payload=body))
+
+    @staticmethod
+    def _uris(track_ids: list[str]) -> list[str]:
+        return [f"spotify:track:{track_id_of(t)}" for t in track_ids]
+
+    async def add_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
+        pid, uris = playlist_id_of(playlist_id), self._uris(track_ids)
+        for start in range(0, len(uris), BATCH):
+            await self._call("POST", f"playlists/{pid}/items", what="playlist",
+                             payload={"uris": uris[start:start + BATCH]})
+        return len(uris)
+
+    async def remove_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
+        pid, uris = playlist_id_of(playlist_id), list(dict.fromkeys(self._uris(track_ids)))
+        for start in range(0, len(uris), BATCH):
+            await self._call("DELETE", f"playlists/{pid}/items", what="playlist",
+                             payload={"items": [{"uri": u} for u in uris[start:start + BATCH]]})
+        return len(uris)
+
+    async def replace_tracks(self, playlist_id: str, track_ids: list[str]) -> None:
+        """PUT replaces with the first 100; the rest are appended in order (the API's documented way)."""
+        pid, uris = playlist_id_of(playlist_id), self._uris(track_ids)
+        await self._call("PUT", f"playlists/{pid}/items", what="playlist", payload={"uris": uris[:BATCH]})
+        for start in range(BATCH, len(uris), BATCH):
+            await self._call("POST", f"playlists/{pid}/items", what="playlist",
+                             payload={"uris": uris[start:start + BATCH]})
+
+    async def aclose(self) -> None:
+        self._session.close()
