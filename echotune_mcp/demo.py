@@ -32,9 +32,13 @@ async def run_demo(*, out_dir: Path, prompt: str, duration_s: float, data_dir: s
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         line = progress_bar(progress / (total or 1.0), message or "")
-        if line != last["line"]:
-            last["line"] = line
-            print("\r" + line.ljust(100), end="", flush=True)
+        if sys.stdout.isatty():
+            if line != last["line"]:
+                last["line"] = line
+                print("\r" + line.ljust(100), end="", flush=True)
+        elif message and message != last["line"]:  # a log, not a terminal: one line per step
+            last["line"] = message
+            print(line, flush=True)
 
     async with Client(params, read_timeout_seconds=60) as client:
         result = await client.call_tool("generate_music", {"prompt": prompt, "duration_s": duration_s,
@@ -55,17 +59,18 @@ async def run_demo(*, out_dir: Path, prompt: str, duration_s: float, data_dir: s
             path.write_bytes(blob)
             saved.append((art, path))
         mix = next(a for a, _ in saved if a["kind"] == "audio")
-        picture = await _read_bytes(client, mix["waveform_uri"])
-        (out_dir / "waveform.png").write_bytes(picture)
+        if not any(a["kind"] == "image" for a, _ in saved):
+            picture = await _read_bytes(client, mix["waveform_uri"])
+            (out_dir / "waveform.png").write_bytes(picture)
+            saved.append(({"kind": "image", "size": len(picture)}, out_dir / "waveform.png"))
         summary = await _licence_summary(client, mix["artifact_id"])
 
     res = data["result"]
     print(f"done in {time.monotonic() - started:.1f} s: {res.get('bpm')} bpm, {res.get('key')}, "
-          f"{res.get('duration_s')} s, loudness {res.get('loudness', {}).get('integrated_lufs', '?')} LUFS")
+          f"{res.get('duration_s')} s, loudness {res.get('loudness', {}).get('lufs', '?')} LUFS")
     print(f"saved to {out_dir.resolve()}:")
     for art, path in saved:
         print(f"  {path.name:<28} {art['kind']:<12} {art['size']:>10,} bytes")
-    print(f"  {'waveform.png':<28} {'image':<12} {len(picture):>10,} bytes")
     print("licence / provenance:")
     for line in summary:
         print(f"  {line}")
@@ -86,8 +91,7 @@ async def _read_bytes(client: Any, uri: str) -> bytes:
 
 
 def _filename(art: dict[str, Any]) -> str:
-    name = art["name"]
-    return name if art["kind"] != "image" else f"{Path(name).stem}-{art['artifact_id'][-6:]}.png"
+    return art["name"]
 
 
 async def _licence_summary(client: Any, artifact_id: str) -> list[str]:
@@ -99,7 +103,9 @@ async def _licence_summary(client: Any, artifact_id: str) -> list[str]:
             r = await client.call_tool("check_usage", {"artifact": artifact_id, "use": use})
             if not r.is_error and r.structured_content:
                 sc = r.structured_content
-                lines.append(f"{use}: {sc.get('decision')} - {'; '.join(sc.get('reasons', [])[:2])}")
+                why = "; ".join(r["explanation"] for r in sc.get("reasons", [])[:2]) or "no restrictions found"
+                lines.append(f"{use}: {sc['decision']} - {why}")
+                lines.extend(f"    -> {g}" for g in sc.get("guidance", [])[:2])
     r = await client.call_tool("get_artifact", {"artifact": artifact_id})
     meta = r.structured_content or {}
     res = await client.read_resource(f"echotune://artifacts/{artifact_id}")
@@ -108,4 +114,15 @@ async def _licence_summary(client: Any, artifact_id: str) -> list[str]:
     record = json.loads(res.contents[0].text)
     lines.append(f"artifact {artifact_id} sha256 {meta.get('sha256', '')[:16]}... licence: "
                  f"{record.get('license') or 'not set (see check_usage)'}")
+    try:
+        prov_res = await client.read_resource(f"echotune://artifacts/{artifact_id}/provenance")
+        prov = json.loads(prov_res.contents[0].text)
+        prov = prov.get("provenance", prov)
+        model = prov.get("model") or {}
+        sf = prov.get("soundfont") or {}
+        sf_lic = sf.get("license") or {}
+        lines.append(f"generator: {prov.get('backend')} ({model.get('model_id')}), seed {prov.get('seed')}, "
+                     f"soundfont {sf.get('name')} ({sf_lic.get('id') if isinstance(sf_lic, dict) else sf_lic})")
+    except Exception:  # older servers without the provenance resource: the lines above suffice
+        pass
     return lines
