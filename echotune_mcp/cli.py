@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--transport", choices=["stdio", "http"], default=os.environ.get("ECHOTUNE_TRANSPORT", "stdio"))
     s.add_argument("--host", default=os.environ.get("ECHOTUNE_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("ECHOTUNE_PORT", "8765")))
+    s.add_argument("--port", type=int, default=int(os.environ.get("ECHOTUNE_PORT", "8770")))
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="start the server over stdio, generate a track, save it to ./out")
