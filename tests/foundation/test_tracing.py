@@ -91,15 +91,18 @@ async def test_spans_reach_an_otlp_http_collector(tmp_path):
                                  "--port", str(mcp_port)], env=env, stderr=subprocess.PIPE)
         try:
             await asyncio.to_thread(wait_for_port, mcp_port)
-            async with Client(f"http://127.0.0.1:{mcp_port}/mcp") as client:
-                await client.call_tool("list_jobs", {"limit": 3})
             seen = {}
 
             def collect(span) -> bool:  # spans arrive children-first; keep every one we are shown
                 seen[span.name] = span
                 return {"tools/call list_jobs", "storage.jobs.find"} <= seen.keys()
 
-            await receiver.await_trace(collect, timeout=20)
+            # Listen before calling: the receiver only shows spans that arrive while someone awaits.
+            waiter = asyncio.create_task(receiver.await_trace(collect, timeout=30))
+            await asyncio.sleep(0.1)
+            async with Client(f"http://127.0.0.1:{mcp_port}/mcp") as client:
+                await client.call_tool("list_jobs", {"limit": 3})
+            await waiter
             call, storage = seen["tools/call list_jobs"], seen["storage.jobs.find"]
             assert storage.trace_id == call.trace_id and storage.parent_span_id == call.span_id
         finally:
