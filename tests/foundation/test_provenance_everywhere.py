@@ -58,18 +58,15 @@ async def _scenario(client, tools: set[str]) -> set[str]:
         sep = await _finish(client, await client.call_tool("separate_stems", {"audio": upload, "model": "dsp",
                                                                               "wait_seconds": 25}))
         done.add("separate_stems")
-        if "remix" in tools:
-            stems = [a["artifact_id"] for a in sep["artifacts"] if a["kind"] == "stem"]
-            await _finish(client, await client.call_tool("remix", _remix_args(stems)))
-            done.add("remix")
+        assert all(a["parents"] == [upload] for a in sep["artifacts"] if a["kind"] == "stem")
+    if "remix" in tools:
+        await _finish(client, await client.call_tool("remix", {"artifact": mix, "pitch_shift_semitones": 2,
+                                                               "gains_db": {"drums": -3}, "wait_seconds": 25}))
+        done.add("remix")
     if "analyze_audio" in tools:
         await _finish(client, await client.call_tool("analyze_audio", {"audio": upload}))
         done.add("analyze_audio")
     return done
-
-
-def _remix_args(stems: list[str]) -> dict:
-    return {"stems": stems, "wait_seconds": 25}
 
 
 async def test_every_artifact_tool_is_walked_and_every_artifact_has_provenance(make_client):

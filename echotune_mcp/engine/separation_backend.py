@@ -1,0 +1,280 @@
+"""Stem separation behind one async call: Demucs 4.1 through the batched runner, or the DSP fallback.
+
+The tool layer validates and resolves ``model`` before a job exists (``resolve_model``), so a
+missing-weights or unknown-stem mistake is a clear argument error, never a failed job. Weights are
+read only from disk: ``<weights_dir>/<model id>/`` holding the Hugging Face layout that
+``echotune-mcp models pull`` downloads (``<id>.yaml`` naming the bag plus one ``<sig>.safetensors``
+per member, loaded with ``demucs.hf.load_safetensors_model``) or demucs' legacy local repo layout
+(``<id>.yaml`` + ``<sig>.th``). Nothing here ever reaches the network.
+
+One ``DemucsRunner`` per (weights folder, device) is shared by every request in the process, which
+is what lets concurrent separations share forward passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..music.audio_io import resample, to_channels
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .demucs_runner import DemucsRunner
+
+FOUR = ("drums", "bass", "other", "vocals")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    sources: tuple[str, ...]
+    hf_repo: str | None
+    weights_license: str | None
+    about: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "htdemucs": ModelSpec(FOUR, "adefossez/HTDemucs", "MIT", "Hybrid Transformer Demucs v4, 4 stems"),
+    "htdemucs_6s": ModelSpec((*FOUR, "guitar", "piano"), "adefossez/HTDemucs-6s", "MIT",
+                             "Hybrid Transformer Demucs v4, 6 stems (guitar and piano are experimental)"),
+    "htdemucs_ft": ModelSpec(FOUR, "adefossez/HTDemucs-ft", "MIT",
+                             "bag of 4 fine-tuned Hybrid Transformer Demucs, one per stem; ~4x slower"),
+    "dsp": ModelSpec(FOUR, None, None, "classical median-filter HPSS + mid/side masking; no weights, low quality"),
+}
+MODEL_CHOICES = ("auto", *MODELS)
+
+
+class WeightsMissing(LookupError):
+    """The requested Demucs model has no weights on disk; the message says how to get them."""
+
+
+@dataclass
+class Resolved:
+    """What ``model=...`` became, and why (shown to the agent in the result)."""
+
+    model_id: str
+    fallback: bool
+    reason: str
+
+
+@dataclass
+class Separation:
+    stems: dict[str, np.ndarray]  # name -> float32 (frames, channels), at the input's rate and channel count
+    sample_rate: int
+    model: dict[str, Any]
+    residual_db: float  # energy of (input - sum of stems) relative to the input, dB
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- weights on disk ------------------------------------------------------------------------------------
+def weights_folder(settings: Settings, model_id: str) -> Path:
+    return Path(settings.weights_dir) / model_id
+
+
+def _bag_file(folder: Path, model_id: str) -> Path | None:
+    for name in (f"{model_id}.yaml", "bag.yaml"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def weights_available(settings: Settings, model_id: str) -> bool:
+    """Whether every member named by the bag file is present (checked without loading anything)."""
+    if model_id == "dsp":
+        return True
+    folder = weights_folder(settings, model_id)
+    bag = _bag_file(folder, model_id)
+    if bag is None:
+        return False
+    import yaml
+
+    sigs = (yaml.safe_load(bag.read_text()) or {}).get("models") or []
+    return bool(sigs) and all((folder / f"{s}.safetensors").is_file() or any(folder.glob(f"{s}*.th")) for s in sigs)
+
+
+def missing_message(settings: Settings, model_id: str) -> str:
+    return (f"Demucs model {model_id} is not downloaded (no weights in {weights_folder(settings, model_id)}): "
+            f"run `echotune-mcp models pull {model_id}`, or use model=dsp")
+
+
+def resolve_model(settings: Settings, model: str, stems: list[str] | None) -> Resolved:
+    """``auto`` picks the best downloaded model for the stems asked for, else the DSP fallback."""
+    if model != "auto":
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}")
+        if not weights_available(settings, model):
+            raise WeightsMissing(missing_message(settings, model))
+        return Resolved(model, False, "requested")
+    wants_six = bool(set(stems or ()) - set(FOUR))
+    order = ("htdemucs_6s",) if wants_six else ("htdemucs", "htdemucs_ft", "htdemucs_6s")
+    for mid in order:
+        if weights_available(settings, mid):
+            return Resolved(mid, False, f"auto: {mid} weights are downloaded")
+    if wants_six:
+        raise WeightsMissing(missing_message(settings, "htdemucs_6s") + " (guitar/piano need htdemucs_6s)")
+    return Resolved("dsp", True, "auto: no Demucs weights are downloaded, so the classical DSP separator was used "
+                                 "(much lower quality); run `echotune-mcp models pull htdemucs` for real stems")
+
+
+def _weights_revision(folder: Path) -> str | None:
+    for name in (".revision", "REVISION"):
+        if (folder / name).is_file():
+            return (folder / name).read_text().strip() or None
+    return None
+
+
+def load_demucs(folder: Path, model_id: str) -> Any:
+    """Build the bag from ``folder`` only: safetensors (HF layout) first, demucs' legacy ``.th`` repo second."""
+    import yaml
+    from demucs.apply import BagOfModels
+
+    bag_path = _bag_file(folder, model_id)
+    if bag_path is None:
+        raise FileNotFoundError(f"no {model_id}.yaml in {folder}")
+    bag = yaml.safe_load(bag_path.read_text())
+    sigs = bag["models"]
+    if all((folder / f"{s}.safetensors").is_file() for s in sigs):
+        from demucs.hf import load_safetensors_model
+
+        models = [load_safetensors_model(folder / f"{s}.safetensors") for s in sigs]
+        model = BagOfModels(models, bag.get("weights"), bag.get("segment"))
+    else:
+        from demucs.pretrained import get_model
+
+        model = get_model(bag_path.stem, repo=folder)  # LocalRepo: reads the folder, never the network
+    return model.eval()
+
+
+# -- runners ---------------------------------------------------------------------------------------------
+_RUNNERS: dict[tuple[str, str], DemucsRunner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def pick_device(settings: Settings) -> str:
+    import torch
+
+    if settings.device:
+        return settings.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_batch(device: str) -> int:
+    """Segments per forward pass: a GPU wants many; on CPU a batch of 2 htdemucs segments took twice as
+    long per segment as one at a time (2-core bench, docs/BENCHMARKS.md), so CPU requests interleave
+    segment by segment instead."""
+    return 8 if device.startswith("cuda") else 1
+
+
+def get_runner(settings: Settings, model_id: str) -> DemucsRunner:
+    """The process-wide runner for this model folder and device, loaded on first use."""
+    from .demucs_runner import DemucsRunner
+
+    folder = weights_folder(settings, model_id).resolve()
+    device = pick_device(settings)
+    key = (str(folder), device)
+    with _RUNNERS_LOCK:
+        runner = _RUNNERS.get(key)
+        if runner is None:
+            if not weights_available(settings, model_id):
+                raise WeightsMissing(missing_message(settings, model_id))
+            runner = DemucsRunner(load_demucs(folder, model_id), device=device, max_batch=default_batch(device))
+            _RUNNERS[key] = runner
+    return runner
+
+
+def install_runner(settings: Settings, model_id: str, runner: DemucsRunner) -> None:
+    """Use an already built runner for ``model_id`` (an embedding application, or tests with a tiny model)."""
+    with _RUNNERS_LOCK:
+        _RUNNERS[(str(weights_folder(settings, model_id).resolve()), pick_device(settings))] = runner
+
+
+def close_runners() -> None:
+    with _RUNNERS_LOCK:
+        runners = list(_RUNNERS.values())
+        _RUNNERS.clear()
+    for r in runners:
+        r.close()
+
+
+# -- separation ------------------------------------------------------------------------------------------
+def residual_db(samples: np.ndarray, stems: dict[str, np.ndarray]) -> float:
+    """10 log10(|x - sum(stems)|^2 / |x|^2): how far the stems are from adding back up to the input."""
+    x = np.asarray(samples, dtype=np.float64)
+    total = np.zeros_like(x)
+    for s in stems.values():
+        total += s
+    num, den = float(((x - total) ** 2).sum()), float((x**2).sum())
+    if den <= 0:
+        return 0.0 if num <= 0 else float("inf")
+    return float(10 * np.log10(max(num, 1e-30) / den))
+
+
+async def separate(settings: Settings, samples: np.ndarray, sample_rate: int, resolved: Resolved, *,
+                   on_progress: Callable[[float, str], None] | None = None) -> Separation:
+    """Separate (frames, channels) float32 audio with the resolved model; stems come back like the input.
+
+    ``on_progress`` is called from a worker thread after each segment; if it raises (the job was
+    cancelled) the remaining segments of this request are dropped and the exception propagates.
+    """
+    if resolved.model_id == "dsp":
+        return await asyncio.to_thread(_separate_dsp, samples, sample_rate, resolved, on_progress)
+    runner = await asyncio.to_thread(get_runner, settings, resolved.model_id)
+    mix, mean, std = await asyncio.to_thread(_prepare, samples, sample_rate, runner.samplerate, runner.audio_channels)
+
+    def on_segment(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done / total, f"separated segment {done}/{total}")
+
+    ticket = runner.submit(mix, on_segment)
+    try:
+        out = await asyncio.wrap_future(ticket.future)
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise
+    stems = await asyncio.to_thread(_finish, out, mean, std, runner.sources, runner.samplerate, sample_rate,
+                                    samples.shape[1])
+    spec = MODELS[resolved.model_id]
+    folder = weights_folder(settings, resolved.model_id)
+    info = {"model_id": resolved.model_id, "backend": "demucs", "weights_license": spec.weights_license,
+            "weights_revision": _weights_revision(folder), "hf_repo": spec.hf_repo, "device": str(runner.device),
+            "segments": ticket.total_segments, "overlap": runner.overlap, "shifts": 0, "reason": resolved.reason}
+    return Separation(stems, sample_rate, info, residual_db(samples, stems))
+
+
+def _prepare(samples: np.ndarray, sr: int, model_sr: int, channels: int) -> tuple[Any, float, float]:
+    """To the model's rate and channel count, normalised the way ``demucs.separate`` does it."""
+    import torch
+
+    x = to_channels(resample(np.asarray(samples, dtype=np.float32), sr, model_sr), channels)
+    wav = torch.from_numpy(np.ascontiguousarray(x.T))
+    ref = wav.mean(0)
+    mean, std = float(ref.mean()), float(ref.std()) if ref.numel() > 1 else 1.0
+    std = std if std > 1e-8 else 1.0
+    return ((wav - mean) / std)[None], mean, std
+
+
+def _finish(out: Any, mean: float, std: float, sources: list[str], model_sr: int, sr: int,
+            channels: int) -> dict[str, np.ndarray]:
+    est = (out[0] * std + mean / len(sources)).cpu().numpy()  # each source gets its share of the DC offset
+    return {name: to_channels(resample(np.ascontiguousarray(est[k].T), model_sr, sr), channels).astype(np.float32)
+            for k, name in enumerate(sources)}
+
+
+def _separate_dsp(samples: np.ndarray, sr: int, resolved: Resolved,
+                  on_progress: Callable[[float, str], None] | None) -> Separation:
+    from ..music.dsp_separation import separate_dsp
+
+    if on_progress is not None:
+        on_progress(0.05, "DSP separation: computing masks")
+    stems = separate_dsp(samples, sr)
+    if on_progress is not None:
+        on_progress(1.0, "DSP separation done")
+    info = {"model_id": "dsp", "backend": "dsp", "weights_license": None, "weights_revision": None,
+            "fallback": resolved.fallback, "reason": resolved.reason, "about": MODELS["dsp"].about}
+    return Separation(stems, sr, info, residual_db(samples, stems))
