@@ -187,7 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, module, func, help_ in (
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
-        ("engine", ".engine.cli", "engine_main", "run the shared inference engine daemon"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
     ):
         sp = sub.add_parser(name, help=help_, add_help=False)

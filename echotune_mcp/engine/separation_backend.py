@@ -39,14 +39,17 @@ class ModelSpec:
     about: str
 
 
-MODELS: dict[str, ModelSpec] = {
-    "htdemucs": ModelSpec(FOUR, "adefossez/HTDemucs", "MIT", "Hybrid Transformer Demucs v4, 4 stems"),
-    "htdemucs_6s": ModelSpec((*FOUR, "guitar", "piano"), "adefossez/HTDemucs-6s", "MIT",
-                             "Hybrid Transformer Demucs v4, 6 stems (guitar and piano are experimental)"),
-    "htdemucs_ft": ModelSpec(FOUR, "adefossez/HTDemucs-ft", "MIT",
-                             "bag of 4 fine-tuned Hybrid Transformer Demucs, one per stem; ~4x slower"),
-    "dsp": ModelSpec(FOUR, None, None, "classical median-filter HPSS + mid/side masking; no weights, low quality"),
-}
+def _specs_from_cards() -> dict[str, ModelSpec]:
+    """Demucs models come from their cards in ``models/`` (repo, licence, stems); ``dsp`` needs no card."""
+    from .model_cards import load_cards
+
+    specs = {c.id: ModelSpec(c.sources or FOUR, c.hf_repo, c.license, c.description)
+             for c in load_cards().values() if c.backend == "demucs"}
+    specs["dsp"] = ModelSpec(FOUR, None, None, "classical median-filter HPSS + mid/side masking; no weights, low quality")
+    return specs
+
+
+MODELS: dict[str, ModelSpec] = _specs_from_cards()
 MODEL_CHOICES = ("auto", *MODELS)
 
 
@@ -123,6 +126,12 @@ def resolve_model(settings: Settings, model: str, stems: list[str] | None) -> Re
 
 
 def _weights_revision(folder: Path) -> str | None:
+    """The revision pinned at pull time (the model manager's manifest), else a plain revision file."""
+    manifest = folder / ".echotune-manifest.json"
+    if manifest.is_file():
+        import json
+
+        return json.loads(manifest.read_text()).get("revision")
     for name in (".revision", "REVISION"):
         if (folder / name).is_file():
             return (folder / name).read_text().strip() or None

@@ -66,8 +66,9 @@ def summarize(record: ArtifactRecord, dirs: Iterable[Path]) -> dict[str, Any]:
         lic, where = weights_license(prov, dirs)
         card = read_card(model.get("model_id"), dirs) if model else None
         out["model"] = {"model_id": (model or {}).get("model_id"), "weights_license": lic, "license_from": where,
-                        "weights_revision": (card.revision if card and card.revision else None)
-                        or (model or {}).get("weights_revision")}
+                        # the revision actually pulled (provenance) beats the card's requested ref (e.g. "main")
+                        "weights_revision": (model or {}).get("weights_revision")
+                        or (card.revision if card and card.revision else None)}
     if sf is not None:
         lic = sf.get("license")
         out["soundfont"] = {"name": sf.get("name"), "sha256": sf.get("sha256"),

@@ -271,7 +271,7 @@ async def _run_separation(app: App, job: JobContext, inp: AudioInput, resolved: 
     await job.progress(0.9, "saving stems")
     stem_ids: dict[str, str] = {}
     for name, y in out.items():
-        data = await job.run_in_thread(lambda y=y: encode_audio(y, sep.sample_rate, fmt, {"software": "EchoTune MCP"}))
+        data = await job.run_in_thread(lambda y=y: encode_audio(y, sep.sample_rate, fmt, file_tags(prov, None)))
         meta = {"stem": name, "sample_rate": sep.sample_rate, "duration_s": round(len(y) / sep.sample_rate, 3),
                 "model": resolved.model_id, **({"summed_from": rest} if name == "rest" else {})}
         rec = await job.add_artifact(data=data, kind="stem", media_type=media_type_for(fmt), name=f"stem-{name}.{fmt}",

@@ -1,0 +1,45 @@
+"""Pick the compute device at run time: CUDA, then Apple MPS, then CPU; ``ECHOTUNE_DEVICE`` overrides.
+
+Each device gets the dtype it runs fastest without hurting quality: bf16 on CUDA cards that support
+it (fp16 otherwise), fp16 on MPS, fp32 on CPU (CPU half precision is slower, not faster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VALID = ("cuda", "mps", "cpu")
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str
+    dtype: str
+    reason: str
+
+
+def pick_device(override: str | None = None) -> DeviceChoice:
+    import torch
+
+    if override:
+        kind = override.split(":", 1)[0]
+        if kind not in VALID:
+            raise ValueError(f"ECHOTUNE_DEVICE={override!r} is not a device; use one of {', '.join(VALID)}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError("ECHOTUNE_DEVICE asks for cuda but no CUDA device is visible")
+        if kind == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("ECHOTUNE_DEVICE asks for mps but Apple MPS is not available")
+        return DeviceChoice(override, _dtype_for(kind), "set by ECHOTUNE_DEVICE")
+    if torch.cuda.is_available():
+        return DeviceChoice("cuda", _dtype_for("cuda"), f"CUDA device {torch.cuda.get_device_name(0)}")
+    if torch.backends.mps.is_available():
+        return DeviceChoice("mps", "float16", "Apple MPS")
+    return DeviceChoice("cpu", "float32", "no GPU visible")
+
+
+def _dtype_for(kind: str) -> str:
+    if kind == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+    return "float16" if kind == "mps" else "float32"
