@@ -100,8 +100,15 @@ def mongo_uri():
         wait_for_port(port)
         yield f"mongodb://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
+
+
+def stop_process(proc) -> None:
+    """Terminate a helper server a fixture started; kill it if it ignores SIGTERM."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -214,44 +214,37 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         result, _ = await _mutate("create_playlist", idempotency_key, args, run)
         return Playlist.model_validate(result)
 
+    async def _edit_tracks(tool: str, verb: str, provider: str, playlist_id: str, track_ids: list[str],
+                           idempotency_key: str | None) -> EditResult:
+        """add_tracks / remove_tracks: one adapter call, replayed (not repeated) for a reused idempotency key."""
+        args = {"provider": provider, "playlist_id": playlist_id, "track_ids": track_ids}
+
+        async def run() -> dict[str, Any]:
+            p = await adapter(provider)
+            try:
+                n = await getattr(p, tool)(playlist_id, track_ids)
+            finally:
+                await p.aclose()
+            return EditResult(provider=provider, playlist_id=playlist_id, changed=n,
+                              message=f"{verb} {n} track(s)").model_dump(mode="json")
+
+        result, replayed = await _mutate(tool, idempotency_key, args, run)
+        return EditResult.model_validate({**result, "replayed": replayed})
+
     @ts.tool(title="Add tracks", read_only=False, idempotent=False, open_world=True)
     async def add_tracks(provider: Provider, playlist_id: PlaylistId, track_ids: TrackIds,
                          idempotency_key: IdemKey = None) -> EditResult:
         """Append tracks to a playlist in the given order (duplicates are added again). Any number of
         tracks: requests are batched to the service's limit (100 per request). Pass an idempotency_key so a
         retried call cannot add them twice."""
-        args = {"provider": provider, "playlist_id": playlist_id, "track_ids": track_ids}
-
-        async def run() -> dict[str, Any]:
-            p = await adapter(provider)
-            try:
-                n = await p.add_tracks(playlist_id, track_ids)
-            finally:
-                await p.aclose()
-            return EditResult(provider=provider, playlist_id=playlist_id, changed=n,
-                              message=f"added {n} track(s)").model_dump(mode="json")
-
-        result, replayed = await _mutate("add_tracks", idempotency_key, args, run)
-        return EditResult.model_validate({**result, "replayed": replayed})
+        return await _edit_tracks("add_tracks", "added", provider, playlist_id, track_ids, idempotency_key)
 
     @ts.tool(title="Remove tracks", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def remove_tracks(provider: Provider, playlist_id: PlaylistId, track_ids: TrackIds,
                             idempotency_key: IdemKey = None) -> EditResult:
         """Remove every occurrence of the given tracks from a playlist. This cannot be undone here
         (re-add with add_tracks; the original added-at dates are lost)."""
-        args = {"provider": provider, "playlist_id": playlist_id, "track_ids": track_ids}
-
-        async def run() -> dict[str, Any]:
-            p = await adapter(provider)
-            try:
-                n = await p.remove_tracks(playlist_id, track_ids)
-            finally:
-                await p.aclose()
-            return EditResult(provider=provider, playlist_id=playlist_id, changed=n,
-                              message=f"removed {n} track(s)").model_dump(mode="json")
-
-        result, replayed = await _mutate("remove_tracks", idempotency_key, args, run)
-        return EditResult.model_validate({**result, "replayed": replayed})
+        return await _edit_tracks("remove_tracks", "removed", provider, playlist_id, track_ids, idempotency_key)
 
     @ts.tool(title="Reorder playlist", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def reorder_playlist(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, free_port, shared_path
+from tests.conftest import REPO, free_port, shared_path, stop_process
 
 PRISM_VERSION = "5.14.2"
 
@@ -52,11 +52,7 @@ def prism(spotify_spec: Path):
             time.sleep(0.25)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 Handler = Callable[[str, str, dict, bytes], tuple[int, dict, object]]
