@@ -1,0 +1,323 @@
+"""The engine: async ``submit(request) -> handle`` over per-model workers that batch at the decode step.
+
+A worker thread owns one model's runner and scheduler. Each iteration it frees the slots of
+cancelled requests, admits waiting ones (text encoding, cross-attention cache, continuation
+prefill), runs one decode step for every live slot, and lets finished requests leave. A request
+therefore joins the running batch as soon as its prefill is done and never waits for longer
+requests; a cancelled one is gone before the next step. Audio decoding (EnCodec) for previews and
+results runs on a separate thread so the decode loop does not stall on it.
+
+Handles deliver ``EngineEvent``s (progress, preview, result, error, cancelled) to the caller's
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .musicgen_runner import MusicgenRunner
+from .musicgen_sequence import SamplingParams, TokenSequence
+from .scheduler import EngineBusy, Entry, Scheduler
+
+__all__ = ["Engine", "EngineBusy", "EngineEvent", "GenerationRequest", "Handle", "MusicgenWorker", "RequestCancelled"]
+
+
+class RequestCancelled(Exception):
+    """The request was cancelled before it finished."""
+
+
+@dataclass
+class GenerationRequest:
+    model_id: str
+    new_tokens: int  # decode steps (MusicGen: 50 per second of audio)
+    text_ids: list[int] | None = None  # tokenised prompt; None = unconditional
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    prompt_codes: torch.Tensor | None = None  # (K, P) codes of a clip to continue
+    prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # melody models: cond, uncond, valid
+    priority: int = 0
+    preview_every_s: float = 0.0  # seconds of generated audio between live previews; 0 = none
+    decode_audio: bool = True
+
+
+@dataclass
+class EngineEvent:
+    kind: str  # progress | preview | result | error | cancelled
+    fraction: float = 0.0
+    message: str = ""
+    audio: np.ndarray | None = None  # (channels, samples) float32
+    sample_rate: int = 0
+    codes: torch.Tensor | None = None
+
+
+class Handle:
+    """The caller's side of a request: an event stream, the result, and cancel."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.id = secrets.token_hex(12)
+        self._loop = loop
+        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._cancel: Callable[[], None] = lambda: None
+        self.final: EngineEvent | None = None
+
+    def _post(self, event: EngineEvent) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:  # the caller's loop is gone; nobody is listening
+            pass
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """Progress and preview events, ending with the final one (result, error or cancelled)."""
+        while self.final is None:
+            event = await self._queue.get()
+            if event.kind in ("result", "error", "cancelled"):
+                self.final = event
+            yield event
+
+    async def result(self) -> EngineEvent:
+        async for _ in self.events():
+            pass
+        assert self.final is not None
+        if self.final.kind == "error":
+            raise RuntimeError(self.final.message)
+        if self.final.kind == "cancelled":
+            raise RequestCancelled(self.final.message)
+        return self.final
+
+    def cancel(self) -> None:
+        self._cancel()
+
+
+@dataclass(eq=False)
+class _Live:
+    handle: Handle
+    request: GenerationRequest
+    seq: TokenSequence | None = None
+    last_progress: float = 0.0
+    next_preview: int = 0
+    steps_seen: list[int] = field(default_factory=list)  # worker step numbers this request took part in
+
+
+class MusicgenWorker(threading.Thread):
+    """One model's decode loop: a runner, a scheduler, and a thread that drives both."""
+
+    def __init__(self, model: Any, *, max_slots: int = 16, max_queue: int = 64, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, name: str = "musicgen"):
+        super().__init__(name=f"echotune-engine-{name}", daemon=True)
+        self.model = model
+        self.runner = MusicgenRunner(model, max_slots=max_slots, device=device, dtype=dtype)
+        self.scheduler = Scheduler(max_slots, max_queue)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"echotune-decode-{name}")
+        self.step_count = 0
+        self.steps_per_s: float | None = None  # per-slot decode rate, measured
+        self.start()
+
+    # -- caller side -------------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest, handle: Handle) -> Entry:
+        if request.new_tokens < self.runner.num_codebooks:
+            raise ValueError(f"new_tokens must be at least {self.runner.num_codebooks} (one frame per codebook)")
+        entry = Entry(priority=request.priority, payload=_Live(handle, request), cost_steps=request.new_tokens)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the engine is shutting down")
+            self.scheduler.add(entry, self.steps_per_s)
+            self._cond.notify()
+        handle._cancel = lambda: self.cancel(entry)
+        return entry
+
+    def cancel(self, entry: Entry) -> None:
+        with self._cond:
+            entry.cancelled = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self.join(timeout=30)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+    # -- worker thread -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        with torch.inference_mode():
+            self._loop()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not len(self.scheduler):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                for entry in [e for e in self.scheduler.running if e.cancelled]:
+                    self._leave(entry)
+                    entry.payload.handle._post(EngineEvent("cancelled", message="cancelled"))
+                for entry in self.scheduler.drop_cancelled_waiting():
+                    entry.payload.handle._post(EngineEvent("cancelled", message="cancelled while queued"))
+                admitted = self.scheduler.admissions()
+            for entry in admitted:
+                try:
+                    self._admit(entry)
+                except Exception as exc:  # a bad request must not take the loop down
+                    with self._cond:
+                        self._leave(entry)
+                    entry.payload.handle._post(EngineEvent("error", message=f"{type(exc).__name__}: {exc}"))
+            if self.scheduler.running:
+                self._step()
+        for entry in list(self.scheduler.running):
+            entry.payload.handle._post(EngineEvent("cancelled", message="engine stopped"))
+
+    def _admit(self, entry: Entry) -> None:
+        live: _Live = entry.payload
+        req, r, slot = live.request, self.runner, entry.slot
+        assert slot is not None
+        r.reset_slot(slot)
+        offset = 0
+        if r.has_cross:
+            r.set_cross(slot, r.text_states(req.text_ids))
+        if req.prefix is not None:  # melody models: conditioning is a prefix of the decoder input
+            cond, uncond, valid = req.prefix
+            offset = cond.shape[0]
+            r.ensure_capacity(offset + 1)
+            r.prefill(slot, cond, uncond, valid=valid, start=0)
+        live.seq = TokenSequence(r.num_codebooks, r.pad, req.new_tokens, req.sampling, req.prompt_codes)
+        live.seq.offset = offset
+        r.ensure_capacity(offset + live.seq.length)
+        if live.seq.t:
+            emb = r.embed_tokens(live.seq.prefix_inputs().to(r.device))
+            r.prefill(slot, emb, emb, start=offset)
+        live.next_preview = live.seq.t + max(1, int(req.preview_every_s * r.frame_rate)) if req.preview_every_s else 0
+        live.last_progress = time.monotonic()
+
+    def _leave(self, entry: Entry) -> None:
+        moved = self.scheduler.release(entry)
+        if moved is not None:
+            self.runner.move_slot(*moved)
+
+    def _step(self) -> None:
+        running = list(self.scheduler.running)
+        seqs = [e.payload.seq for e in running]
+        tokens = torch.stack([s.current_input() for s in seqs])
+        positions = torch.tensor([s.t + s.offset for s in seqs])
+        t0 = time.perf_counter()
+        logits = self.runner.decode_step(tokens, positions).cpu()
+        elapsed = time.perf_counter() - t0
+        rate = 1.0 / max(elapsed, 1e-6)
+        self.steps_per_s = rate if self.steps_per_s is None else 0.8 * self.steps_per_s + 0.2 * rate
+        self.step_count += 1
+        now = time.monotonic()
+        for entry, seq, lg in zip(running, seqs, logits):
+            live: _Live = entry.payload
+            live.steps_seen.append(self.step_count)
+            seq.advance(lg[0], lg[1])
+            if seq.done:
+                with self._cond:
+                    self._leave(entry)
+                self._finish(live)
+                continue
+            if now - live.last_progress >= 0.5:
+                live.last_progress = now
+                live.handle._post(self._progress(seq))
+            if live.next_preview and seq.t >= live.next_preview:
+                live.next_preview = seq.t + max(1, int(live.request.preview_every_s * self.runner.frame_rate))
+                codes = seq.codes()
+                if codes.shape[1]:
+                    self._decoder.submit(self._decode_and_post, live.handle, codes, "preview")
+
+    def _progress(self, seq: TokenSequence) -> EngineEvent:
+        fps = self.runner.frame_rate
+        return EngineEvent("progress", fraction=seq.steps_done / max(1, seq.steps_total),
+                           message=f"generating: {seq.steps_done}/{seq.steps_total} steps "
+                                   f"({seq.steps_done / fps:.1f} of {seq.steps_total / fps:.1f} s)")
+
+    def _finish(self, live: _Live) -> None:
+        assert live.seq is not None
+        codes = live.seq.codes()
+        live.handle._post(self._progress(live.seq))
+        if live.request.decode_audio:
+            self._decoder.submit(self._decode_and_post, live.handle, codes, "result")
+        else:
+            live.handle._post(EngineEvent("result", fraction=1.0, codes=codes, sample_rate=self.runner.sample_rate))
+
+    def _decode_and_post(self, handle: Handle, codes: torch.Tensor, kind: str) -> None:
+        try:
+            audio = decode_codes(self.model, codes)
+        except Exception as exc:
+            if kind == "result":
+                handle._post(EngineEvent("error", message=f"decoding audio failed: {exc}"))
+            return
+        handle._post(EngineEvent(kind, fraction=1.0 if kind == "result" else 0.0, audio=audio,
+                                 sample_rate=self.runner.sample_rate, codes=codes))
+
+
+@torch.inference_mode()
+def decode_codes(model: Any, codes: torch.Tensor) -> np.ndarray:
+    """EnCodec-decode (K, frames) codes to (channels, samples) float32."""
+    enc = model.audio_encoder
+    dev = next(enc.parameters()).device
+    values = enc.decode(codes[None, None].to(dev), audio_scales=[None]).audio_values
+    return values[0].float().cpu().numpy()
+
+
+@torch.inference_mode()
+def encode_audio(model: Any, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
+    """EnCodec-encode mono audio at the model's rate into (K, frames) codes (for continuation)."""
+    enc = model.audio_encoder
+    if sample_rate != enc.config.sampling_rate:
+        raise ValueError(f"audio must be at {enc.config.sampling_rate} Hz, got {sample_rate}")
+    dev = next(enc.parameters()).device
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(1, 1, -1).to(dev)
+    out = enc.encode(x, bandwidth=max(enc.config.target_bandwidths))
+    return out.audio_codes[0, 0].cpu()
+
+
+class Engine:
+    """The process's engine: one worker per loaded model, created on first use."""
+
+    def __init__(self, loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None, *, max_slots: int = 16,
+                 max_queue: int = 64, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        self._loader = loader
+        self.max_slots, self.max_queue, self.device, self.dtype = max_slots, max_queue, device, dtype
+        self._workers: dict[str, MusicgenWorker] = {}
+        self.model_info: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add_model(self, model_id: str, model: Any, info: dict[str, Any] | None = None) -> MusicgenWorker:
+        with self._lock:
+            if model_id not in self._workers:
+                self._workers[model_id] = MusicgenWorker(model, max_slots=self.max_slots, max_queue=self.max_queue,
+                                                         device=self.device, dtype=self.dtype, name=model_id)
+                self.model_info[model_id] = dict(info or {})
+            return self._workers[model_id]
+
+    def worker(self, model_id: str) -> MusicgenWorker:
+        with self._lock:
+            if model_id in self._workers:
+                return self._workers[model_id]
+        if self._loader is None:
+            raise LookupError(f"model {model_id!r} is not loaded in this engine")
+        model, info = self._loader(model_id)
+        return self.add_model(model_id, model, info)
+
+    async def submit(self, request: GenerationRequest) -> Handle:
+        worker = await asyncio.to_thread(self.worker, request.model_id)
+        handle = Handle(asyncio.get_running_loop())
+        worker.submit(request, handle)
+        return handle
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for w in workers:
+            w.stop()

@@ -1,0 +1,133 @@
+"""One MusicGen request's token state: the codebook delay pattern, sampling, and the codes so far.
+
+MusicGen predicts K codebooks per frame with codebook k delayed by k steps. transformers builds a
+pattern of forced tokens (pad before a codebook starts and after it ends, prompt codes where a
+continuation gives them) and overwrites the model's choices with it before every step; this module
+does the same per request, so a request's tokens do not depend on which batch it ran in.
+
+Sampling follows transformers' processors in their order: classifier-free guidance
+(``uncond + (cond - uncond) * scale``), temperature, top-k, top-p, then ``torch.multinomial`` with
+the request's own generator, so a seeded request draws the same random numbers alone or batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    guidance_scale: float = 3.0
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0
+    seed: int | None = None
+
+
+def delay_pattern(prompt: torch.Tensor | None, num_codebooks: int, length: int, pad: int) -> torch.Tensor:
+    """(K, length) forced tokens, -1 where the model chooses; ``prompt`` is (K, P) codes or None.
+
+    Mirrors ``MusicgenForCausalLM.build_delay_pattern_mask`` for mono models: position 0 is the start
+    token, codebook k's prompt codes sit at k+1 .. k+P, and the last K-1-k positions are pad.
+    """
+    K = num_codebooks
+    pattern = torch.full((K, length), -1, dtype=torch.long)
+    if prompt is not None:
+        P = prompt.shape[1]
+        for k in range(K):
+            pattern[k, k + 1:k + 1 + P] = prompt[k, :max(0, min(P, length - k - 1))]
+    pos = torch.arange(length)[None, :]
+    book = torch.arange(K)[:, None]
+    forced_pad = (pos <= book) | (pos >= length - K + 1 + book)
+    pattern[forced_pad] = pad
+    return pattern
+
+
+class TokenSequence:
+    """The codes of one request as they are generated, with its delay pattern and sampler."""
+
+    def __init__(self, num_codebooks: int, pad: int, new_tokens: int, params: SamplingParams,
+                 prompt: torch.Tensor | None = None):
+        self.K = num_codebooks
+        self.pad = pad
+        self.prompt_frames = 0 if prompt is None else int(prompt.shape[1])
+        self.length = 1 + self.prompt_frames + new_tokens  # transformers' max_length
+        self.pattern = delay_pattern(prompt, num_codebooks, self.length, pad)
+        self.tokens = self.pattern.clone()
+        self.params = params
+        self.generator = torch.Generator()
+        if params.seed is not None:
+            self.generator.manual_seed(int(params.seed))
+        else:
+            self.generator.seed()
+        # Decoding starts where codebook 0's first free position is (after the prompt).
+        self.t = self.prompt_frames
+        self.offset = 0  # cache positions taken by a conditioning prefix (MusicGen-Melody)
+
+    @property
+    def steps_total(self) -> int:
+        return self.length - 1 - self.prompt_frames
+
+    @property
+    def steps_done(self) -> int:
+        return self.t - self.prompt_frames
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.length - 1
+
+    def input_at(self, t: int) -> torch.Tensor:
+        """The K tokens fed at position t (the model's choices overwritten by the pattern)."""
+        forced = self.pattern[:, t]
+        return torch.where(forced == -1, self.tokens[:, t], forced)
+
+    def prefix_inputs(self) -> torch.Tensor:
+        """Inputs for positions 0 .. t-1 (a continuation's prompt), (t, K)."""
+        return torch.stack([self.input_at(i) for i in range(self.t)]) if self.t else torch.zeros(0, self.K, dtype=torch.long)
+
+    def current_input(self) -> torch.Tensor:
+        return self.input_at(self.t)
+
+    def advance(self, cond: torch.Tensor, uncond: torch.Tensor) -> None:
+        """Choose the next K tokens from this step's logits (K, vocab) and move on one position."""
+        nxt = choose_tokens(cond, uncond, self.params, self.generator)
+        self.tokens[:, self.t + 1] = nxt.to(self.tokens.device)
+        self.t += 1
+
+    def codes(self, upto: int | None = None) -> torch.Tensor:
+        """Finished frames (K, frames): every codebook's valid tokens, prompt included.
+
+        ``upto`` (a position) limits to frames whose last codebook has been generated already —
+        what a live preview can decode.
+        """
+        end = self.t if upto is None else min(upto, self.t)
+        frames = max(0, min(end - self.K + 1, self.length - self.K))
+        out = torch.empty(self.K, frames, dtype=torch.long)
+        filled = torch.where(self.pattern == -1, self.tokens, self.pattern)
+        for k in range(self.K):
+            out[k] = filled[k, k + 1:k + 1 + frames]
+        return out
+
+
+def choose_tokens(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torch.Tensor:
+    """transformers' CFG + warpers + greedy/multinomial for one request; logits (K, vocab) float32."""
+    scores = cond if p.guidance_scale is None or p.guidance_scale <= 1 else uncond + (cond - uncond) * p.guidance_scale
+    if not p.do_sample:
+        return torch.argmax(scores, dim=-1)
+    if p.temperature is not None and p.temperature != 1.0:
+        scores = scores / p.temperature
+    if p.top_k:
+        k = min(max(int(p.top_k), 1), scores.shape[-1])
+        kth = torch.topk(scores, k)[0][..., -1, None]
+        scores = scores.masked_fill(scores < kth, -float("inf"))
+    if p.top_p and 0.0 < p.top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative <= (1 - p.top_p)
+        remove[..., -1:] = False
+        scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), -float("inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)

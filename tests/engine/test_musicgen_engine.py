@@ -1,0 +1,192 @@
+"""The batched MusicGen engine against transformers' own ``generate``, on tiny random models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from echotune_mcp.engine.engine import Engine, GenerationRequest, RequestCancelled  # noqa: E402
+from echotune_mcp.engine.musicgen_sequence import SamplingParams  # noqa: E402
+from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
+from echotune_mcp.engine.scheduler import EngineBusy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_random_musicgen("tiny", seed=1)
+
+
+def stock_codes(model, text_ids, new_tokens, seed=None, prompt_codes=None, **gen):
+    """Run transformers' generate and capture the codes it hands to EnCodec."""
+    captured = {}
+    original = model.audio_encoder.decode
+
+    def capture(codes, **kw):
+        captured["codes"] = codes.clone()
+        return original(codes, **kw)
+
+    model.audio_encoder.decode = capture
+    try:
+        ids = torch.tensor([text_ids])
+        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, **gen)
+        if prompt_codes is not None:
+            kwargs["decoder_input_ids"] = prompt_codes.reshape(-1, prompt_codes.shape[-1])
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            model.generate(**kwargs)
+    finally:
+        model.audio_encoder.decode = original
+    return captured["codes"][0, 0]
+
+
+async def run_all(engine, requests):
+    handles = [await engine.submit(r) for r in requests]
+    return [await h.result() for h in handles], handles
+
+
+PROMPTS = [[5, 6, 7, 8, 9], [11, 12], [3, 40, 41, 42, 43, 44, 45, 46], [17], [20, 21, 22], [9, 8, 7, 6],
+           [30, 31, 32, 33, 34], [50, 51]]
+LENGTHS = [20, 9, 33, 14, 27, 11, 40, 18]
+
+
+def test_greedy_tokens_equal_generate_alone_and_batched(tiny):
+    greedy = SamplingParams(do_sample=False, guidance_scale=3.0)
+    expected = [stock_codes(tiny, p, n, do_sample=False, guidance_scale=3.0) for p, n in zip(PROMPTS, LENGTHS)]
+    engine = Engine(max_slots=8)
+    engine.add_model("tiny", tiny)
+    try:
+        alone, _ = asyncio.run(run_all(engine, [GenerationRequest("tiny", LENGTHS[0], PROMPTS[0], greedy)]))
+        assert torch.equal(alone[0].codes, expected[0])
+        batch = [GenerationRequest("tiny", n, p, greedy) for p, n in zip(PROMPTS, LENGTHS)]
+        results, _ = asyncio.run(run_all(engine, batch))
+        for got, want in zip(results, expected):
+            assert got.codes.shape == want.shape
+            assert torch.equal(got.codes, want)
+            assert got.audio is not None and got.audio.shape[-1] == want.shape[-1] * 32  # EnCodec hop of the tiny codec
+    finally:
+        engine.close()
+
+
+def test_seeded_sampling_is_the_same_alone_batched_and_in_generate(tiny):
+    params = [SamplingParams(do_sample=True, guidance_scale=3.0, top_k=10, seed=100 + i) for i in range(8)]
+    expected = [stock_codes(tiny, p, n, seed=sp.seed, do_sample=True, guidance_scale=3.0, top_k=10)
+                for p, n, sp in zip(PROMPTS, LENGTHS, params)]
+    engine = Engine(max_slots=8)
+    engine.add_model("tiny", tiny)
+    try:
+        results, _ = asyncio.run(run_all(engine, [GenerationRequest("tiny", n, p, sp)
+                                                  for p, n, sp in zip(PROMPTS, LENGTHS, params)]))
+        for got, want in zip(results, expected):
+            assert torch.equal(got.codes, want)
+        # top-p, temperature and no guidance follow generate too
+        sp = SamplingParams(do_sample=True, guidance_scale=1.0, top_k=0, top_p=0.9, temperature=0.7, seed=5)
+        want = stock_codes(tiny, PROMPTS[1], 15, seed=5, do_sample=True, guidance_scale=1.0, top_k=0, top_p=0.9,
+                           temperature=0.7)
+        got, _ = asyncio.run(run_all(engine, [GenerationRequest("tiny", 15, PROMPTS[1], sp)]))
+        assert torch.equal(got[0].codes, want)
+    finally:
+        engine.close()
+
+
+def test_continuation_extends_the_given_codes_like_generate(tiny):
+    greedy = SamplingParams(do_sample=False, guidance_scale=3.0)
+    prompt = torch.randint(0, 64, (4, 6), generator=torch.Generator().manual_seed(3))
+    want = stock_codes(tiny, PROMPTS[0], 12, prompt_codes=prompt, do_sample=False, guidance_scale=3.0)
+    engine = Engine(max_slots=4)
+    engine.add_model("tiny", tiny)
+    try:
+        got, _ = asyncio.run(run_all(engine, [GenerationRequest("tiny", 12, PROMPTS[0], greedy, prompt_codes=prompt),
+                                              GenerationRequest("tiny", 30, PROMPTS[2], greedy)]))
+        assert torch.equal(got[0].codes[:, :6], prompt)
+        assert torch.equal(got[0].codes, want)
+    finally:
+        engine.close()
+
+
+def test_cancel_frees_the_slot_within_one_step_and_others_finish(tiny):
+    engine = Engine(max_slots=2)
+    worker = engine.add_model("tiny", tiny)
+    greedy = SamplingParams(do_sample=False)
+
+    async def scenario():
+        long = await engine.submit(GenerationRequest("tiny", 1500, PROMPTS[0], greedy))
+        short = await engine.submit(GenerationRequest("tiny", 30, PROMPTS[1], greedy))
+        queued = await engine.submit(GenerationRequest("tiny", 25, PROMPTS[3], greedy))  # waits for a slot
+        entry = worker.scheduler.running[0]
+        while len(entry.payload.steps_seen) < 5:
+            await asyncio.sleep(0.005)
+        long.cancel()
+        at_cancel = worker.step_count
+        with pytest.raises(RequestCancelled):
+            await long.result()
+        assert max(entry.payload.steps_seen) <= at_cancel + 1
+        assert entry.slot is None
+        expected_short = stock_codes(tiny, PROMPTS[1], 30, do_sample=False, guidance_scale=3.0)
+        expected_queued = stock_codes(tiny, PROMPTS[3], 25, do_sample=False, guidance_scale=3.0)
+        assert torch.equal((await short.result()).codes, expected_short)
+        assert torch.equal((await queued.result()).codes, expected_queued)  # ran in the freed slot
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.close()
+
+
+def test_full_queue_says_busy_and_when_to_retry(tiny):
+    engine = Engine(max_slots=1, max_queue=1)
+    engine.add_model("tiny", tiny)
+
+    async def scenario():
+        running = await engine.submit(GenerationRequest("tiny", 1500, [1], SamplingParams(do_sample=False)))
+        while not engine._workers["tiny"].scheduler.running:
+            await asyncio.sleep(0.005)
+        queued = await engine.submit(GenerationRequest("tiny", 10, [2]))
+        with pytest.raises(EngineBusy, match=r"busy: 1 requests running and 1 queued .* retry after ~\d+ s") as err:
+            await engine.submit(GenerationRequest("tiny", 10, [3]))
+        assert err.value.retry_after_s >= 1
+        for h in (running, queued):
+            h.cancel()
+            with pytest.raises(RequestCancelled):
+                await h.result()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.close()
+
+
+def test_priorities_and_previews(tiny):
+    engine = Engine(max_slots=1)
+    engine.add_model("tiny", tiny)
+
+    async def scenario():
+        blocker = await engine.submit(GenerationRequest("tiny", 60, [1], SamplingParams(do_sample=False)))
+        low = await engine.submit(GenerationRequest("tiny", 10, [2], priority=0))
+        high = await engine.submit(GenerationRequest("tiny", 10, [3], priority=5))
+        finished = []
+
+        async def wait(name, h):
+            await h.result()
+            finished.append(name)
+
+        await asyncio.gather(wait("blocker", blocker), wait("low", low), wait("high", high))
+        assert finished == ["blocker", "high", "low"]
+        # previews: decoded audio of the frames so far, every 0.02 s of audio (10 frames of the 500 Hz codec)
+        h = await engine.submit(GenerationRequest("tiny", 80, [4], preview_every_s=0.02))
+        kinds = [(e.kind, None if e.audio is None else e.audio.shape[-1]) async for e in h.events()]
+        previews = [n for k, n in kinds if k == "preview"]
+        assert len(previews) >= 3 and previews == sorted(previews)
+        assert kinds[-1][0] == "result" and kinds[-1][1] > previews[-1]
+
+    try:
+        t0 = time.monotonic()
+        asyncio.run(scenario())
+        assert time.monotonic() - t0 < 60
+    finally:
+        engine.close()
