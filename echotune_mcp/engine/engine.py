@@ -43,6 +43,7 @@ class GenerationRequest:
     text_ids: list[int] | None = None  # tokenised prompt; None = unconditional
     sampling: SamplingParams = field(default_factory=SamplingParams)
     prompt_codes: torch.Tensor | None = None  # (K, P) codes of a clip to continue
+    prompt_audio: tuple[np.ndarray, int] | None = None  # or the clip itself (mono, sample rate), encoded on admission
     prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # melody models: cond, uncond, valid
     priority: int = 0
     preview_every_s: float = 0.0  # seconds of generated audio between live previews; 0 = none
@@ -110,11 +111,15 @@ class _Live:
 class MusicgenWorker(threading.Thread):
     """One model's decode loop: a runner, a scheduler, and a thread that drives both."""
 
-    def __init__(self, model: Any, *, max_slots: int = 16, max_queue: int = 64, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, name: str = "musicgen"):
+    def __init__(self, model: Any = None, *, loader: Callable[[], Any] | None = None, max_slots: int = 16,
+                 max_queue: int = 64, device: str = "cpu", dtype: torch.dtype = torch.float32, name: str = "musicgen"):
         super().__init__(name=f"echotune-engine-{name}", daemon=True)
         self.model = model
-        self.runner = MusicgenRunner(model, max_slots=max_slots, device=device, dtype=dtype)
+        self._loader = loader
+        self._runner_args = dict(max_slots=max_slots, device=device, dtype=dtype)
+        self.runner: MusicgenRunner | None = None
+        self.load_error: BaseException | None = None
+        self._ready = threading.Event()
         self.scheduler = Scheduler(max_slots, max_queue)
         self._cond = threading.Condition()
         self._stopping = False
@@ -123,8 +128,18 @@ class MusicgenWorker(threading.Thread):
         self.steps_per_s: float | None = None  # per-slot decode rate, measured
         self.start()
 
+    def wait_ready(self, timeout: float | None = None) -> "MusicgenWorker":
+        """Block until the model is loaded on the worker thread (raises what loading raised)."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the model is still loading")
+        if self.load_error is not None:
+            raise self.load_error
+        return self
+
     # -- caller side -------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest, handle: Handle) -> Entry:
+        self.wait_ready()
+        assert self.runner is not None
         if request.new_tokens < self.runner.num_codebooks:
             raise ValueError(f"new_tokens must be at least {self.runner.num_codebooks} (one frame per codebook)")
         entry = Entry(priority=request.priority, payload=_Live(handle, request), cost_steps=request.new_tokens)
@@ -150,6 +165,19 @@ class MusicgenWorker(threading.Thread):
 
     # -- worker thread -----------------------------------------------------------------------------------
     def run(self) -> None:
+        # Loading happens here, not on the caller's thread: libgomp gives every thread that runs a parallel
+        # op its own OpenMP team, and once the process has more team threads than cores every team's
+        # barriers sleep instead of spinning (about a third slower per decode step on 2 cores).
+        try:
+            with torch.inference_mode():
+                if self.model is None and self._loader is not None:
+                    self.model = self._loader()
+                self.runner = MusicgenRunner(self.model, **self._runner_args)
+        except BaseException as exc:  # noqa: BLE001 - reported to every caller of wait_ready
+            self.load_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
         with torch.inference_mode():
             self._loop()
 
@@ -186,6 +214,8 @@ class MusicgenWorker(threading.Thread):
         offset = 0
         if r.has_cross:
             r.set_cross(slot, r.text_states(req.text_ids))
+        if req.prompt_audio is not None:  # continuation: EnCodec codes of the clip to extend
+            req.prompt_codes = encode_audio(self.model, *req.prompt_audio)
         if req.prefix is not None:  # melody models: conditioning is a prefix of the decoder input
             cond, uncond, valid = req.prefix
             offset = cond.shape[0]
@@ -285,7 +315,7 @@ def encode_audio(model: Any, audio: np.ndarray, sample_rate: int) -> torch.Tenso
 class Engine:
     """The process's engine: one worker per loaded model, created on first use."""
 
-    def __init__(self, loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None, *, max_slots: int = 16,
+    def __init__(self, loader: Callable[[str], tuple[Callable[[], Any], dict[str, Any]]] | None = None, *, max_slots: int = 16,
                  max_queue: int = 64, device: str = "cpu", dtype: torch.dtype = torch.float32):
         self._loader = loader
         self.max_slots, self.max_queue, self.device, self.dtype = max_slots, max_queue, device, dtype
@@ -293,22 +323,32 @@ class Engine:
         self.model_info: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def add_model(self, model_id: str, model: Any, info: dict[str, Any] | None = None) -> MusicgenWorker:
+    def add_model(self, model_id: str, model: Any = None, info: dict[str, Any] | None = None,
+                  loader: Callable[[], Any] | None = None) -> MusicgenWorker:
         with self._lock:
             if model_id not in self._workers:
-                self._workers[model_id] = MusicgenWorker(model, max_slots=self.max_slots, max_queue=self.max_queue,
-                                                         device=self.device, dtype=self.dtype, name=model_id)
+                self._workers[model_id] = MusicgenWorker(model, loader=loader, max_slots=self.max_slots,
+                                                         max_queue=self.max_queue, device=self.device,
+                                                         dtype=self.dtype, name=model_id)
                 self.model_info[model_id] = dict(info or {})
-            return self._workers[model_id]
+            worker = self._workers[model_id]
+        try:
+            return worker.wait_ready()
+        except BaseException:
+            with self._lock:
+                if self._workers.get(model_id) is worker:
+                    del self._workers[model_id]
+            raise
 
     def worker(self, model_id: str) -> MusicgenWorker:
         with self._lock:
-            if model_id in self._workers:
-                return self._workers[model_id]
+            existing = self._workers.get(model_id)
+        if existing is not None:
+            return existing.wait_ready()
         if self._loader is None:
             raise LookupError(f"model {model_id!r} is not loaded in this engine")
-        model, info = self._loader(model_id)
-        return self.add_model(model_id, model, info)
+        load, info = self._loader(model_id)
+        return self.add_model(model_id, info=info, loader=load)
 
     async def submit(self, request: GenerationRequest) -> Handle:
         worker = await asyncio.to_thread(self.worker, request.model_id)
