@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, module, func, help_ in (
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
+        ("engine", ".engine.cli", "engine_main", "serve: the shared inference engine as a local daemon"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
     ):
         sp = sub.add_parser(name, help=help_, add_help=False)

@@ -40,3 +40,16 @@ def models_main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def engine_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="echotune-mcp engine", description="the shared local inference engine")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="run the engine as a loopback HTTP daemon (set ECHOTUNE_ENGINE_URL to use it)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8771)
+    args = p.parse_args(argv)
+    from .daemon import serve as run
+
+    run(Settings.from_env(), host=args.host, port=args.port)
+    return 0

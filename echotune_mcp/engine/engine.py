@@ -118,6 +118,7 @@ class MusicgenWorker(threading.Thread):
         self._loader = loader
         self._runner_args = dict(max_slots=max_slots, device=device, dtype=dtype)
         self.runner: MusicgenRunner | None = None
+        self.tokenizer: Any = None  # the text tokenizer that came with the weights, if any
         self.load_error: BaseException | None = None
         self._ready = threading.Event()
         self.scheduler = Scheduler(max_slots, max_queue)
@@ -171,7 +172,8 @@ class MusicgenWorker(threading.Thread):
         try:
             with torch.inference_mode():
                 if self.model is None and self._loader is not None:
-                    self.model = self._loader()
+                    loaded = self._loader()
+                    self.model, self.tokenizer = loaded if isinstance(loaded, tuple) else (loaded, None)
                 self.runner = MusicgenRunner(self.model, **self._runner_args)
         except BaseException as exc:  # noqa: BLE001 - reported to every caller of wait_ready
             self.load_error = exc
@@ -355,6 +357,29 @@ class Engine:
         handle = Handle(asyncio.get_running_loop())
         worker.submit(request, handle)
         return handle
+
+    async def generate(self, *, model_id: str, prompt: str, duration_s: float, seed: int | None = None,
+                       temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, guidance_scale: float = 3.0,
+                       priority: int = 0, preview_every_s: float = 0.0,
+                       continuation: tuple[np.ndarray, int] | None = None) -> Handle:
+        """Text (and optionally a clip to continue) to a running request: the API the daemon also serves."""
+        worker = await asyncio.to_thread(self.worker, model_id)
+        assert worker.runner is not None
+        if worker.tokenizer is None:
+            raise LookupError(f"{model_id} has no tokenizer in its weights folder; pull the full checkpoint")
+        text_ids = list(worker.tokenizer(prompt)["input_ids"]) if prompt else None
+        frames = max(1, round(duration_s * worker.runner.frame_rate))
+        request = GenerationRequest(
+            model_id, new_tokens=frames + worker.runner.num_codebooks - 1, text_ids=text_ids,
+            sampling=SamplingParams(guidance_scale=guidance_scale, do_sample=True, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, seed=seed),
+            prompt_audio=continuation, priority=priority, preview_every_s=preview_every_s)
+        handle = Handle(asyncio.get_running_loop())
+        worker.submit(request, handle)
+        return handle
+
+    def info(self, model_id: str) -> dict[str, Any]:
+        return dict(self.model_info.get(model_id, {}), device=self.device)
 
     def close(self) -> None:
         with self._lock:

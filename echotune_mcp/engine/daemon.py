@@ -1,0 +1,101 @@
+"""``echotune-mcp engine serve``: the engine as a loopback HTTP daemon shared by several MCP servers.
+
+One process holds the models (one GPU's worth); each MCP server process (one per IDE window) sets
+``ECHOTUNE_ENGINE_URL`` and sends its requests here, so requests from all of them batch together.
+Protocol: ``POST /v1/generate`` with a JSON request streams NDJSON events (accepted, progress,
+preview, result | error | cancelled); closing the stream cancels the request. A full queue answers
+503 with ``Retry-After``. ``GET /v1/health`` says what is loaded. Loopback only: there is no auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings
+from .engine import EngineEvent
+from .scheduler import EngineBusy
+
+
+def event_json(event: EngineEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": event.kind, "fraction": event.fraction, "message": event.message}
+    if event.audio is not None:
+        audio = np.ascontiguousarray(event.audio, dtype=np.float32)
+        out.update(sample_rate=event.sample_rate, channels=int(audio.shape[0]),
+                   audio_b64=base64.b64encode(audio.tobytes()).decode())
+    if event.codes is not None:
+        out["codes_frames"] = int(event.codes.shape[-1])
+    return out
+
+
+def build_app(settings: Settings) -> Any:
+    from dataclasses import replace
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    from .musicgen_backend import get_engine
+
+    engine = get_engine(replace(settings, engine_url=None))
+
+    async def health(_request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "loaded": sorted(engine.model_info), "device": engine.device})
+
+    async def generate(request: Request) -> Any:
+        body = await request.json()
+        cont = body.pop("continuation", None)
+        if cont is not None:
+            audio = np.frombuffer(base64.b64decode(cont["audio_b64"]), dtype=np.float32)
+            body["continuation"] = (audio, int(cont["sample_rate"]))
+        allowed = {"model_id", "prompt", "duration_s", "seed", "temperature", "top_k", "top_p", "guidance_scale",
+                   "priority", "preview_every_s", "continuation"}
+        unknown = set(body) - allowed
+        if unknown:
+            return JSONResponse({"error": f"unknown fields {sorted(unknown)}"}, status_code=400)
+        try:
+            handle = await engine.generate(**body)
+        except EngineBusy as exc:
+            return JSONResponse({"error": str(exc), "retry_after_s": exc.retry_after_s}, status_code=503,
+                                headers={"Retry-After": str(int(exc.retry_after_s + 0.999))})
+        except (ValueError, LookupError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        info = engine.info(body["model_id"])
+
+        async def stream():
+            finished = False
+            try:
+                yield json.dumps({"kind": "accepted", "request_id": handle.id, "info": info}) + "\n"
+                async for event in handle.events():
+                    finished = event.kind in ("result", "error", "cancelled")
+                    yield json.dumps(event_json(event)) + "\n"
+            finally:
+                if not finished:  # the client went away: free the slot
+                    handle.cancel()
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    app = Starlette(routes=[Route("/v1/health", health), Route("/v1/generate", generate, methods=["POST"])])
+    app.state.engine = engine
+    return app
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8771) -> None:
+    import ipaddress
+
+    import uvicorn
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise SystemExit(f"the engine daemon has no authentication and binds loopback only; {host} is not loopback")
+    app = build_app(settings)
+    print(f"echotune engine listening on http://{host}:{port} (set ECHOTUNE_ENGINE_URL=http://{host}:{port})",
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

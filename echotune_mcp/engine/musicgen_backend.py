@@ -1,0 +1,175 @@
+"""MusicGen behind ``generate_music``: which model, loading it, and running it through the engine.
+
+``model="auto"`` picks among the downloaded MusicGen checkpoints the largest one whose estimated
+time for the requested duration fits the latency budget on this device (the result says which and
+why). Requests go to the process's in-process engine, or to a shared engine daemon when
+``ECHOTUNE_ENGINE_URL`` is set (``echotune-mcp engine serve``), so several MCP server processes
+share one GPU's models.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings
+from .model_manager import ModelManager
+
+TEXT_MODELS = ("musicgen-small", "musicgen-medium", "musicgen-large")
+# Decode steps per second for one request, by device (CPU: tools/bench_engine.py on 2 cores for small;
+# the others scaled by weight bytes; GPU figures are conservative single-stream rates).
+STEP_RATES = {"cpu": {"musicgen-small": 14.0, "musicgen-medium": 4.5, "musicgen-large": 2.0},
+              "mps": {"musicgen-small": 40.0, "musicgen-medium": 18.0, "musicgen-large": 9.0},
+              "cuda": {"musicgen-small": 90.0, "musicgen-medium": 55.0, "musicgen-large": 35.0}}
+DEFAULT_LATENCY_S = 90.0
+
+
+@dataclass
+class MusicgenResult:
+    audio: np.ndarray  # (samples, channels) float32
+    sample_rate: int
+    model_id: str
+    weights_revision: str | None
+    weights_license: str
+    device: str
+    model_reason: str
+    codes_frames: int
+
+
+def musicgen_available(settings: Settings) -> bool:
+    """True when transformers imports and at least one text-to-music MusicGen checkpoint is downloaded."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    manager = ModelManager(settings)
+    return any(manager.is_downloaded(m) for m in TEXT_MODELS if m in manager.cards)
+
+
+def choose_model(settings: Settings, requested: str, duration_s: float, device: str,
+                 latency_budget_s: float | None = None) -> tuple[str, str]:
+    """(model id, reason). ``requested`` is a model id or "auto"."""
+    manager = ModelManager(settings)
+    if requested != "auto":
+        if requested not in manager.cards or not manager.card(requested).backend.startswith("musicgen"):
+            known = ", ".join(m for m in manager.cards if manager.card(m).backend.startswith("musicgen"))
+            raise ValueError(f"model {requested!r} is not a MusicGen model; use auto or one of {known}")
+        manager.require(requested)
+        return requested, "requested by the caller"
+    budget = latency_budget_s or float(os.environ.get("ECHOTUNE_MUSICGEN_LATENCY_S", DEFAULT_LATENCY_S))
+    present = [m for m in TEXT_MODELS if m in manager.cards and manager.is_downloaded(m)]
+    if not present:
+        manager.require("musicgen-small")  # raises the "not downloaded: run ... pull" error
+    rates = STEP_RATES.get(device.split(":")[0], STEP_RATES["cpu"])
+    steps = duration_s * 50
+    estimates = {m: steps / rates[m] for m in present}
+    fitting = [m for m in present if estimates[m] <= budget]
+    chosen = fitting[-1] if fitting else present[0]
+    why = (f"largest downloaded model whose estimated {estimates[chosen]:.0f} s for {duration_s:g} s of audio on "
+           f"{device} fits the {budget:.0f} s latency budget" if fitting else
+           f"no downloaded model fits the {budget:.0f} s budget on {device}; the smallest is estimated "
+           f"at {estimates[chosen]:.0f} s")
+    others = ", ".join(f"{m} ~{estimates[m]:.0f} s" for m in present if m != chosen)
+    return chosen, why + (f" (also downloaded: {others})" if others else "")
+
+
+def load_musicgen(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
+    """(model, tokenizer) from a pulled folder (``save_pretrained`` layout, as on the hub)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    config = AutoConfig.from_pretrained(folder)
+    cls = (transformers.MusicgenMelodyForConditionalGeneration if config.model_type == "musicgen_melody"
+           else transformers.MusicgenForConditionalGeneration)
+    model = cls.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    model.audio_encoder.float()  # EnCodec stays in float32: decoding is cheap and precision-sensitive
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
+
+
+# -- the process's engine --------------------------------------------------------------------------------
+_engine_lock = threading.Lock()
+_engines: dict[tuple[str, str], Any] = {}
+
+
+def get_engine(settings: Settings) -> Any:
+    """The in-process Engine (created once per weights folder and device), or a RemoteEngine client."""
+    if settings.engine_url:
+        from .remote import RemoteEngine
+
+        return RemoteEngine(settings.engine_url)
+    from .device import pick_device
+    from .engine import Engine
+
+    choice = pick_device(settings.device)
+    key = (str(settings.weights_dir), choice.device)
+    with _engine_lock:
+        if key not in _engines:
+            manager = ModelManager(settings)
+            import torch
+
+            def loader(model_id: str) -> tuple[Callable[[], Any], dict[str, Any]]:
+                folder = manager.require(model_id)
+                card = manager.card(model_id)
+                manifest = manager.manifest(model_id) or {}
+
+                def load() -> Any:
+                    return load_musicgen(folder, choice.device, choice.dtype)
+
+                return load, {"revision": manifest.get("revision"), "license": card.license,
+                              "device": choice.device, "dtype": choice.dtype}
+
+            slots = int(os.environ.get("ECHOTUNE_ENGINE_SLOTS", "16" if choice.device != "cpu" else "8"))
+            _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, choice.dtype))
+        return _engines[key]
+
+
+async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed: int | None, temperature: float,
+                            top_k: int, top_p: float, guidance_scale: float, melody: np.ndarray | None,
+                            melody_sr: int | None, continuation: np.ndarray | None, continuation_sr: int | None,
+                            on_progress: Callable[[float, str], Awaitable[None]],
+                            on_preview: Callable[[np.ndarray, int], Awaitable[None]] | None,
+                            settings: Settings, preview_every_s: float | None = None, priority: int = 0) -> MusicgenResult:
+    """Generate ``duration_s`` seconds through the engine; progress and previews are awaited as they come."""
+    from .device import pick_device
+
+    if melody is not None:
+        raise ValueError("melody conditioning is not available yet: MusicGen-Melody's chroma prefix is not wired "
+                         "into the engine; use a text prompt (optionally with continuation)")
+    device = pick_device(settings.device).device if not settings.engine_url else "engine daemon"
+    model_id, reason = choose_model(settings, model, duration_s, device)
+    engine = get_engine(settings)
+    if preview_every_s is None:
+        preview_every_s = float(os.environ.get("ECHOTUNE_PREVIEW_EVERY_S", "5"))
+    request = dict(model_id=model_id, prompt=prompt, duration_s=duration_s, seed=seed, temperature=temperature,
+                   top_k=top_k, top_p=top_p, guidance_scale=guidance_scale, priority=priority,
+                   preview_every_s=preview_every_s,
+                   continuation=None if continuation is None else (np.asarray(continuation, np.float32),
+                                                                   int(continuation_sr or 0)))
+    handle = await engine.generate(**request)
+    final = None
+    async for event in handle.events():
+        if event.kind == "progress":
+            await on_progress(event.fraction, event.message)
+        elif event.kind == "preview" and on_preview is not None and event.audio is not None:
+            await on_preview(event.audio.T.copy(), event.sample_rate)
+        elif event.kind == "result":
+            final = event
+        elif event.kind == "error":
+            raise RuntimeError(f"MusicGen failed: {event.message}")
+        elif event.kind == "cancelled":
+            raise RuntimeError(f"MusicGen request ended: {event.message}")
+    assert final is not None and final.audio is not None
+    info = engine.info(model_id)
+    return MusicgenResult(audio=final.audio.T.copy(), sample_rate=final.sample_rate, model_id=model_id,
+                          weights_revision=info.get("revision"), weights_license=info.get("license", "CC-BY-NC-4.0"),
+                          device=info.get("device", device), model_reason=reason,
+                          codes_frames=int(final.codes.shape[-1]) if final.codes is not None else 0)

@@ -1,0 +1,122 @@
+"""generate_music through MusicGen: a tiny random checkpoint pulled from a folder, in-process and via the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from echotune_mcp.engine.model_manager import ModelManager  # noqa: E402
+from echotune_mcp.engine.musicgen_backend import choose_model  # noqa: E402
+from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
+from tests.audio.conftest import run_job  # noqa: E402
+
+WORDS = "lofi hip hop beat with warm piano and soft drums ambient pad slow dreamy synth bass guitar".split()
+
+
+def save_tiny_checkpoint(folder: Path) -> None:
+    """A random tiny MusicGen plus a word-level tokenizer, in the layout `models pull` downloads."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    build_random_musicgen("tiny", seed=2).save_pretrained(folder)
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(WORDS))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
+                            eos_token="</s>").save_pretrained(folder)
+
+
+@pytest.fixture
+def tiny_pulled(settings, tmp_path):
+    src = tmp_path / "tiny-musicgen"
+    save_tiny_checkpoint(src)
+    ModelManager(settings).pull("musicgen-small", from_dir=src, log=lambda _m: None)
+    return settings
+
+
+def test_auto_model_choice_says_why(tiny_pulled):
+    model, why = choose_model(tiny_pulled, "auto", 10.0, "cpu", latency_budget_s=60)
+    assert model == "musicgen-small" and "fits the 60 s latency budget" in why
+    model, why = choose_model(tiny_pulled, "auto", 30.0, "cpu", latency_budget_s=10)
+    assert model == "musicgen-small" and "no downloaded model fits" in why
+    with pytest.raises(LookupError, match="musicgen-large is not downloaded: run `echotune-mcp models pull"):
+        choose_model(tiny_pulled, "musicgen-large", 10.0, "cpu")
+    with pytest.raises(ValueError, match="not a MusicGen model"):
+        choose_model(tiny_pulled, "htdemucs", 10.0, "cpu")
+
+
+def test_generate_music_runs_musicgen_as_a_job_with_progress_and_previews(tiny_pulled, make_client, monkeypatch):
+    monkeypatch.setenv("ECHOTUNE_PREVIEW_EVERY_S", "0.3")
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append((p, message))
+
+    async def scenario():
+        async with make_client() as (client, app):
+            res = await run_job(client, "generate_music", {"prompt": "lofi hip hop beat with warm piano",
+                                                           "duration_s": 1.0, "backend": "auto", "seed": 3},
+                                on_progress)
+            assert res["status"] == "succeeded", res
+            out = res["result"]
+            assert out["backend"] == "musicgen" and out["model"]["model_id"] == "musicgen-small"
+            assert "latency budget" in out["model"]["reason"] and out["model"]["weights_license"] == "CC-BY-NC-4.0"
+            art = await app.artifacts.get("local", out["mix_artifact_id"])
+            assert abs(art.meta["duration_s"] - 1.0) < 0.01 and art.meta["sample_rate"] == 16000
+            previews, _ = await app.artifacts.list("local", kind="preview", job_id=res["job_id"])
+            assert len(previews) >= 2
+            assert any("generating:" in (m or "") for _, m in progress)
+
+    asyncio.run(scenario())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_engine_daemon_serves_generate_music_for_another_process(tiny_pulled, make_client):
+    port = _free_port()
+    env = dict(os.environ, ECHOTUNE_DATA_DIR=str(tiny_pulled.data_dir), ECHOTUNE_PREVIEW_EVERY_S="0")
+    proc = subprocess.Popen([sys.executable, "-m", "echotune_mcp.cli", "engine", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).json()["ok"]:
+                    break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"engine daemon did not start: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.2)
+
+        async def scenario():
+            async with make_client(engine_url=f"http://127.0.0.1:{port}") as (client, app):
+                res = await run_job(client, "generate_music", {"prompt": "ambient pad", "duration_s": 0.5,
+                                                               "backend": "musicgen", "seed": 1})
+                assert res["status"] == "succeeded", res
+                assert res["result"]["model"]["model_id"] == "musicgen-small"
+                art = await app.artifacts.get("local", res["result"]["mix_artifact_id"])
+                assert abs(art.meta["duration_s"] - 0.5) < 0.01
+
+        asyncio.run(scenario())
+        health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).json()
+        assert health["loaded"] == ["musicgen-small"]  # the model lives in the daemon, not in this process
+        bad = httpx.post(f"http://127.0.0.1:{port}/v1/generate", json={"model_id": "musicgen-small", "bogus": 1})
+        assert bad.status_code == 400 and "bogus" in bad.json()["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
