@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from echotune_mcp.engine.device import pick_device  # noqa: E402
+from echotune_mcp.engine.device import generation_dtype, pick_device  # noqa: E402
 from echotune_mcp.engine.engine import Engine, GenerationRequest  # noqa: E402
 from echotune_mcp.engine.musicgen_sequence import SamplingParams  # noqa: E402
 from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
@@ -122,7 +122,7 @@ def in_thread(fn):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None, help="cpu, cuda or mps (default: picked at run time)")
-    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the device's)")
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: what the engine picks for the device)")
     ap.add_argument("--concurrency", default="1,4,8,16")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=2)
@@ -130,7 +130,7 @@ def main() -> None:
 
     def prepare():
         choice = pick_device(args.device)
-        device, dtype = choice.device, getattr(torch, args.dtype or choice.dtype)
+        device, dtype = choice.device, getattr(torch, generation_dtype(choice, args.dtype))
         t = time.perf_counter()
         model = build_random_musicgen("small", seed=0).to(device)
         build_s = time.perf_counter() - t

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .musicgen_runner import MusicgenRunner
-from .musicgen_sequence import SamplingParams, TokenSequence
+from .musicgen_sequence import SamplingParams, TokenSequence, advance_all
 from .scheduler import EngineBusy, Entry, Scheduler
 
 __all__ = ["Engine", "EngineBusy", "EngineEvent", "GenerationRequest", "Handle", "MusicgenWorker", "RequestCancelled"]
@@ -249,10 +249,10 @@ class MusicgenWorker(threading.Thread):
         self.steps_per_s = rate if self.steps_per_s is None else 0.8 * self.steps_per_s + 0.2 * rate
         self.step_count += 1
         now = time.monotonic()
-        for entry, seq, lg in zip(running, seqs, logits):
+        advance_all(seqs, logits)
+        for entry, seq in zip(running, seqs):
             live: _Live = entry.payload
             live.steps_seen.append(self.step_count)
-            seq.advance(lg[0], lg[1])
             if seq.done:
                 with self._cond:
                     self._leave(entry)

@@ -106,10 +106,11 @@ def get_engine(settings: Settings) -> Any:
         from .remote import RemoteEngine
 
         return RemoteEngine(settings.engine_url)
-    from .device import pick_device
+    from .device import generation_dtype, pick_device
     from .engine import Engine
 
     choice = pick_device(settings.device)
+    dtype = generation_dtype(choice, os.environ.get("ECHOTUNE_ENGINE_DTYPE"))
     key = (str(settings.weights_dir), choice.device)
     with _engine_lock:
         if key not in _engines:
@@ -122,13 +123,13 @@ def get_engine(settings: Settings) -> Any:
                 manifest = manager.manifest(model_id) or {}
 
                 def load() -> Any:
-                    return load_musicgen(folder, choice.device, choice.dtype)
+                    return load_musicgen(folder, choice.device, dtype)
 
                 return load, {"revision": manifest.get("revision"), "license": card.license,
-                              "device": choice.device, "dtype": choice.dtype}
+                              "device": choice.device, "dtype": dtype}
 
             slots = int(os.environ.get("ECHOTUNE_ENGINE_SLOTS", "16" if choice.device != "cpu" else "8"))
-            _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, choice.dtype))
+            _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, dtype))
         return _engines[key]
 
 

@@ -43,9 +43,10 @@ def _sinusoids(n: int, dim: int) -> torch.Tensor:
 class Linear:
     """A bias-optional linear map whose weight is pre-packed for oneDNN on CPU (plain matmul elsewhere)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False):
         self.weight = weight.contiguous()
         self.bias = bias
+        self.gelu = gelu  # exact (erf) GELU on the output, fused into the matmul where oneDNN runs it
         self.packed = None
         if weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
             try:
@@ -55,10 +56,11 @@ class Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is None:
-            return F.linear(x, self.weight, self.bias)
+            out = F.linear(x, self.weight, self.bias)
+            return F.gelu(out) if self.gelu else out
         shape = x.shape
         out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]).contiguous(), self.packed, self.bias,
-                                                 "none", [], "")
+                                                 *(("gelu", [], "none") if self.gelu else ("none", [], "")))
         return out.view(*shape[:-1], out.shape[-1])
 
 
@@ -94,6 +96,9 @@ class MusicgenRunner:
         self.dtype = dtype
         self.melody = not hasattr(model, "enc_to_dec_proj") or type(model).__name__.startswith("MusicgenMelody")
         cfg = model.decoder.config
+        if cfg.activation_function != "gelu" or cfg.audio_channels != 1:
+            raise ValueError(f"the engine runs mono MusicGen decoders with GELU; this checkpoint has "
+                             f"{cfg.audio_channels} channel(s) and {cfg.activation_function}")
         self.num_codebooks = cfg.num_codebooks
         self.vocab = cfg.vocab_size
         self.pad = model.generation_config.pad_token_id if model.generation_config.pad_token_id is not None \
@@ -140,7 +145,7 @@ class MusicgenRunner:
                 cross_k=Linear(w(cross.k_proj)) if cross is not None else None,
                 cross_v=Linear(w(cross.v_proj)) if cross is not None else None,
                 cross_out=Linear(w(cross.out_proj)) if cross is not None else None,
-                ln3=_ln(layer.final_layer_norm, dev, dt), fc1=Linear(w(layer.fc1)), fc2=Linear(w(layer.fc2))))
+                ln3=_ln(layer.final_layer_norm, dev, dt), fc1=Linear(w(layer.fc1), gelu=True), fc2=Linear(w(layer.fc2))))
         self.final_ln = _ln(dec.layer_norm, dev, dt)
         self.heads_proj = Linear(torch.cat([w(h) for h in model.decoder.lm_heads]))
         self.positions = _sinusoids(4096, self.width).to(dev, dt)
@@ -267,7 +272,7 @@ class MusicgenRunner:
                 h = self._cross(i, layer, h, rows, T, row_offset, slots)
             res = h
             a = F.layer_norm(h, (self.width,), *layer.ln3)
-            h = res + layer.fc2(F.gelu(layer.fc1(a)))
+            h = res + layer.fc2(layer.fc1(a))
         return F.layer_norm(h, (self.width,), *self.final_ln)
 
     def _cross(self, i: int, layer: _Layer, h: torch.Tensor, rows: int, T: int, row_offset: int,

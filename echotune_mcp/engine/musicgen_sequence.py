@@ -93,8 +93,10 @@ class TokenSequence:
 
     def advance(self, cond: torch.Tensor, uncond: torch.Tensor) -> None:
         """Choose the next K tokens from this step's logits (K, vocab) and move on one position."""
-        nxt = choose_tokens(cond, uncond, self.params, self.generator)
-        self.tokens[:, self.t + 1] = nxt.to(self.tokens.device)
+        self.accept(choose_tokens(cond, uncond, self.params, self.generator))
+
+    def accept(self, tokens: torch.Tensor) -> None:
+        self.tokens[:, self.t + 1] = tokens.to(self.tokens.device)
         self.t += 1
 
     def codes(self, upto: int | None = None) -> torch.Tensor:
@@ -112,11 +114,43 @@ class TokenSequence:
         return out
 
 
+def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> None:
+    """``advance`` for a whole batch (logits (n, 2, K, vocab)): requests that share warper settings are
+    processed in one go (every operation is per row, so the numbers are those of ``choose_tokens``);
+    only the draw uses each request's own generator."""
+    groups: dict[tuple, list[int]] = {}
+    for i, seq in enumerate(seqs):
+        p = seq.params
+        groups.setdefault((p.guidance_scale, p.do_sample, p.temperature, p.top_k, p.top_p), []).append(i)
+    for key, idx in groups.items():
+        params = seqs[idx[0]].params
+        sub = logits[idx]
+        K, V = sub.shape[2], sub.shape[3]
+        scores = _warp(sub[:, 0].reshape(-1, V), sub[:, 1].reshape(-1, V), params)
+        if not params.do_sample:
+            chosen = torch.argmax(scores, dim=-1).view(len(idx), K)
+            for j, i in enumerate(idx):
+                seqs[i].accept(chosen[j])
+            continue
+        probs = torch.softmax(scores, dim=-1).view(len(idx), K, V)
+        for j, i in enumerate(idx):
+            seqs[i].accept(torch.multinomial(probs[j], num_samples=1, generator=seqs[i].generator).squeeze(1))
+
+
 def choose_tokens(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torch.Tensor:
     """transformers' CFG + warpers + greedy/multinomial for one request; logits (K, vocab) float32."""
-    scores = cond if p.guidance_scale is None or p.guidance_scale <= 1 else uncond + (cond - uncond) * p.guidance_scale
+    scores = _warp(cond, uncond, p)
     if not p.do_sample:
         return torch.argmax(scores, dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
+
+
+def _warp(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """Guidance, then (when sampling) temperature, top-k and top-p, as transformers' processors do; rows independent."""
+    scores = cond if p.guidance_scale is None or p.guidance_scale <= 1 else uncond + (cond - uncond) * p.guidance_scale
+    if not p.do_sample:
+        return scores
     if p.temperature is not None and p.temperature != 1.0:
         scores = scores / p.temperature
     if p.top_k:
@@ -129,5 +163,4 @@ def choose_tokens(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams, g
         remove = cumulative <= (1 - p.top_p)
         remove[..., -1:] = False
         scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), -float("inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
+    return scores

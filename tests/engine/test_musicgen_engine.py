@@ -114,6 +114,10 @@ def test_cancel_frees_the_slot_within_one_step_and_others_finish(tiny):
     worker = engine.add_model("tiny", tiny)
     greedy = SamplingParams(do_sample=False)
 
+    # expectations first: stock_codes patches the model's EnCodec decode, which the engine also calls
+    expected_short = stock_codes(tiny, PROMPTS[1], 30, do_sample=False, guidance_scale=3.0)
+    expected_queued = stock_codes(tiny, PROMPTS[3], 25, do_sample=False, guidance_scale=3.0)
+
     async def scenario():
         long = await engine.submit(GenerationRequest("tiny", 1500, PROMPTS[0], greedy))
         short = await engine.submit(GenerationRequest("tiny", 30, PROMPTS[1], greedy))
@@ -127,8 +131,6 @@ def test_cancel_frees_the_slot_within_one_step_and_others_finish(tiny):
             await long.result()
         assert max(entry.payload.steps_seen) <= at_cancel + 1
         assert entry.slot is None
-        expected_short = stock_codes(tiny, PROMPTS[1], 30, do_sample=False, guidance_scale=3.0)
-        expected_queued = stock_codes(tiny, PROMPTS[3], 25, do_sample=False, guidance_scale=3.0)
         assert torch.equal((await short.result()).codes, expected_short)
         assert torch.equal((await queued.result()).codes, expected_queued)  # ran in the freed slot
 
