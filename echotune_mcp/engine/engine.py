@@ -121,7 +121,7 @@ class MusicgenWorker(threading.Thread):
         self.tokenizer: Any = None  # the text tokenizer that came with the weights, if any
         self.load_error: BaseException | None = None
         self._ready = threading.Event()
-        self.scheduler = Scheduler(max_slots, max_queue)
+        self.scheduler = Scheduler(max_slots, max_queue, admit_per_step=max_slots)
         self._cond = threading.Condition()
         self._stopping = False
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"echotune-decode-{name}")
@@ -196,17 +196,32 @@ class MusicgenWorker(threading.Thread):
                 for entry in self.scheduler.drop_cancelled_waiting():
                     entry.payload.handle._post(EngineEvent("cancelled", message="cancelled while queued"))
                 admitted = self.scheduler.admissions()
-            for entry in admitted:
-                try:
-                    self._admit(entry)
-                except Exception as exc:  # a bad request must not take the loop down
-                    with self._cond:
-                        self._leave(entry)
-                    entry.payload.handle._post(EngineEvent("error", message=f"{type(exc).__name__}: {exc}"))
+            if admitted:
+                self._admit_all(admitted)
             if self.scheduler.running:
                 self._step()
         for entry in list(self.scheduler.running):
             entry.payload.handle._post(EngineEvent("cancelled", message="engine stopped"))
+
+    def _admit_all(self, admitted: list[Entry]) -> None:
+        """Prefill the newly admitted requests: their texts encoded in one batch, then each one's prompt."""
+        r = self.runner
+        try:
+            if r.has_cross:
+                slots = [e.slot for e in admitted]
+                r.set_cross(slots, r.text_states([e.payload.request.text_ids for e in admitted]))  # type: ignore[arg-type]
+            ok = True
+        except Exception:  # noqa: BLE001 - one bad prompt must not fail the others: retry one by one
+            ok = False
+        for entry in admitted:
+            try:
+                if not ok and r.has_cross:
+                    r.set_cross([entry.slot], r.text_states([entry.payload.request.text_ids]))  # type: ignore[list-item]
+                self._admit(entry)
+            except Exception as exc:  # a bad request must not take the loop down
+                with self._cond:
+                    self._leave(entry)
+                entry.payload.handle._post(EngineEvent("error", message=f"{type(exc).__name__}: {exc}"))
 
     def _admit(self, entry: Entry) -> None:
         live: _Live = entry.payload
@@ -214,8 +229,6 @@ class MusicgenWorker(threading.Thread):
         assert slot is not None
         r.reset_slot(slot)
         offset = 0
-        if r.has_cross:
-            r.set_cross(slot, r.text_states(req.text_ids))
         if req.prompt_audio is not None:  # continuation: EnCodec codes of the clip to extend
             req.prompt_codes = encode_audio(self.model, *req.prompt_audio)
         if req.prefix is not None:  # melody models: conditioning is a prefix of the decoder input

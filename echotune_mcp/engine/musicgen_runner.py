@@ -203,31 +203,49 @@ class MusicgenRunner:
 
     # -- conditioning ---------------------------------------------------------------------------------
     @torch.inference_mode()
-    def text_states(self, text_ids: list[int] | None) -> torch.Tensor | None:
-        """T5 states projected to the decoder width, (tokens, width); None for an unconditional request."""
-        if not text_ids:
-            return None
-        ids = torch.tensor([list(text_ids)], device=self.device)
-        enc = self.model.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    def text_states(self, batch: list[list[int] | None]) -> list[torch.Tensor | None]:
+        """T5 states projected to the decoder width, (tokens, width) per prompt; None for an unconditional one.
+
+        Prompts admitted together are encoded as one padded batch (padding is masked, as in
+        transformers' batched generate).
+        """
+        texts = [list(t) for t in batch if t]
+        out: list[torch.Tensor | None] = [None] * len(batch)
+        if not texts:
+            return out
+        longest = max(len(t) for t in texts)
+        ids = torch.zeros(len(texts), longest, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for i, t in enumerate(texts):
+            ids[i, :len(t)] = torch.tensor(t)
+            mask[i, :len(t)] = 1
+        enc = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         if self.model.text_encoder.config.hidden_size != self.width and \
                 self.model.decoder.config.cross_attention_hidden_size is None:
             enc = self.model.enc_to_dec_proj(enc)
-        return enc[0].to(self.dtype)
+        states = iter(enc[i, :len(t)].to(self.dtype) for i, t in enumerate(texts))
+        return [next(states) if t else None for t in batch]
 
     @torch.inference_mode()
-    def set_cross(self, slot: int, states: torch.Tensor | None) -> None:
-        """Cache the conditional row's cross-attention keys/values for ``slot``."""
-        n = 1 if states is None else states.shape[0]
-        if n > self.text_capacity:
-            self._allocate(self.capacity, max(n, 2 * self.text_capacity))
+    def set_cross(self, slots: list[int], states: list[torch.Tensor | None]) -> None:
+        """Cache the conditional rows' cross-attention keys/values (one projection for all ``slots``)."""
+        lengths = [1 if s is None else s.shape[0] for s in states]
+        if max(lengths) > self.text_capacity:
+            self._allocate(self.capacity, max(max(lengths), 2 * self.text_capacity))
+        real = [s for s in states if s is not None]
+        joined = torch.cat(real) if real else None
         for i, layer in enumerate(self.layers):
-            if states is None:  # unconditional: one zero key/value -> attention output exactly 0
-                self.xk[i][slot, :, :1] = 0
-                self.xv[i][slot, :, :1] = 0
-            else:
-                self.xk[i][slot, :, :n] = layer.cross_k(states).view(n, self.heads, self.head_dim).transpose(0, 1)
-                self.xv[i][slot, :, :n] = layer.cross_v(states).view(n, self.heads, self.head_dim).transpose(0, 1)
-        self.xlen[slot] = n
+            ks = iter(layer.cross_k(joined).split([s.shape[0] for s in real])) if joined is not None else iter(())
+            vs = iter(layer.cross_v(joined).split([s.shape[0] for s in real])) if joined is not None else iter(())
+            for slot, st, n in zip(slots, states, lengths):
+                if st is None:  # unconditional: one zero key/value -> attention output exactly 0
+                    self.xk[i][slot, :, :1] = 0
+                    self.xv[i][slot, :, :1] = 0
+                    continue
+                self.xk[i][slot, :, :n] = next(ks).view(n, self.heads, self.head_dim).transpose(0, 1)
+                self.xv[i][slot, :, :n] = next(vs).view(n, self.heads, self.head_dim).transpose(0, 1)
+        for slot, n in zip(slots, lengths):
+            self.xlen[slot] = n
 
     @torch.inference_mode()
     def reset_slot(self, slot: int) -> None:
