@@ -317,12 +317,15 @@ def decode_codes(model: Any, codes: torch.Tensor) -> np.ndarray:
 
 @torch.inference_mode()
 def encode_audio(model: Any, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
-    """EnCodec-encode mono audio at the model's rate into (K, frames) codes (for continuation)."""
+    """EnCodec-encode mono audio (resampled to the model's rate) into (K, frames) codes (for continuation)."""
     enc = model.audio_encoder
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     if sample_rate != enc.config.sampling_rate:
-        raise ValueError(f"audio must be at {enc.config.sampling_rate} Hz, got {sample_rate}")
+        import soxr
+
+        audio = soxr.resample(audio, sample_rate, enc.config.sampling_rate).astype(np.float32)
     dev = next(enc.parameters()).device
-    x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(1, 1, -1).to(dev)
+    x = torch.as_tensor(audio).reshape(1, 1, -1).to(dev)
     out = enc.encode(x, bandwidth=max(enc.config.target_bandwidths))
     return out.audio_codes[0, 0].cpu()
 

@@ -14,6 +14,7 @@ from mcp_types import AudioContent, CallToolResult
 from pydantic import Field
 
 from ..app import App
+from ..audio_inputs import load_audio_input
 from ..errors import BadInput
 from ..jobs import JobContext, JobFailed
 from ..licensing import complete_provenance, file_tags
@@ -60,6 +61,9 @@ def build(app: App) -> Toolset:
         backend: Annotated[Literal["auto", "composer", "musicgen"], Field(
             description="auto: MusicGen when its weights are downloaded, else the offline composer")] = "auto",
         model: Annotated[str, Field(max_length=64, description="MusicGen model id or 'auto'")] = "auto",
+        continue_from: Annotated[str | None, Field(max_length=1024, description=(
+            "audio to extend (artifact id/URI, or a local path inside the allowed roots); MusicGen only: the "
+            "result is the clip's last seconds (up to 10 s) followed by duration_s of new music"))] = None,
         output_format: Annotated[OutputFormat, Field(description="format of the mix artifact")] = "wav",
         inline_preview: Annotated[bool, Field(description="also inline a short OGG preview (<1 MiB) in the result")] = False,
         wait_seconds: WaitSeconds = 20,
@@ -80,13 +84,22 @@ def build(app: App) -> Toolset:
                 max_duration_s=max_dur)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
+        continuation = None
+        if continue_from is not None:
+            if backend == "composer":
+                raise BadInput("continue_from", "continuing a clip needs MusicGen, not the composer",
+                               "backend=auto or backend=musicgen with MusicGen weights downloaded")
+            ok, why = _musicgen_status(app)
+            if not ok:
+                raise BadInput("continue_from", f"continuing a clip needs MusicGen: {why}")
+            continuation = await load_audio_input(app, owner, continue_from, field="continue_from")
         chosen = await _choose_backend(app, backend)
         args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "model": model,
-                "output_format": output_format, "resolved": resolved.to_dict()}
+                "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from}
 
         async def work(job: JobContext) -> dict[str, Any]:
             if chosen == "musicgen":
-                return await _run_musicgen(app, job, prompt, resolved, model, output_format)
+                return await _run_musicgen(app, job, prompt, resolved, model, output_format, continuation)
             return await _run_composer(app, job, resolved, output_format, prompt=prompt)
 
         job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
@@ -325,8 +338,15 @@ async def _load_piece(app: App, owner: str, ref: str) -> tuple[ArtifactRecord, A
     return mix, arrangement, resolved
 
 
-async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, model: str, fmt: str) -> dict[str, Any]:
+async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, model: str, fmt: str,
+                        continuation: Any = None) -> dict[str, Any]:
     from ..engine.musicgen_backend import generate_musicgen
+
+    clip, clip_sr, parents = None, None, []
+    if continuation is not None:  # the clip's last 10 s, mono: MusicGen's prompt window
+        clip_sr = continuation.audio.sample_rate
+        clip = continuation.audio.samples.mean(axis=1)[-10 * clip_sr:].astype(np.float32)
+        parents = [continuation.artifact.id] if continuation.artifact is not None else []
 
     sr_holder: dict[str, Any] = {}
 
@@ -347,23 +367,26 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
     try:
         res = await generate_musicgen(prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed,
                                       temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0, melody=None,
-                                      melody_sr=None, continuation=None, continuation_sr=None,
+                                      melody_sr=None, continuation=clip, continuation_sr=clip_sr,
                                       on_progress=on_progress, on_preview=on_preview, settings=app.settings)
     except (FileNotFoundError, LookupError) as exc:
         raise JobFailed(str(exc)) from exc
     model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
                   "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
-    prov = complete_provenance({"tool": "generate_music", "backend": "musicgen", "model": model_info,
-                                "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed},
-                               app.settings)
+    prov_fields = {"tool": "generate_music", "backend": "musicgen", "model": model_info,
+                   "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed}
+    if continuation is not None:
+        prov_fields["input"] = continuation.source  # the continued clip, as separate_stems records its input
+    prov = complete_provenance(prov_fields, app.settings)
     from ..music.master import mix_and_master
 
     mix, stats = await job.run_in_thread(lambda: mix_and_master({"mix": res.audio}, res.sample_rate))
     art = await job.add_artifact(data=_encode(mix, res.sample_rate, fmt, prov), kind="audio",
                                  media_type=media_type_for(fmt), name=f"mix.{fmt}",
                                  meta={"sample_rate": res.sample_rate, "duration_s": round(len(mix) / res.sample_rate, 3),
-                                       "loudness": stats, "params": resolved.to_dict()},
-                                 provenance=prov, license=None)
+                                       "loudness": stats, "params": resolved.to_dict(),
+                                       "continued_seconds": round(len(clip) / clip_sr, 3) if clip is not None else 0},
+                                 provenance=prov, license=None, parents=parents)
     return {"backend": "musicgen", "mix_artifact_id": art.id, "mix_uri": f"echotune://artifacts/{art.id}/content",
             "model": model_info, "loudness": stats, "parameters": resolved.to_dict()}
 

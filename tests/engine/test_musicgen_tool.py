@@ -120,3 +120,23 @@ def test_engine_daemon_serves_generate_music_for_another_process(tiny_pulled, ma
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_generate_music_continues_a_clip(tiny_pulled, make_client):
+    async def scenario():
+        async with make_client() as (client, app):
+            first = await run_job(client, "generate_music", {"prompt": "slow dreamy synth", "duration_s": 0.4,
+                                                             "backend": "musicgen", "seed": 4})
+            clip_id = first["result"]["mix_artifact_id"]
+            res = await run_job(client, "generate_music", {"prompt": "slow dreamy synth", "duration_s": 0.6,
+                                                           "continue_from": clip_id, "seed": 5})
+            assert res["status"] == "succeeded", res
+            art = await app.artifacts.get("local", res["result"]["mix_artifact_id"])
+            assert art.parents == [clip_id]
+            assert abs(art.meta["continued_seconds"] - 0.4) < 0.01
+            assert abs(art.meta["duration_s"] - 1.0) < 0.01  # the clip's 0.4 s, then 0.6 s of new music
+            bad = await client.call_tool("generate_music", {"prompt": "x", "continue_from": clip_id,
+                                                            "backend": "composer"})
+            assert bad.is_error and "continue_from" in bad.content[0].text
+
+    asyncio.run(scenario())
