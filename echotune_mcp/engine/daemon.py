@@ -48,12 +48,13 @@ def build_app(settings: Settings) -> Any:
 
     async def generate(request: Request) -> Any:
         body = await request.json()
-        cont = body.pop("continuation", None)
-        if cont is not None:
-            audio = np.frombuffer(base64.b64decode(cont["audio_b64"]), dtype=np.float32)
-            body["continuation"] = (audio, int(cont["sample_rate"]))
+        for key in ("continuation", "melody"):
+            clip = body.pop(key, None)
+            if clip is not None:
+                audio = np.frombuffer(base64.b64decode(clip["audio_b64"]), dtype=np.float32)
+                body[key] = (audio, int(clip["sample_rate"]))
         allowed = {"model_id", "prompt", "duration_s", "seed", "temperature", "top_k", "top_p", "guidance_scale",
-                   "priority", "preview_every_s", "continuation"}
+                   "priority", "preview_every_s", "continuation", "melody"}
         unknown = set(body) - allowed
         if unknown:
             return JSONResponse({"error": f"unknown fields {sorted(unknown)}"}, status_code=400)

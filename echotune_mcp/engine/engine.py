@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .melody_chroma import chroma_onehot
 from .musicgen_runner import MusicgenRunner
 from .musicgen_sequence import SamplingParams, TokenSequence, advance_all
 from .scheduler import EngineBusy, Entry, Scheduler
@@ -44,7 +45,7 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     prompt_codes: torch.Tensor | None = None  # (K, P) codes of a clip to continue
     prompt_audio: tuple[np.ndarray, int] | None = None  # or the clip itself (mono, sample rate), encoded on admission
-    prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # melody models: cond, uncond, valid
+    melody_chroma: torch.Tensor | None = None  # MusicGen-Melody: one-hot chroma (frames, 12) of the melody
     priority: int = 0
     preview_every_s: float = 0.0  # seconds of generated audio between live previews; 0 = none
     decode_audio: bool = True
@@ -228,20 +229,21 @@ class MusicgenWorker(threading.Thread):
         req, r, slot = live.request, self.runner, entry.slot
         assert slot is not None
         r.reset_slot(slot)
-        offset = 0
         if req.prompt_audio is not None:  # continuation: EnCodec codes of the clip to extend
             req.prompt_codes = encode_audio(self.model, *req.prompt_audio)
-        if req.prefix is not None:  # melody models: conditioning is a prefix of the decoder input
-            cond, uncond, valid = req.prefix
-            offset = cond.shape[0]
-            r.ensure_capacity(offset + 1)
-            r.prefill(slot, cond, uncond, valid=valid, start=0)
-        live.seq = TokenSequence(r.num_codebooks, r.pad, req.new_tokens, req.sampling, req.prompt_codes)
-        live.seq.offset = offset
-        r.ensure_capacity(offset + live.seq.length)
-        if live.seq.t:
-            emb = r.embed_tokens(live.seq.prefix_inputs().to(r.device))
-            r.prefill(slot, emb, emb, start=offset)
+        live.seq = seq = TokenSequence(r.num_codebooks, r.pad, req.new_tokens, req.sampling, req.prompt_codes)
+        prefix = None
+        if not r.has_cross:  # MusicGen-Melody: the conditioning is a prefix of the decoder's own sequence
+            prefix = r.melody_prefix(req.text_ids, req.melody_chroma)
+            seq.offset = prefix[0].shape[0]
+        elif req.melody_chroma is not None:
+            raise ValueError("melody conditioning needs a MusicGen-Melody checkpoint (musicgen-melody)")
+        r.ensure_capacity(seq.offset + seq.length)
+        if prefix is not None:
+            r.prefill(slot, prefix[0], prefix[1], start=0)
+        if seq.t:
+            emb = r.embed_tokens(seq.prefix_inputs().to(r.device))
+            r.prefill(slot, emb, emb, start=seq.offset)
         live.next_preview = live.seq.t + max(1, int(req.preview_every_s * r.frame_rate)) if req.preview_every_s else 0
         live.last_progress = time.monotonic()
 
@@ -377,7 +379,8 @@ class Engine:
     async def generate(self, *, model_id: str, prompt: str, duration_s: float, seed: int | None = None,
                        temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0, guidance_scale: float = 3.0,
                        priority: int = 0, preview_every_s: float = 0.0,
-                       continuation: tuple[np.ndarray, int] | None = None) -> Handle:
+                       continuation: tuple[np.ndarray, int] | None = None,
+                       melody: tuple[np.ndarray, int] | None = None) -> Handle:
         """Text (and optionally a clip to continue) to a running request: the API the daemon also serves."""
         worker = await asyncio.to_thread(self.worker, model_id)
         assert worker.runner is not None
@@ -389,7 +392,8 @@ class Engine:
             model_id, new_tokens=frames + worker.runner.num_codebooks - 1, text_ids=text_ids,
             sampling=SamplingParams(guidance_scale=guidance_scale, do_sample=True, temperature=temperature,
                                     top_k=top_k, top_p=top_p, seed=seed),
-            prompt_audio=continuation, priority=priority, preview_every_s=preview_every_s)
+            prompt_audio=continuation, priority=priority, preview_every_s=preview_every_s,
+            melody_chroma=None if melody is None else torch.as_tensor(chroma_onehot(*melody)))
         handle = Handle(asyncio.get_running_loop())
         worker.submit(request, handle)
         return handle

@@ -42,20 +42,26 @@ class MusicgenResult:
     codes_frames: int
 
 
-def musicgen_available(settings: Settings) -> bool:
-    """True when transformers imports and at least one text-to-music MusicGen checkpoint is downloaded."""
+def musicgen_available(settings: Settings, melody: bool = False) -> bool:
+    """True when transformers imports and a MusicGen checkpoint is downloaded (``melody``: MusicGen-Melody)."""
     try:
         import transformers  # noqa: F401
     except ImportError:
         return False
     manager = ModelManager(settings)
-    return any(manager.is_downloaded(m) for m in TEXT_MODELS if m in manager.cards)
+    wanted = ("musicgen-melody",) if melody else TEXT_MODELS
+    return any(manager.is_downloaded(m) for m in wanted if m in manager.cards)
 
 
 def choose_model(settings: Settings, requested: str, duration_s: float, device: str,
-                 latency_budget_s: float | None = None) -> tuple[str, str]:
-    """(model id, reason). ``requested`` is a model id or "auto"."""
+                 latency_budget_s: float | None = None, melody: bool = False) -> tuple[str, str]:
+    """(model id, reason). ``requested`` is a model id or "auto"; a melody needs MusicGen-Melody."""
     manager = ModelManager(settings)
+    if melody:
+        if requested not in ("auto", "musicgen-melody"):
+            raise ValueError(f"melody conditioning needs model musicgen-melody (or auto), not {requested!r}")
+        manager.require("musicgen-melody")
+        return "musicgen-melody", "the only MusicGen checkpoint that takes a melody"
     if requested != "auto":
         if requested not in manager.cards or not manager.card(requested).backend.startswith("musicgen"):
             known = ", ".join(m for m in manager.cards if manager.card(m).backend.startswith("musicgen"))
@@ -142,11 +148,8 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
     """Generate ``duration_s`` seconds through the engine; progress and previews are awaited as they come."""
     from .device import pick_device
 
-    if melody is not None:
-        raise ValueError("melody conditioning is not available yet: MusicGen-Melody's chroma prefix is not wired "
-                         "into the engine; use a text prompt (optionally with continuation)")
     device = pick_device(settings.device).device if not settings.engine_url else "engine daemon"
-    model_id, reason = choose_model(settings, model, duration_s, device)
+    model_id, reason = choose_model(settings, model, duration_s, device, melody=melody is not None)
     engine = get_engine(settings)
     if preview_every_s is None:
         preview_every_s = float(os.environ.get("ECHOTUNE_PREVIEW_EVERY_S", "5"))
@@ -154,7 +157,8 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
                    top_k=top_k, top_p=top_p, guidance_scale=guidance_scale, priority=priority,
                    preview_every_s=preview_every_s,
                    continuation=None if continuation is None else (np.asarray(continuation, np.float32),
-                                                                   int(continuation_sr or 0)))
+                                                                   int(continuation_sr or 0)),
+                   melody=None if melody is None else (np.asarray(melody, np.float32), int(melody_sr or 0)))
     handle = await engine.generate(**request)
     final = None
     async for event in handle.events():

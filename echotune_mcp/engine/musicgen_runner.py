@@ -248,6 +248,37 @@ class MusicgenRunner:
             self.xlen[slot] = n
 
     @torch.inference_mode()
+    def melody_prefix(self, text_ids: list[int] | None, chroma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """MusicGen-Melody's conditioning prefix (conditional, unconditional), each (length, width).
+
+        As ``MusicgenMelodyForConditionalGeneration.generate``: the chroma (one-hot, (frames, 12)) or the
+        "null" chroma is projected, tiled to ``chroma_length`` frames and followed by the projected T5
+        states; the unconditional row gets the null chroma and zeros for the text. Nothing is masked.
+        """
+        m = self.model
+        dev, mdt = self.device, next(m.audio_enc_to_dec_proj.parameters()).dtype
+        n_chroma, length = m.config.num_chroma, m.config.chroma_length
+        if chroma is None:
+            audio = torch.zeros(1, 1, n_chroma, device=dev, dtype=mdt)
+            audio[..., 0] = 1
+            null = audio
+        else:
+            audio = chroma.to(dev, mdt)[None]
+            null = torch.zeros_like(audio)
+            null[..., 0] = 1
+        rows = m.audio_enc_to_dec_proj(torch.cat([audio, null]))
+        rows = rows.repeat(1, math.ceil(length / rows.shape[1]), 1)[:, :length]
+        cond, uncond = rows[0], rows[1]
+        if text_ids:
+            ids = torch.tensor([list(text_ids)], device=dev)
+            text = m.text_encoder(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            if m.text_encoder.config.hidden_size != self.width:
+                text = m.enc_to_dec_proj(text)
+            cond = torch.cat([cond, text[0]])
+            uncond = torch.cat([uncond, torch.zeros_like(text[0])])
+        return cond.to(self.dtype), uncond.to(self.dtype)
+
+    @torch.inference_mode()
     def reset_slot(self, slot: int) -> None:
         self.key_valid[2 * slot:2 * slot + 2] = False
 

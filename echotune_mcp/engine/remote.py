@@ -62,11 +62,12 @@ class RemoteEngine:
     async def generate(self, **request: Any) -> RemoteHandle:
         import httpx
 
-        cont = request.pop("continuation", None)
-        if cont is not None:
-            audio, sr = cont
-            request["continuation"] = {"audio_b64": base64.b64encode(np.asarray(audio, np.float32).tobytes()).decode(),
-                                       "sample_rate": sr}
+        for key in ("continuation", "melody"):
+            clip = request.pop(key, None)
+            if clip is not None:
+                audio, sr = clip
+                request[key] = {"audio_b64": base64.b64encode(np.asarray(audio, np.float32).tobytes()).decode(),
+                                "sample_rate": sr}
         client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         try:
             req = client.build_request("POST", f"{self.url}/v1/generate", json=request)

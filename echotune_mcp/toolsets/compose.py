@@ -64,6 +64,9 @@ def build(app: App) -> Toolset:
         continue_from: Annotated[str | None, Field(max_length=1024, description=(
             "audio to extend (artifact id/URI, or a local path inside the allowed roots); MusicGen only: the "
             "result is the clip's last seconds (up to 10 s) followed by duration_s of new music"))] = None,
+        melody: Annotated[str | None, Field(max_length=1024, description=(
+            "audio whose melody to follow (artifact id/URI, or a local path inside the allowed roots); needs the "
+            "musicgen-melody weights; its chromagram (first 30 s) conditions the generation"))] = None,
         output_format: Annotated[OutputFormat, Field(description="format of the mix artifact")] = "wav",
         inline_preview: Annotated[bool, Field(description="also inline a short OGG preview (<1 MiB) in the result")] = False,
         wait_seconds: WaitSeconds = 20,
@@ -93,13 +96,25 @@ def build(app: App) -> Toolset:
             if not ok:
                 raise BadInput("continue_from", f"continuing a clip needs MusicGen: {why}")
             continuation = await load_audio_input(app, owner, continue_from, field="continue_from")
-        chosen = await _choose_backend(app, backend)
+        tune = None
+        if melody is not None:
+            if backend == "composer":
+                raise BadInput("melody", "following a melody needs MusicGen-Melody, not the composer",
+                               "backend=auto or backend=musicgen with musicgen-melody downloaded")
+            if model not in ("auto", "musicgen-melody"):
+                raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
+            ok, why = _musicgen_status(app, melody=True)
+            if not ok:
+                raise BadInput("melody", why)
+            tune = await load_audio_input(app, owner, melody, field="melody")
+        chosen = "musicgen" if tune is not None else await _choose_backend(app, backend)
         args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "model": model,
-                "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from}
+                "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
+                "melody": melody}
 
         async def work(job: JobContext) -> dict[str, Any]:
             if chosen == "musicgen":
-                return await _run_musicgen(app, job, prompt, resolved, model, output_format, continuation)
+                return await _run_musicgen(app, job, prompt, resolved, model, output_format, continuation, tune)
             return await _run_composer(app, job, resolved, output_format, prompt=prompt)
 
         job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
@@ -195,14 +210,15 @@ async def _choose_backend(app: App, backend: str) -> str:
     return "musicgen" if available else "composer"
 
 
-def _musicgen_status(app: App) -> tuple[bool, str]:
+def _musicgen_status(app: App, melody: bool = False) -> tuple[bool, str]:
     try:
         from ..engine.musicgen_backend import musicgen_available
     except ImportError:
         return False, "MusicGen needs the ml extra (pip install 'echotune-mcp[ml]'); use backend=composer"
-    if not musicgen_available(app.settings):
-        return False, ("no MusicGen weights are downloaded: run `echotune-mcp models pull musicgen-small`, "
-                       "or use backend=composer")
+    if not musicgen_available(app.settings, melody=melody):
+        wanted = "musicgen-melody" if melody else "musicgen-small"
+        return False, (f"no {'MusicGen-Melody' if melody else 'MusicGen'} weights are downloaded: run "
+                       f"`echotune-mcp models pull {wanted}`" + ("" if melody else ", or use backend=composer"))
     return True, ""
 
 
@@ -339,7 +355,7 @@ async def _load_piece(app: App, owner: str, ref: str) -> tuple[ArtifactRecord, A
 
 
 async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, model: str, fmt: str,
-                        continuation: Any = None) -> dict[str, Any]:
+                        continuation: Any = None, tune: Any = None) -> dict[str, Any]:
     from ..engine.musicgen_backend import generate_musicgen
 
     clip, clip_sr, parents = None, None, []
@@ -347,6 +363,10 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
         clip_sr = continuation.audio.sample_rate
         clip = continuation.audio.samples.mean(axis=1)[-10 * clip_sr:].astype(np.float32)
         parents = [continuation.artifact.id] if continuation.artifact is not None else []
+    melody_audio = melody_sr = None
+    if tune is not None:
+        melody_audio, melody_sr = tune.audio.samples.mean(axis=1).astype(np.float32), tune.audio.sample_rate
+        parents += [tune.artifact.id] if tune.artifact is not None else []
 
     sr_holder: dict[str, Any] = {}
 
@@ -366,8 +386,8 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
 
     try:
         res = await generate_musicgen(prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed,
-                                      temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0, melody=None,
-                                      melody_sr=None, continuation=clip, continuation_sr=clip_sr,
+                                      temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0, melody=melody_audio,
+                                      melody_sr=melody_sr, continuation=clip, continuation_sr=clip_sr,
                                       on_progress=on_progress, on_preview=on_preview, settings=app.settings)
     except (FileNotFoundError, LookupError) as exc:
         raise JobFailed(str(exc)) from exc
@@ -377,6 +397,8 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
                    "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed}
     if continuation is not None:
         prov_fields["input"] = continuation.source  # the continued clip, as separate_stems records its input
+    if tune is not None:
+        prov_fields["melody_input"] = tune.source
     prov = complete_provenance(prov_fields, app.settings)
     from ..music.master import mix_and_master
 

@@ -192,3 +192,49 @@ def test_priorities_and_previews(tiny):
         assert time.monotonic() - t0 < 60
     finally:
         engine.close()
+
+
+def melody_stock_codes(model, text_ids, new_tokens, chroma, **gen):
+    captured = {}
+    original = model.audio_encoder.decode
+
+    def capture(codes, **kw):
+        captured["codes"] = codes.clone()
+        return original(codes, **kw)
+
+    model.audio_encoder.decode = capture
+    try:
+        ids = torch.tensor([text_ids])
+        with torch.inference_mode():
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), input_features=chroma[None],
+                           max_new_tokens=new_tokens, **gen)
+    finally:
+        model.audio_encoder.decode = original
+    return captured["codes"][0, 0]
+
+
+def test_melody_model_follows_generate_with_chroma_and_without():
+    from echotune_mcp.engine.melody_chroma import chroma_onehot
+
+    melody = build_random_musicgen("tiny", seed=4, melody=True)
+    t = torch.arange(32000) / 32000
+    tune = torch.sin(2 * torch.pi * 440 * t) * (t < 0.5) + torch.sin(2 * torch.pi * 330 * t) * (t >= 0.5)
+    chroma = torch.as_tensor(chroma_onehot(tune.numpy(), 32000))
+    greedy = SamplingParams(do_sample=False, guidance_scale=3.0)
+    want_melody = melody_stock_codes(melody, PROMPTS[0], 20, chroma, do_sample=False, guidance_scale=3.0)
+    want_text = stock_codes(melody, PROMPTS[2], 16, do_sample=False, guidance_scale=3.0)
+    engine = Engine(max_slots=4)
+    engine.add_model("melody", melody)
+    try:
+        got, _ = asyncio.run(run_all(engine, [
+            GenerationRequest("melody", 20, PROMPTS[0], greedy, melody_chroma=chroma),
+            GenerationRequest("melody", 16, PROMPTS[2], greedy)]))
+        assert torch.equal(got[0].codes, want_melody)
+        assert torch.equal(got[1].codes, want_text)
+        runner = engine._workers["melody"].runner
+        cond, uncond = runner.melody_prefix(PROMPTS[0], chroma)
+        assert cond.shape[0] == melody.config.chroma_length + len(PROMPTS[0])
+        assert not torch.equal(cond, runner.melody_prefix(PROMPTS[0], torch.roll(chroma, 3, dims=1))[0])
+        assert torch.equal(uncond[melody.config.chroma_length:], torch.zeros_like(uncond[melody.config.chroma_length:]))
+    finally:
+        engine.close()

@@ -140,3 +140,31 @@ def test_generate_music_continues_a_clip(tiny_pulled, make_client):
             assert bad.is_error and "continue_from" in bad.content[0].text
 
     asyncio.run(scenario())
+
+
+def test_generate_music_follows_a_melody_with_musicgen_melody(settings, tmp_path, make_client):
+    import numpy as np
+
+    from echotune_mcp.music.audio_io import encode_audio
+
+    src = tmp_path / "tiny-melody"
+    save_tiny_checkpoint(src)  # a text model first, for the tokenizer files ...
+    build_random_musicgen("tiny", seed=5, melody=True).save_pretrained(src)  # ... then the melody weights over it
+    allowed = settings.allowed_roots[0]
+    t = np.arange(16000) / 16000
+    (allowed / "tune.wav").write_bytes(encode_audio(np.sin(2 * np.pi * 440 * t).astype(np.float32)[:, None], 16000))
+
+    async def scenario():
+        async with make_client() as (client, app):
+            missing = await client.call_tool("generate_music", {"prompt": "x", "melody": str(allowed / "tune.wav")})
+            assert missing.is_error and "models pull musicgen-melody" in missing.content[0].text
+            ModelManager(app.settings).pull("musicgen-melody", from_dir=src, log=lambda _m: None)
+            res = await run_job(client, "generate_music", {"prompt": "warm piano", "duration_s": 0.5,
+                                                           "melody": str(allowed / "tune.wav"), "seed": 2})
+            assert res["status"] == "succeeded", res
+            assert res["result"]["model"]["model_id"] == "musicgen-melody"
+            art = await app.artifacts.get("local", res["result"]["mix_artifact_id"])
+            assert abs(art.meta["duration_s"] - 0.5) < 0.01
+            assert art.provenance["melody_input"]["type"] == "local_file"
+
+    asyncio.run(scenario())
