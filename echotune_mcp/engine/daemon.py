@@ -44,7 +44,7 @@ def build_app(settings: Settings) -> Any:
     engine = get_engine(replace(settings, engine_url=None))
 
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "loaded": sorted(engine.model_info), "device": engine.device})
+        return JSONResponse({"ok": True, "loaded": engine.loaded(), "device": engine.device})
 
     async def generate(request: Request) -> Any:
         body = await request.json()

@@ -333,11 +333,18 @@ def encode_audio(model: Any, audio: np.ndarray, sample_rate: int) -> torch.Tenso
 
 
 class Engine:
-    """The process's engine: one worker per loaded model, created on first use."""
+    """The process's engine: one worker per loaded model, created on first use.
+
+    Loaded models are kept under ``budget_mb`` (their cards' memory estimates): loading one more stops
+    the least recently used idle workers first; if only busy ones are left, the caller hears "busy".
+    """
 
     def __init__(self, loader: Callable[[str], tuple[Callable[[], Any], dict[str, Any]]] | None = None, *, max_slots: int = 16,
-                 max_queue: int = 64, device: str = "cpu", dtype: torch.dtype = torch.float32):
+                 max_queue: int = 64, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 budget_mb: int | None = None):
         self._loader = loader
+        self.budget_mb = budget_mb
+        self._last_used: dict[str, float] = {}
         self.max_slots, self.max_queue, self.device, self.dtype = max_slots, max_queue, device, dtype
         self._workers: dict[str, MusicgenWorker] = {}
         self.model_info: dict[str, dict[str, Any]] = {}
@@ -368,10 +375,33 @@ class Engine:
         if self._loader is None:
             raise LookupError(f"model {model_id!r} is not loaded in this engine")
         load, info = self._loader(model_id)
+        self._make_room(model_id, int(info.get("memory_mb", 0)))
         return self.add_model(model_id, info=info, loader=load)
+
+    def _make_room(self, model_id: str, need_mb: int) -> None:
+        """Stop least recently used idle workers until ``need_mb`` more fits the budget."""
+        if self.budget_mb is None:
+            return
+        while True:
+            with self._lock:
+                used = sum(int(i.get("memory_mb", 0)) for m, i in self.model_info.items() if m in self._workers)
+                if used + need_mb <= self.budget_mb or not self._workers:
+                    return
+                idle = [m for m, w in self._workers.items() if not len(w.scheduler)]
+                freeable = sum(int(self.model_info[m].get("memory_mb", 0)) for m in idle)
+                if used - freeable + need_mb > self.budget_mb:  # evicting every idle model would not be enough
+                    busy = ", ".join(sorted(m for m in self._workers if m not in idle))
+                    raise EngineBusy(f"loading {model_id} ({need_mb} MB) would exceed the {self.budget_mb} MB model "
+                                     f"memory budget even after unloading idle models; busy: {busy}; retry when "
+                                     "they finish",
+                                     min(w.scheduler.retry_after(w.steps_per_s) for w in self._workers.values()))
+                victim = min(idle, key=lambda m: self._last_used.get(m, 0.0))
+                worker = self._workers.pop(victim)
+            worker.stop()
 
     async def submit(self, request: GenerationRequest) -> Handle:
         worker = await asyncio.to_thread(self.worker, request.model_id)
+        self._last_used[request.model_id] = time.monotonic()
         handle = Handle(asyncio.get_running_loop())
         worker.submit(request, handle)
         return handle
@@ -383,6 +413,7 @@ class Engine:
                        melody: tuple[np.ndarray, int] | None = None) -> Handle:
         """Text (and optionally a clip to continue) to a running request: the API the daemon also serves."""
         worker = await asyncio.to_thread(self.worker, model_id)
+        self._last_used[model_id] = time.monotonic()
         assert worker.runner is not None
         if worker.tokenizer is None:
             raise LookupError(f"{model_id} has no tokenizer in its weights folder; pull the full checkpoint")
@@ -400,6 +431,10 @@ class Engine:
 
     def info(self, model_id: str) -> dict[str, Any]:
         return dict(self.model_info.get(model_id, {}), device=self.device)
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return sorted(self._workers)
 
     def close(self) -> None:
         with self._lock:

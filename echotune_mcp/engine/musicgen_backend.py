@@ -132,10 +132,11 @@ def get_engine(settings: Settings) -> Any:
                     return load_musicgen(folder, choice.device, dtype)
 
                 return load, {"revision": manifest.get("revision"), "license": card.license,
-                              "device": choice.device, "dtype": dtype}
+                              "device": choice.device, "dtype": dtype, "memory_mb": card.memory_mb}
 
             slots = int(os.environ.get("ECHOTUNE_ENGINE_SLOTS", "16" if choice.device != "cpu" else "8"))
-            _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, dtype))
+            _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, dtype),
+                                   budget_mb=manager.budget_mb)
         return _engines[key]
 
 

@@ -238,3 +238,35 @@ def test_melody_model_follows_generate_with_chroma_and_without():
         assert torch.equal(uncond[melody.config.chroma_length:], torch.zeros_like(uncond[melody.config.chroma_length:]))
     finally:
         engine.close()
+
+
+def test_memory_budget_evicts_the_least_recently_used_idle_model(tiny):
+    loads = []
+
+    def loader(model_id):
+        def load():
+            loads.append(model_id)
+            return build_random_musicgen("tiny", seed=len(loads))
+        return load, {"memory_mb": 100}
+
+    engine = Engine(loader, max_slots=2, budget_mb=250)
+    greedy = SamplingParams(do_sample=False)
+
+    async def scenario():
+        for m in ("a", "b"):
+            await (await engine.submit(GenerationRequest(m, 8, [1], greedy))).result()
+        assert engine.loaded() == ["a", "b"]
+        await (await engine.submit(GenerationRequest("a", 8, [1], greedy))).result()  # a is now the most recent
+        long_a = await engine.submit(GenerationRequest("a", 5000, [1], greedy))
+        await (await engine.submit(GenerationRequest("c", 8, [1], greedy))).result()
+        assert engine.loaded() == ["a", "c"]  # b, idle and least recently used, made room
+        with pytest.raises(EngineBusy, match="memory budget even after unloading idle models; busy: a;"):
+            engine._make_room("d", 200)  # a is busy, c idle: evicting c is not enough
+        assert engine.loaded() == ["a", "c"]  # so nothing was evicted in vain
+        long_a.cancel()
+
+    try:
+        asyncio.run(scenario())
+        assert loads == ["a", "b", "c"]
+    finally:
+        engine.close()
