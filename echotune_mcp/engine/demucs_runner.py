@@ -159,6 +159,11 @@ class DemucsRunner:
         """Blocking convenience: submit and wait."""
         return self.submit(mix, on_segment).result()
 
+    def busy(self) -> bool:
+        """Requests are queued or running (the model manager does not evict a busy runner)."""
+        with self._lock:
+            return bool(self._active)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -134,21 +134,52 @@ class ModelManager:
         return out
 
     # -- memory -------------------------------------------------------------------------------------------
-    def get(self, model_id: str, loader: Callable[[Path, ModelCard], Any]) -> Any:
-        """The loaded model, loading it (and evicting least recently used ones) to stay under budget."""
+    def get(self, model_id: str, loader: Callable[[Path, ModelCard], Any],
+            available: Callable[[], None] | None = None) -> Any:
+        """The loaded model, loading it (and evicting least recently used ones) to stay under budget.
+
+        ``available`` replaces the manifest check for backends that accept weights placed by hand (it
+        raises when they are missing). Evicted models that have ``close()`` are closed; one that says it
+        is ``busy()`` is kept until a later load finds it idle.
+        """
         with self._lock:
             if model_id in self._loaded:
                 self._loaded.move_to_end(model_id)
                 return self._loaded[model_id][0]
-        folder = self.require(model_id)
+        if available is not None:
+            available()
+            folder = self.folder(model_id)
+        else:
+            folder = self.require(model_id)
         card = self.card(model_id)
         model = loader(folder, card)
-        with self._lock:
-            self._loaded[model_id] = (model, card.memory_mb)
-            self._loaded.move_to_end(model_id)
-            while sum(mb for _, mb in self._loaded.values()) > self.budget_mb and len(self._loaded) > 1:
-                self._loaded.popitem(last=False)
+        self.put(model_id, model, card.memory_mb)
         return model
+
+    def put(self, model_id: str, model: Any, memory_mb: int) -> None:
+        """Hold an already built model under the budget (evicting as ``get`` does)."""
+        evicted = []
+        with self._lock:
+            self._loaded[model_id] = (model, memory_mb)
+            self._loaded.move_to_end(model_id)
+            for victim in list(self._loaded)[:-1]:
+                if sum(mb for _, mb in self._loaded.values()) <= self.budget_mb:
+                    break
+                obj = self._loaded[victim][0]
+                if getattr(obj, "busy", lambda: False)():
+                    continue
+                evicted.append(self._loaded.pop(victim)[0])
+        for obj in evicted:
+            if hasattr(obj, "close"):
+                obj.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            objs = [obj for obj, _ in self._loaded.values()]
+            self._loaded.clear()
+        for obj in objs:
+            if hasattr(obj, "close"):
+                obj.close()
 
     def loaded(self) -> list[str]:
         with self._lock:

@@ -161,8 +161,9 @@ def load_demucs(folder: Path, model_id: str) -> Any:
 
 
 # -- runners ---------------------------------------------------------------------------------------------
-_RUNNERS: dict[tuple[str, str], DemucsRunner] = {}
+_MANAGERS: dict[tuple[str, str], Any] = {}  # (weights folder, device) -> ModelManager holding the runners
 _RUNNERS_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()
 
 
 def pick_device(settings: Settings) -> str:
@@ -180,35 +181,46 @@ def default_batch(device: str) -> int:
     return 8 if device.startswith("cuda") else 1
 
 
+def _manager(settings: Settings) -> Any:
+    """The process-wide model manager for this weights folder: it owns loaded runners and their memory budget."""
+    from .model_manager import ModelManager
+
+    key = (str(Path(settings.weights_dir).resolve()), pick_device(settings))
+    with _RUNNERS_LOCK:
+        if key not in _MANAGERS:
+            _MANAGERS[key] = ModelManager(settings)
+        return _MANAGERS[key]
+
+
 def get_runner(settings: Settings, model_id: str) -> DemucsRunner:
-    """The process-wide runner for this model folder and device, loaded on first use."""
+    """The process-wide runner for this model, loaded on first use through the model manager."""
     from .demucs_runner import DemucsRunner
 
-    folder = weights_folder(settings, model_id).resolve()
     device = pick_device(settings)
-    key = (str(folder), device)
-    with _RUNNERS_LOCK:
-        runner = _RUNNERS.get(key)
-        if runner is None:
-            if not weights_available(settings, model_id):
-                raise WeightsMissing(missing_message(settings, model_id))
-            runner = DemucsRunner(load_demucs(folder, model_id), device=device, max_batch=default_batch(device))
-            _RUNNERS[key] = runner
-    return runner
+
+    def available() -> None:
+        if not weights_available(settings, model_id):
+            raise WeightsMissing(missing_message(settings, model_id))
+
+    def load(folder: Path, _card: Any) -> DemucsRunner:
+        return DemucsRunner(load_demucs(folder.resolve(), model_id), device=device, max_batch=default_batch(device))
+
+    manager = _manager(settings)
+    with _LOAD_LOCK:  # one load at a time: two first requests must not build two runners
+        return manager.get(model_id, load, available=available)
 
 
 def install_runner(settings: Settings, model_id: str, runner: DemucsRunner) -> None:
     """Use an already built runner for ``model_id`` (an embedding application, or tests with a tiny model)."""
-    with _RUNNERS_LOCK:
-        _RUNNERS[(str(weights_folder(settings, model_id).resolve()), pick_device(settings))] = runner
+    _manager(settings).put(model_id, runner, _manager(settings).card(model_id).memory_mb)
 
 
 def close_runners() -> None:
     with _RUNNERS_LOCK:
-        runners = list(_RUNNERS.values())
-        _RUNNERS.clear()
-    for r in runners:
-        r.close()
+        managers = list(_MANAGERS.values())
+        _MANAGERS.clear()
+    for m in managers:
+        m.close_all()
 
 
 # -- separation ------------------------------------------------------------------------------------------

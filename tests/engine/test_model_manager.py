@@ -111,3 +111,31 @@ def test_models_cli_list_pull_verify(settings, tmp_path):
     assert any(line.startswith("htdemucs ") and "yes @ local" in line for line in listed.splitlines())
     bad = cli("pull", "nope")
     assert bad.returncode == 2 and "known models" in bad.stderr
+
+
+def test_budget_closes_idle_least_recently_used_models_and_keeps_busy_ones(settings):
+    class Held:
+        def __init__(self, name, busy=False):
+            self.name, self.is_busy, self.closed = name, busy, False
+
+        def busy(self):
+            return self.is_busy
+
+        def close(self):
+            self.closed = True
+
+    manager = ModelManager(settings)
+    mb = manager.card("htdemucs").memory_mb
+    manager.budget_mb = 2 * mb  # room for two
+    a, b, c = Held("a", busy=True), Held("b"), Held("c")
+    manager.put("htdemucs", a, mb)
+    manager.put("htdemucs_6s", b, mb)
+    manager.put("htdemucs_ft", c, mb)  # over budget: a is older but busy, so b goes
+    assert manager.loaded() == ["htdemucs", "htdemucs_ft"] and b.closed and not a.closed
+    def not_there():
+        raise LookupError("hand-placed weights missing")
+
+    with pytest.raises(LookupError, match="hand-placed weights missing"):  # the backend's own check, not the manifest
+        manager.get("htdemucs_6s", lambda folder, card: Held("x"), available=not_there)
+    manager.close_all()
+    assert a.closed and c.closed and manager.loaded() == []

@@ -21,7 +21,7 @@ def tiny():
     return build_random_musicgen("tiny", seed=1)
 
 
-def stock_codes(model, text_ids, new_tokens, seed=None, prompt_codes=None, **gen):
+def stock_codes(model, text_ids, new_tokens, seed=None, prompt_codes=None, chroma=None, **gen):
     """Run transformers' generate and capture the codes it hands to EnCodec."""
     captured = {}
     original = model.audio_encoder.decode
@@ -36,6 +36,8 @@ def stock_codes(model, text_ids, new_tokens, seed=None, prompt_codes=None, **gen
         kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, **gen)
         if prompt_codes is not None:
             kwargs["decoder_input_ids"] = prompt_codes.reshape(-1, prompt_codes.shape[-1])
+        if chroma is not None:  # MusicGen-Melody's melody features
+            kwargs["input_features"] = chroma[None]
         if seed is not None:
             torch.manual_seed(seed)
         with torch.inference_mode():
@@ -194,25 +196,6 @@ def test_priorities_and_previews(tiny):
         engine.close()
 
 
-def melody_stock_codes(model, text_ids, new_tokens, chroma, **gen):
-    captured = {}
-    original = model.audio_encoder.decode
-
-    def capture(codes, **kw):
-        captured["codes"] = codes.clone()
-        return original(codes, **kw)
-
-    model.audio_encoder.decode = capture
-    try:
-        ids = torch.tensor([text_ids])
-        with torch.inference_mode():
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), input_features=chroma[None],
-                           max_new_tokens=new_tokens, **gen)
-    finally:
-        model.audio_encoder.decode = original
-    return captured["codes"][0, 0]
-
-
 def test_melody_model_follows_generate_with_chroma_and_without():
     from echotune_mcp.engine.melody_chroma import chroma_onehot
 
@@ -221,7 +204,7 @@ def test_melody_model_follows_generate_with_chroma_and_without():
     tune = torch.sin(2 * torch.pi * 440 * t) * (t < 0.5) + torch.sin(2 * torch.pi * 330 * t) * (t >= 0.5)
     chroma = torch.as_tensor(chroma_onehot(tune.numpy(), 32000))
     greedy = SamplingParams(do_sample=False, guidance_scale=3.0)
-    want_melody = melody_stock_codes(melody, PROMPTS[0], 20, chroma, do_sample=False, guidance_scale=3.0)
+    want_melody = stock_codes(melody, PROMPTS[0], 20, chroma=chroma, do_sample=False, guidance_scale=3.0)
     want_text = stock_codes(melody, PROMPTS[2], 16, do_sample=False, guidance_scale=3.0)
     engine = Engine(max_slots=4)
     engine.add_model("melody", melody)
