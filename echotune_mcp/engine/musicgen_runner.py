@@ -337,9 +337,8 @@ class MusicgenRunner:
                  torch.tensor(self.xlen[s0:s0 + n], device=self.device)[:, None])[:, None, None, :]
         att = F.scaled_dot_product_attention(q, self.xk[i][s0:s0 + n, :, :span], self.xv[i][s0:s0 + n, :, :span],
                                              attn_mask=xmask, scale=self.scale)
-        out = h.clone()
-        out[0::2] = cond + layer.cross_out(att.transpose(1, 2).reshape(n, T, self.width))
-        return out
+        h[0::2] += layer.cross_out(att.transpose(1, 2).reshape(n, T, self.width))  # h is this layer's own tensor
+        return h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(rows, width) -> (rows, K, vocab) in float32."""
