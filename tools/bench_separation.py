@@ -52,53 +52,79 @@ def stock(model, mixes, threaded: bool) -> float:
     return time.perf_counter() - t0
 
 
-def ours(runner, mixes) -> float:
-    t0 = time.perf_counter()
-    tickets = [runner.submit(m) for m in mixes]
-    for t in tickets:
-        t.result()
-    return time.perf_counter() - t0
+def ours(make_runner, mixes, warm) -> float:
+    """A fresh runner per measurement, closed afterwards, so its worker threads (and their OpenMP teams) are
+    gone before stock runs again (see in_thread)."""
+    runner = make_runner()
+    try:
+        runner.submit(warm).result()
+        t0 = time.perf_counter()
+        tickets = [runner.submit(m) for m in mixes]
+        for t in tickets:
+            t.result()
+        return time.perf_counter() - t0
+    finally:
+        runner.close()
+
+
+def in_thread(fn, *args, **kwargs):
+    """Run on a thread that then exits. libgomp gives every thread that runs a parallel op its own OpenMP
+    team, and a process holding more team threads than cores makes every team's barriers sleep; the
+    server's main thread runs no torch op, so neither side of the benchmark may leave a team behind."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)))
+    t.start()
+    t.join()
+    if not out:
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed (see the traceback above)")
+    return out[0]
 
 
 def main() -> None:
     import torch
 
     from echotune_mcp.engine.demucs_runner import DemucsRunner
-    from echotune_mcp.engine.separation_backend import default_batch
+    from echotune_mcp.engine.separation_backend import default_batch, default_workers
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 s tracks, sequential stock baseline only")
     ap.add_argument("--seconds", type=float, default=None, help="track length (default 30, quick 10)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--max-batch", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="runner worker threads (default: the device's)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     device = args.device
-    model = htdemucs_shaped().to(device)
+    model = in_thread(lambda: htdemucs_shaped().to(device))
     batch = args.max_batch or default_batch(device)
-    runner = DemucsRunner(model, device=device, max_batch=batch)
+    workers = args.workers or default_workers(device)
+
+    def make_runner():
+        return DemucsRunner(model, device=device, max_batch=batch, workers=workers)
+
     g = torch.Generator().manual_seed(0)
+
+    def noise(count: int, samples: int) -> list:
+        return [(0.1 * torch.randn(1, 2, samples, generator=g)).to(device) for _ in range(count)]
+
+    (warm,) = in_thread(noise, 1, 8 * 44100)
+    in_thread(stock, model, [warm], False)
     rows = []
-    try:
-        warm = 0.1 * torch.randn(1, 2, 8 * 44100, generator=g, device="cpu").to(device)
-        stock(model, [warm], False)
-        ours(runner, [warm])
-        for n in args.concurrency:
-            mixes = [(0.1 * torch.randn(1, 2, int(seconds * 44100), generator=g)).to(device) for _ in range(n)]
-            t_stock = stock(model, mixes, threaded=False)
-            how = "sequential"
-            if not args.quick and n > 1:
-                t_thr = stock(model, mixes, threaded=True)
-                if t_thr < t_stock:
-                    t_stock, how = t_thr, "threaded"
-            t_ours = ours(runner, mixes)
-            audio = n * seconds
-            rows.append({"bench": "separation", "concurrency": n, "audio_s_per_s": round(audio / t_ours, 3),
-                         "stock_audio_s_per_s": round(audio / t_stock, 3), "ratio": round(t_stock / t_ours, 3),
-                         "device": device, "track_s": seconds, "max_batch": batch, "stock_mode": how})
-    finally:
-        runner.close()
+    for n in args.concurrency:
+        mixes = in_thread(noise, n, int(seconds * 44100))
+        t_stock = in_thread(stock, model, mixes, threaded=False)
+        how = "sequential"
+        if not args.quick and n > 1:
+            t_thr = in_thread(stock, model, mixes, threaded=True)
+            if t_thr < t_stock:
+                t_stock, how = t_thr, "threaded"
+        t_ours = ours(make_runner, mixes, warm)
+        audio = n * seconds
+        rows.append({"bench": "separation", "concurrency": n, "audio_s_per_s": round(audio / t_ours, 3),
+                     "stock_audio_s_per_s": round(audio / t_stock, 3), "ratio": round(t_stock / t_ours, 3),
+                     "device": device, "track_s": seconds, "max_batch": batch, "workers": workers,
+                     "stock_mode": how})
     print(f"\nseparation benchmark: htdemucs-shaped random weights, {seconds:g} s stereo tracks, {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"{'concurrency':>11} {'ours audio-s/s':>15} {'stock audio-s/s':>16} {'ratio':>6}  stock mode")

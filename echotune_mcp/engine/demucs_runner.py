@@ -78,6 +78,7 @@ class _Request:
     estimates: th.Tensor | None = None
     cancelled: bool = False
     totals: list[float] = field(default_factory=list)
+    in_flight: bool = False  # a worker holds one of its segments: others leave it alone (stitching stays in order)
 
 
 class Ticket:
@@ -99,7 +100,8 @@ class DemucsRunner:
     """Serve one Demucs model (or bag) to many concurrent requests from one worker thread."""
 
     def __init__(self, model: nn.Module, *, device: str | th.device | None = None, max_batch: int = 4,
-                 overlap: float = 0.25, transition_power: float = 1.0, segment: float | None = None):
+                 overlap: float = 0.25, transition_power: float = 1.0, segment: float | None = None,
+                 workers: int = 1):
         assert transition_power >= 1, "transition_power < 1 leads to weird behavior."
         self.device = th.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
@@ -114,8 +116,12 @@ class DemucsRunner:
         self._lock = threading.Condition()
         self._active: deque[_Request] = deque()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="demucs-runner", daemon=True)
-        self._thread.start()
+        # Several workers overlap one pass's single-threaded stretches with another's (CPU); each request is
+        # served by one worker at a time, so its segments are stitched in order without locks.
+        self._threads = [threading.Thread(target=self._loop, name=f"demucs-runner-{i}", daemon=True)
+                         for i in range(max(1, int(workers)))]
+        for t in self._threads:
+            t.start()
 
     def _plan_member(self, m: nn.Module, weights: list[float], transition_power: float,
                      segment: float | None) -> _Member:
@@ -173,7 +179,8 @@ class DemucsRunner:
         for req in pending:
             if not req.future.done():
                 req.future.set_exception(RuntimeError("the runner was closed"))
-        self._thread.join(timeout=30)
+        for t in self._threads:
+            t.join(timeout=30)
 
     def _cancel(self, req: _Request, exc: BaseException) -> None:
         with self._lock:
@@ -194,7 +201,7 @@ class DemucsRunner:
             for req in self._active:
                 if len(batch) >= self.max_batch:
                     break
-                if req.pending:
+                if req.pending and not req.in_flight and all(r is not req for r, _ in batch):
                     t = req.pending[0]
                     if key is None or (t.member, t.input_length) == key:
                         key = (t.member, t.input_length)
@@ -203,12 +210,14 @@ class DemucsRunner:
             if not took:
                 break
         self._active.rotate(-1)  # the next batch starts with another request
+        for req, _ in batch:
+            req.in_flight = True
         return batch
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and not any(r.pending for r in self._active):
+                while not self._closed and not any(r.pending and not r.in_flight for r in self._active):
                     self._lock.wait()
                 if self._closed:
                     return
@@ -218,6 +227,7 @@ class DemucsRunner:
             except BaseException as exc:  # a failed pass fails its requests, not the runner
                 for req, _ in batch:
                     self._cancel(req, exc)
+                    req.in_flight = False
                 continue
             for (req, task), out in zip(batch, outs):
                 if not req.cancelled:
@@ -225,6 +235,10 @@ class DemucsRunner:
                         self._accumulate(req, task, out)
                     except BaseException as exc:
                         self._cancel(req, exc)
+            with self._lock:
+                for req, _ in batch:
+                    req.in_flight = False
+                self._lock.notify_all()
 
     def _forward(self, batch: list[tuple[_Request, _Task]]) -> list[th.Tensor]:
         member = self._members[batch[0][1].member]

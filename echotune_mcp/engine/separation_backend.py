@@ -181,6 +181,13 @@ def default_batch(device: str) -> int:
     return 8 if device.startswith("cuda") else 1
 
 
+def default_workers(device: str) -> int:
+    """Runner threads. One everywhere: a second CPU worker (overlapping one pass's single-threaded stretches
+    with another request's pass) measured no better on the 2-core Xeon (docs/BENCHMARKS.md); ``workers=2``
+    stays available for CPUs where stock in threads beats stock in a row."""
+    return 1
+
+
 def _manager(settings: Settings) -> Any:
     """The process-wide model manager for this weights folder: it owns loaded runners and their memory budget."""
     from .model_manager import ModelManager
@@ -203,7 +210,8 @@ def get_runner(settings: Settings, model_id: str) -> DemucsRunner:
             raise WeightsMissing(missing_message(settings, model_id))
 
     def load(folder: Path, _card: Any) -> DemucsRunner:
-        return DemucsRunner(load_demucs(folder.resolve(), model_id), device=device, max_batch=default_batch(device))
+        return DemucsRunner(load_demucs(folder.resolve(), model_id), device=device, max_batch=default_batch(device),
+                            workers=default_workers(device))
 
     manager = _manager(settings)
     with _LOAD_LOCK:  # one load at a time: two first requests must not build two runners

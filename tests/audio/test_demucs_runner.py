@@ -52,12 +52,13 @@ def test_alone_equals_apply_model(make):
     assert seen[-1][0] == seen[-1][1] == len(seen) == len(runner.plan(mix.shape[-1]))
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 @pytest.mark.parametrize("make", [tiny_htdemucs, unittest_shaped], ids=["htdemucs", "demucs_unittest"])
-def test_batched_with_three_others_equals_apply_model(make):
+def test_batched_with_three_others_equals_apply_model(make, workers):
     model = make()
     mixes = _mixes([int(4.3 * SR), int(1.1 * SR), int(6.7 * SR), 977])
     refs = [apply_model(model, m, shifts=0, overlap=0.25) for m in mixes]
-    runner = DemucsRunner(model, max_batch=4)
+    runner = DemucsRunner(model, max_batch=4 if workers == 1 else 1, workers=workers)
     gate = threading.Event()
     sizes: list[int] = []
     original = runner._forward
@@ -77,7 +78,10 @@ def test_batched_with_three_others_equals_apply_model(make):
     for out, ref in zip(outs, refs):
         assert out.shape == ref.shape
         assert (out - ref).abs().max().item() < 1e-4
-    assert max(sizes) > 1  # segments of different requests really shared forward passes
+    if workers == 1:
+        assert max(sizes) > 1  # segments of different requests really shared forward passes
+    else:
+        assert max(sizes) == 1 and len(sizes) == sum(len(runner.plan(m.shape[-1])) for m in mixes)
 
 
 def test_bag_of_models_weights_match():
