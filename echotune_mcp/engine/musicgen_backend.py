@@ -162,20 +162,33 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
                    melody=None if melody is None else (np.asarray(melody, np.float32), int(melody_sr or 0)))
     handle = await engine.generate(**request)
     final = None
-    async for event in handle.events():
-        if event.kind == "progress":
-            await on_progress(event.fraction, event.message)
-        elif event.kind == "preview" and on_preview is not None and event.audio is not None:
-            await on_preview(event.audio.T.copy(), event.sample_rate)
-        elif event.kind == "result":
-            final = event
-        elif event.kind == "error":
-            raise RuntimeError(f"MusicGen failed: {event.message}")
-        elif event.kind == "cancelled":
-            raise RuntimeError(f"MusicGen request ended: {event.message}")
+    try:
+        async for event in handle.events():
+            if event.kind == "progress":
+                await on_progress(event.fraction, event.message)
+            elif event.kind == "preview" and on_preview is not None and event.audio is not None:
+                await on_preview(event.audio.T.copy(), event.sample_rate)
+            elif event.kind == "result":
+                final = event
+            elif event.kind == "error":
+                raise RuntimeError(f"MusicGen failed: {event.message}")
+            elif event.kind == "cancelled":
+                raise RuntimeError(f"MusicGen request ended: {event.message}")
+    finally:
+        if final is None:  # the job was cancelled (or failed): free the engine slot now, not at the end
+            handle.cancel()
     assert final is not None and final.audio is not None
     info = engine.info(model_id)
     return MusicgenResult(audio=final.audio.T.copy(), sample_rate=final.sample_rate, model_id=model_id,
                           weights_revision=info.get("revision"), weights_license=info.get("license", "CC-BY-NC-4.0"),
                           device=info.get("device", device), model_reason=reason,
                           codes_frames=int(final.codes.shape[-1]) if final.codes is not None else 0)
+
+
+def close_engines() -> None:
+    """Stop every in-process engine (their worker threads and models); the next request starts afresh."""
+    with _engine_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.close()

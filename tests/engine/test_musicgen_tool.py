@@ -168,3 +168,29 @@ def test_generate_music_follows_a_melody_with_musicgen_melody(settings, tmp_path
             assert art.provenance["melody_input"]["type"] == "local_file"
 
     asyncio.run(scenario())
+
+
+def test_cancel_job_frees_the_engine_slot(tiny_pulled, make_client):
+    from echotune_mcp.engine import musicgen_backend
+
+    async def scenario():
+        async with make_client() as (client, app):
+            started = await client.call_tool("generate_music", {"prompt": "ambient pad", "duration_s": 100,
+                                                                "backend": "musicgen", "wait_seconds": 0})
+            job_id = started.structured_content["job_id"]
+            engine = musicgen_backend.get_engine(app.settings)
+            deadline = time.monotonic() + 60
+            while not (engine.loaded() and engine.worker("musicgen-small").scheduler.running):
+                assert time.monotonic() < deadline, "the MusicGen request never started"
+                await asyncio.sleep(0.05)
+            worker = engine.worker("musicgen-small")
+            res = await client.call_tool("cancel_job", {"job_id": job_id})
+            assert not res.is_error
+            deadline = time.monotonic() + 10
+            while len(worker.scheduler):
+                assert time.monotonic() < deadline, "the engine kept decoding a cancelled job"
+                await asyncio.sleep(0.02)
+            job = await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 5})
+            assert job.structured_content["status"] == "cancelled"
+
+    asyncio.run(scenario())
