@@ -39,12 +39,14 @@ def build_app(settings: Settings) -> Any:
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    from .musicgen_backend import get_engine
+    from .musicgen_backend import choose_model, downloaded_models, get_engine
 
-    engine = get_engine(replace(settings, engine_url=None))
+    local = replace(settings, engine_url=None)
+    engine = get_engine(local)
 
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "loaded": engine.loaded(), "device": engine.device})
+        return JSONResponse({"ok": True, "loaded": engine.loaded(), "device": engine.device,
+                             "musicgen": downloaded_models(local), "melody": downloaded_models(local, melody=True)})
 
     async def generate(request: Request) -> Any:
         body = await request.json()
@@ -59,13 +61,16 @@ def build_app(settings: Settings) -> Any:
         if unknown:
             return JSONResponse({"error": f"unknown fields {sorted(unknown)}"}, status_code=400)
         try:
+            model_id, reason = choose_model(local, body.get("model_id", "auto"), float(body.get("duration_s", 10)),
+                                            engine.device, melody=body.get("melody") is not None)
+            body["model_id"] = model_id
             handle = await engine.generate(**body)
         except EngineBusy as exc:
             return JSONResponse({"error": str(exc), "retry_after_s": exc.retry_after_s}, status_code=503,
                                 headers={"Retry-After": str(int(exc.retry_after_s + 0.999))})
         except (ValueError, LookupError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        info = engine.info(body["model_id"])
+        info = dict(engine.info(model_id), model_id=model_id, reason=reason)
 
         async def stream():
             finished = False

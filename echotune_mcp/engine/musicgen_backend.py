@@ -44,13 +44,21 @@ class MusicgenResult:
 
 def musicgen_available(settings: Settings, melody: bool = False) -> bool:
     """True when transformers imports and a MusicGen checkpoint is downloaded (``melody``: MusicGen-Melody)."""
+    if settings.engine_url:  # the daemon's weights count, not this machine's
+        from .remote import RemoteEngine
+
+        return bool(RemoteEngine(settings.engine_url).downloaded(melody=melody))
     try:
         import transformers  # noqa: F401
     except ImportError:
         return False
+    return bool(downloaded_models(settings, melody=melody))
+
+
+def downloaded_models(settings: Settings, melody: bool = False) -> list[str]:
     manager = ModelManager(settings)
     wanted = ("musicgen-melody",) if melody else TEXT_MODELS
-    return any(manager.is_downloaded(m) for m in wanted if m in manager.cards)
+    return [m for m in wanted if m in manager.cards and manager.is_downloaded(m)]
 
 
 def choose_model(settings: Settings, requested: str, duration_s: float, device: str,
@@ -149,8 +157,11 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
     """Generate ``duration_s`` seconds through the engine; progress and previews are awaited as they come."""
     from .device import pick_device
 
-    device = pick_device(settings.device).device if not settings.engine_url else "engine daemon"
-    model_id, reason = choose_model(settings, model, duration_s, device, melody=melody is not None)
+    if settings.engine_url:  # the daemon, which has the weights, chooses the model
+        device, model_id, reason = "engine daemon", model, ""
+    else:
+        device = pick_device(settings.device).device
+        model_id, reason = choose_model(settings, model, duration_s, device, melody=melody is not None)
     engine = get_engine(settings)
     if preview_every_s is None:
         preview_every_s = float(os.environ.get("ECHOTUNE_PREVIEW_EVERY_S", "5"))
@@ -178,7 +189,8 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
         if final is None:  # the job was cancelled (or failed): free the engine slot now, not at the end
             handle.cancel()
     assert final is not None and final.audio is not None
-    info = engine.info(model_id)
+    info = engine.info(model_id) if not settings.engine_url else handle.info
+    model_id, reason = info.get("model_id", model_id), info.get("reason", reason)
     return MusicgenResult(audio=final.audio.T.copy(), sample_rate=final.sample_rate, model_id=model_id,
                           weights_revision=info.get("revision"), weights_license=info.get("license", "CC-BY-NC-4.0"),
                           device=info.get("device", device), model_reason=reason,

@@ -90,3 +90,13 @@ class RemoteEngine:
 
     def info(self, model_id: str) -> dict[str, Any]:
         return dict(self._info.get(model_id, {}))
+
+    def downloaded(self, melody: bool = False) -> list[str]:
+        """The MusicGen checkpoints the daemon has (empty when it cannot be reached)."""
+        import httpx
+
+        try:
+            health = httpx.get(f"{self.url}/v1/health", timeout=3).json()
+        except (httpx.HTTPError, ValueError):
+            return []
+        return list(health.get("melody" if melody else "musicgen") or [])

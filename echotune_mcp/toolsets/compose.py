@@ -217,6 +217,11 @@ def _musicgen_status(app: App, melody: bool = False) -> tuple[bool, str]:
         return False, "MusicGen needs the ml extra (pip install 'echotune-mcp[ml]'); use backend=composer"
     if not musicgen_available(app.settings, melody=melody):
         wanted = "musicgen-melody" if melody else "musicgen-small"
+        if app.settings.engine_url:
+            return False, (f"the engine daemon at {app.settings.engine_url} cannot be reached or has no "
+                           f"{wanted} weights: start it with `echotune-mcp engine serve` and run "
+                           f"`echotune-mcp models pull {wanted}` where it runs"
+                           + ("" if melody else ", or use backend=composer"))
         return False, (f"no {'MusicGen-Melody' if melody else 'MusicGen'} weights are downloaded: run "
                        f"`echotune-mcp models pull {wanted}`" + ("" if melody else ", or use backend=composer"))
     return True, ""

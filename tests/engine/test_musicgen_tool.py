@@ -104,17 +104,22 @@ def test_engine_daemon_serves_generate_music_for_another_process(tiny_pulled, ma
                 time.sleep(0.2)
 
         async def scenario():
-            async with make_client(engine_url=f"http://127.0.0.1:{port}") as (client, app):
+            # a server with no weights of its own: the daemon's checkpoints are what counts
+            async with make_client(engine_url=f"http://127.0.0.1:{port}", data_dir=tiny_pulled.data_dir.parent / "other") \
+                    as (client, app):
                 res = await run_job(client, "generate_music", {"prompt": "ambient pad", "duration_s": 0.5,
-                                                               "backend": "musicgen", "seed": 1})
+                                                               "backend": "auto", "seed": 1})
                 assert res["status"] == "succeeded", res
+                assert res["result"]["backend"] == "musicgen"
                 assert res["result"]["model"]["model_id"] == "musicgen-small"
+                assert "latency budget" in res["result"]["model"]["reason"]
                 art = await app.artifacts.get("local", res["result"]["mix_artifact_id"])
                 assert abs(art.meta["duration_s"] - 0.5) < 0.01
 
         asyncio.run(scenario())
         health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5).json()
         assert health["loaded"] == ["musicgen-small"]  # the model lives in the daemon, not in this process
+        assert health["musicgen"] == ["musicgen-small"] and health["melody"] == []
         bad = httpx.post(f"http://127.0.0.1:{port}/v1/generate", json={"model_id": "musicgen-small", "bogus": 1})
         assert bad.status_code == 400 and "bogus" in bad.json()["error"]
     finally:
