@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from echotune_mcp.engine.device import generation_dtype, pick_device  # noqa: E402
-from echotune_mcp.engine.engine import Engine, GenerationRequest  # noqa: E402
-from echotune_mcp.engine.musicgen_sequence import SamplingParams  # noqa: E402
-from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
+from echotune_mcp.engine.device import generation_dtype, pick_device
+from echotune_mcp.engine.engine import Engine, GenerationRequest
+from echotune_mcp.engine.musicgen_sequence import SamplingParams
+from echotune_mcp.engine.musicgen_shapes import build_random_musicgen
 
 PROMPTS = [[37, 2150, 9, 3, 5, 1692, 8, 5, 15, 9, 1], [3, 58, 1013, 7, 120, 1], [86, 1033, 19, 200, 45, 3, 7, 1]]
 

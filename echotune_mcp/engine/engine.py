@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .melody_chroma import chroma_onehot
+from .musicgen_codec import decode_codes, encode_audio
 from .musicgen_runner import MusicgenRunner
 from .musicgen_sequence import SamplingParams, TokenSequence, advance_all
 from .scheduler import EngineBusy, Entry, Scheduler
@@ -130,7 +131,7 @@ class MusicgenWorker(threading.Thread):
         self.steps_per_s: float | None = None  # per-slot decode rate, measured
         self.start()
 
-    def wait_ready(self, timeout: float | None = None) -> "MusicgenWorker":
+    def wait_ready(self, timeout: float | None = None) -> MusicgenWorker:
         """Block until the model is loaded on the worker thread (raises what loading raised)."""
         if not self._ready.wait(timeout):
             raise TimeoutError("the model is still loading")
@@ -219,7 +220,7 @@ class MusicgenWorker(threading.Thread):
                 if not ok and r.has_cross:
                     r.set_cross([entry.slot], r.text_states([entry.payload.request.text_ids]))  # type: ignore[list-item]
                 self._admit(entry)
-            except Exception as exc:  # a bad request must not take the loop down
+            except Exception as exc:  # noqa: BLE001 - a bad request must not take the loop down
                 with self._cond:
                     self._leave(entry)
                 entry.payload.handle._post(EngineEvent("error", message=f"{type(exc).__name__}: {exc}"))
@@ -300,36 +301,12 @@ class MusicgenWorker(threading.Thread):
     def _decode_and_post(self, handle: Handle, codes: torch.Tensor, kind: str) -> None:
         try:
             audio = decode_codes(self.model, codes)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker carries on
             if kind == "result":
                 handle._post(EngineEvent("error", message=f"decoding audio failed: {exc}"))
             return
         handle._post(EngineEvent(kind, fraction=1.0 if kind == "result" else 0.0, audio=audio,
                                  sample_rate=self.runner.sample_rate, codes=codes))
-
-
-@torch.inference_mode()
-def decode_codes(model: Any, codes: torch.Tensor) -> np.ndarray:
-    """EnCodec-decode (K, frames) codes to (channels, samples) float32."""
-    enc = model.audio_encoder
-    dev = next(enc.parameters()).device
-    values = enc.decode(codes[None, None].to(dev), audio_scales=[None]).audio_values
-    return values[0].float().cpu().numpy()
-
-
-@torch.inference_mode()
-def encode_audio(model: Any, audio: np.ndarray, sample_rate: int) -> torch.Tensor:
-    """EnCodec-encode mono audio (resampled to the model's rate) into (K, frames) codes (for continuation)."""
-    enc = model.audio_encoder
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if sample_rate != enc.config.sampling_rate:
-        import soxr
-
-        audio = soxr.resample(audio, sample_rate, enc.config.sampling_rate).astype(np.float32)
-    dev = next(enc.parameters()).device
-    x = torch.as_tensor(audio).reshape(1, 1, -1).to(dev)
-    out = enc.encode(x, bandwidth=max(enc.config.target_bandwidths))
-    return out.audio_codes[0, 0].cpu()
 
 
 class Engine:

@@ -122,7 +122,7 @@ def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> None:
     for i, seq in enumerate(seqs):
         p = seq.params
         groups.setdefault((p.guidance_scale, p.do_sample, p.temperature, p.top_k, p.top_p), []).append(i)
-    for key, idx in groups.items():
+    for idx in groups.values():
         params = seqs[idx[0]].params
         sub = logits[idx]
         K, V = sub.shape[2], sub.shape[3]

@@ -48,13 +48,21 @@ def build_random_musicgen(shape: str = "tiny", seed: int = 0, melody: bool = Fal
     audio = EncodecConfig(**spec["audio"]).to_dict()
     torch.manual_seed(seed)
     if melody:
-        from transformers import MusicgenMelodyConfig, MusicgenMelodyDecoderConfig, MusicgenMelodyForConditionalGeneration
+        from transformers import (
+            MusicgenMelodyConfig,
+            MusicgenMelodyDecoderConfig,
+            MusicgenMelodyForConditionalGeneration,
+        )
 
         dec = MusicgenMelodyDecoderConfig(**spec["decoder"], **special).to_dict()
         cfg = MusicgenMelodyConfig(text_encoder=text, audio_encoder=audio, decoder=dec, num_chroma=12, chroma_length=235)
         model = MusicgenMelodyForConditionalGeneration(cfg)
     else:
-        from transformers import MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration
+        from transformers import (
+            MusicgenConfig,
+            MusicgenDecoderConfig,
+            MusicgenForConditionalGeneration,
+        )
 
         dec = MusicgenDecoderConfig(**spec["decoder"], **special).to_dict()
         model = MusicgenForConditionalGeneration(MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=dec))

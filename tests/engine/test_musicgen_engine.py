@@ -10,10 +10,10 @@ import torch
 
 pytest.importorskip("transformers")
 
-from echotune_mcp.engine.engine import Engine, GenerationRequest, RequestCancelled  # noqa: E402
-from echotune_mcp.engine.musicgen_sequence import SamplingParams  # noqa: E402
-from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
-from echotune_mcp.engine.scheduler import EngineBusy  # noqa: E402
+from echotune_mcp.engine.engine import Engine, GenerationRequest, RequestCancelled
+from echotune_mcp.engine.musicgen_sequence import SamplingParams
+from echotune_mcp.engine.musicgen_shapes import build_random_musicgen
+from echotune_mcp.engine.scheduler import EngineBusy
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from echotune_mcp.engine.model_manager import ModelManager  # noqa: E402
-from echotune_mcp.engine.musicgen_backend import choose_model  # noqa: E402
-from echotune_mcp.engine.musicgen_shapes import build_random_musicgen  # noqa: E402
-from tests.audio.conftest import run_job  # noqa: E402
+from echotune_mcp.engine.model_manager import ModelManager
+from echotune_mcp.engine.musicgen_backend import choose_model
+from echotune_mcp.engine.musicgen_shapes import build_random_musicgen
+from tests.audio.conftest import run_job
 
-WORDS = "lofi hip hop beat with warm piano and soft drums ambient pad slow dreamy synth bass guitar".split()
+WORDS = ["lofi", "hip", "hop", "beat", "with", "warm", "piano", "and", "soft", "drums", "ambient", "pad", "slow", "dreamy", "synth", "bass", "guitar"]
 
 
 def save_tiny_checkpoint(folder: Path) -> None:
