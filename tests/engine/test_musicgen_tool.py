@@ -44,6 +44,8 @@ def tiny_pulled(settings, tmp_path):
 
 
 def test_auto_model_choice_says_why(tiny_pulled):
+    manager = ModelManager(tiny_pulled)
+    assert manager.verify("musicgen-small") == [] and manager.manifest("musicgen-small")["source"]["type"] == "local_folder"
     model, why = choose_model(tiny_pulled, "auto", 10.0, "cpu", latency_budget_s=60)
     assert model == "musicgen-small" and "fits the 60 s latency budget" in why
     model, why = choose_model(tiny_pulled, "auto", 30.0, "cpu", latency_budget_s=10)
