@@ -208,6 +208,7 @@ class MusicgenWorker(threading.Thread):
     def _admit_all(self, admitted: list[Entry]) -> None:
         """Prefill the newly admitted requests: their texts encoded in one batch, then each one's prompt."""
         r = self.runner
+        r.ensure_slots(len(self.scheduler.running))
         try:
             if r.has_cross:
                 slots = [e.slot for e in admitted]

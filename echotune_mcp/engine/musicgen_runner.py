@@ -114,15 +114,14 @@ class MusicgenRunner:
         self.frame_rate = int(model.config.audio_encoder.frame_rate)
         self.sample_rate = int(model.config.audio_encoder.sampling_rate)
         self._load_weights(model)
-        self.capacity = 0
-        self.text_capacity = 1
+        self.slots = self.capacity = self.text_capacity = 0
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.key_valid = torch.zeros(0)
         self.xk: list[torch.Tensor] = []
         self.xv: list[torch.Tensor] = []
-        self.xlen = [0] * max_slots
-        self._allocate(capacity, 1)
+        self.xlen: list[int] = []
+        self._allocate(1, capacity, 16)
 
     # -- weights --------------------------------------------------------------------------------------
     def _load_weights(self, model: torch.nn.Module) -> None:
@@ -152,41 +151,46 @@ class MusicgenRunner:
         self.has_cross = self.layers[0].cross_q is not None
 
     # -- cache ----------------------------------------------------------------------------------------
-    def cache_bytes(self, capacity: int) -> int:
-        elem = torch.finfo(self.dtype).bits // 8
-        return 2 * len(self.layers) * 2 * self.max_slots * capacity * self.width * elem
+    def _allocate(self, slots: int, capacity: int, text_capacity: int) -> None:
+        """(Re)allocate the caches for ``slots`` slots of ``capacity`` positions, keeping what they hold.
 
-    def _allocate(self, capacity: int, text_capacity: int) -> None:
-        """(Re)allocate the caches, keeping what live slots hold."""
-        rows, L = 2 * self.max_slots, len(self.layers)
-        old_k, old_v, old_valid, old_cap = self.k, self.v, self.key_valid, self.capacity
-        kw = dict(device=self.device, dtype=self.dtype)
-        self.k = [torch.zeros(rows, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
-        self.v = [torch.zeros(rows, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
-        self.key_valid = torch.zeros(rows, capacity, dtype=torch.bool, device=self.device)
-        if old_cap:
-            n = min(old_cap, capacity)
+        Caches grow on demand (slots as requests join, positions as longer ones arrive), so one 30 s
+        request does not pay for sixteen: musicgen-small holds 96 kB per position per slot in float32.
+        """
+        L, kw = len(self.layers), dict(device=self.device, dtype=self.dtype)
+        old = (self.k, self.v, self.key_valid, self.xk, self.xv)
+        n_rows, n_cap, n_text = 2 * min(slots, self.slots), min(capacity, self.capacity), min(text_capacity,
+                                                                                                 self.text_capacity)
+        self.k = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
+        self.v = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
+        self.key_valid = torch.zeros(2 * slots, capacity, dtype=torch.bool, device=self.device)
+        if self.has_cross:
+            self.xk = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
+            self.xv = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
+        if self.slots:
             for i in range(L):
-                self.k[i][:, :, :n] = old_k[i][:, :, :n]
-                self.v[i][:, :, :n] = old_v[i][:, :, :n]
-            self.key_valid[:, :n] = old_valid[:, :n]
-        self.capacity = capacity
-        if self.has_cross_attention() and (not self.xk or text_capacity > self.text_capacity):
-            old_xk, old_xv, old_tc = self.xk, self.xv, self.text_capacity if self.xk else 0
-            self.xk = [torch.zeros(self.max_slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
-            self.xv = [torch.zeros(self.max_slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
-            for i in range(L if old_tc else 0):
-                self.xk[i][:, :, :old_tc] = old_xk[i]
-                self.xv[i][:, :, :old_tc] = old_xv[i]
-            self.text_capacity = text_capacity
-
-    def has_cross_attention(self) -> bool:
-        return bool(self.layers) and self.layers[0].cross_q is not None
+                self.k[i][:n_rows, :, :n_cap] = old[0][i][:n_rows, :, :n_cap]
+                self.v[i][:n_rows, :, :n_cap] = old[1][i][:n_rows, :, :n_cap]
+                if self.has_cross:
+                    self.xk[i][:n_rows // 2, :, :n_text] = old[3][i][:n_rows // 2, :, :n_text]
+                    self.xv[i][:n_rows // 2, :, :n_text] = old[4][i][:n_rows // 2, :, :n_text]
+            self.key_valid[:n_rows, :n_cap] = old[2][:n_rows, :n_cap]
+        self.slots, self.capacity, self.text_capacity = slots, capacity, text_capacity
+        self.xlen = (self.xlen + [0] * slots)[:slots]
 
     @torch.inference_mode()
     def ensure_capacity(self, length: int) -> None:
+        """Room for ``length`` positions per slot (rounded up to 256 so growth is rare)."""
         if length > self.capacity:
-            self._allocate(max(length, 2 * self.capacity), self.text_capacity)
+            self._allocate(self.slots, -(-length // 256) * 256, self.text_capacity)
+
+    @torch.inference_mode()
+    def ensure_slots(self, count: int) -> None:
+        """Room for ``count`` live slots (doubling, up to ``max_slots``)."""
+        if count > self.max_slots:
+            raise ValueError(f"{count} slots asked for; this runner holds at most {self.max_slots}")
+        if count > self.slots:
+            self._allocate(min(self.max_slots, max(count, 2 * self.slots)), self.capacity, self.text_capacity)
 
     @torch.inference_mode()
     def move_slot(self, src: int, dst: int) -> None:
@@ -231,7 +235,7 @@ class MusicgenRunner:
         """Cache the conditional rows' cross-attention keys/values (one projection for all ``slots``)."""
         lengths = [1 if s is None else s.shape[0] for s in states]
         if max(lengths) > self.text_capacity:
-            self._allocate(self.capacity, max(max(lengths), 2 * self.text_capacity))
+            self._allocate(self.slots, self.capacity, max(max(lengths), 2 * self.text_capacity))
         real = [s for s in states if s is not None]
         joined = torch.cat(real) if real else None
         for i, layer in enumerate(self.layers):

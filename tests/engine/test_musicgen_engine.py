@@ -65,8 +65,11 @@ def test_greedy_tokens_equal_generate_alone_and_batched(tiny):
     try:
         alone, _ = asyncio.run(run_all(engine, [GenerationRequest("tiny", LENGTHS[0], PROMPTS[0], greedy)]))
         assert torch.equal(alone[0].codes, expected[0])
+        runner = engine._workers["tiny"].runner
+        assert runner.slots == 1 and runner.k[0].shape[0] == 2  # the cache grows with use, not to max_slots
         batch = [GenerationRequest("tiny", n, p, greedy) for p, n in zip(PROMPTS, LENGTHS)]
         results, _ = asyncio.run(run_all(engine, batch))
+        assert runner.slots == 8 and runner.capacity >= max(LENGTHS) + 1
         for got, want in zip(results, expected):
             assert got.codes.shape == want.shape
             assert torch.equal(got.codes, want)
