@@ -295,8 +295,7 @@ class MusicgenRunner:
         return out
 
     @torch.inference_mode()
-    def forward(self, rows: int, x: torch.Tensor, positions: torch.Tensor, slots: int | None = None,
-                row_offset: int = 0, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, rows: int, x: torch.Tensor, positions: torch.Tensor, row_offset: int = 0, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Run the decoder over ``x`` (rows, T, width) for cache rows ``row_offset .. row_offset+rows``.
 
         ``positions`` (rows, T) are absolute cache positions (also used for the positional
@@ -309,7 +308,8 @@ class MusicgenRunner:
         span = int(positions.max()) + 1
         keys = torch.arange(span, device=self.device)
         mask = (self.key_valid[row_offset:row_offset + rows, :span][:, None, :] & (keys[None, None, :] <= positions[:, :, None]))
-        mask = mask[:, None]  # (rows, 1, T, span)
+        mask = None if bool(mask.all()) else mask[:, None]  # (rows, 1, T, span); None: every key visible
+        xmask = self._cross_mask(row_offset // 2, rows // 2) if self.has_cross else None
         h = x + self.positions[positions]
         for i, layer in enumerate(self.layers):
             res = h
@@ -322,14 +322,22 @@ class MusicgenRunner:
             att = F.scaled_dot_product_attention(q.transpose(1, 2), kk, vv, attn_mask=mask, scale=self.scale)
             h = res + layer.out(att.transpose(1, 2).reshape(rows, T, self.width))
             if layer.cross_q is not None:
-                h = self._cross(i, layer, h, rows, T, row_offset, slots)
+                h = self._cross(i, layer, h, rows, T, row_offset, xmask)
             res = h
             a = F.layer_norm(h, (self.width,), *layer.ln3)
             h = res + layer.fc2(layer.fc1(a))
         return F.layer_norm(h, (self.width,), *self.final_ln)
 
+    def _cross_mask(self, s0: int, n: int) -> torch.Tensor | None:
+        """Which text positions each conditional row attends to; None when all slots' texts are equally long."""
+        lengths = self.xlen[s0:s0 + n]
+        if min(lengths) == max(lengths):
+            return None
+        return (torch.arange(max(lengths), device=self.device)[None, :] <
+                torch.tensor(lengths, device=self.device)[:, None])[:, None, None, :]
+
     def _cross(self, i: int, layer: _Layer, h: torch.Tensor, rows: int, T: int, row_offset: int,
-               slots: int | None) -> torch.Tensor:
+               xmask: torch.Tensor | None) -> torch.Tensor:
         """Cross-attention on the conditional rows (even rows); the unconditional rows add exactly 0."""
         n = rows // 2
         s0 = row_offset // 2
@@ -337,8 +345,6 @@ class MusicgenRunner:
         a = F.layer_norm(cond, (self.width,), *layer.ln2)
         q = layer.cross_q(a).view(n, T, self.heads, self.head_dim).transpose(1, 2)
         span = max(self.xlen[s0:s0 + n])
-        xmask = (torch.arange(span, device=self.device)[None, :] <
-                 torch.tensor(self.xlen[s0:s0 + n], device=self.device)[:, None])[:, None, None, :]
         att = F.scaled_dot_product_attention(q, self.xk[i][s0:s0 + n, :, :span], self.xv[i][s0:s0 + n, :, :span],
                                              attn_mask=xmask, scale=self.scale)
         h[0::2] += layer.cross_out(att.transpose(1, 2).reshape(n, T, self.width))  # h is this layer's own tensor
@@ -359,7 +365,7 @@ class MusicgenRunner:
         tok = tokens.to(self.device).repeat_interleave(2, dim=0)
         pos = positions.to(self.device).repeat_interleave(2)[:, None]
         x = self.embed_tokens(tok)[:, None, :]
-        h = self.forward(rows, x, pos, slots=n)
+        h = self.forward(rows, x, pos)
         return self.logits(h[:, 0]).view(n, 2, self.num_codebooks, self.vocab)
 
     @torch.inference_mode()
@@ -369,4 +375,4 @@ class MusicgenRunner:
         T = cond.shape[0]
         x = torch.stack([cond, uncond]).to(self.dtype)
         pos = torch.arange(start, start + T, device=self.device)[None, :].expand(2, T)
-        self.forward(2, x, pos, slots=1, row_offset=2 * slot, valid=valid)
+        self.forward(2, x, pos, row_offset=2 * slot, valid=valid)
