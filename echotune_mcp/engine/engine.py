@@ -107,7 +107,8 @@ class _Live:
     seq: TokenSequence | None = None
     last_progress: float = 0.0
     next_preview: int = 0
-    steps_seen: list[int] = field(default_factory=list)  # worker step numbers this request took part in
+    steps_taken: int = 0
+    last_step: int = 0  # the worker step this request last took part in (cancel must stop it within one)
 
 
 class MusicgenWorker(threading.Thread):
@@ -246,8 +247,12 @@ class MusicgenWorker(threading.Thread):
         if seq.t:
             emb = r.embed_tokens(seq.prefix_inputs().to(r.device))
             r.prefill(slot, emb, emb, start=seq.offset)
-        live.next_preview = live.seq.t + max(1, int(req.preview_every_s * r.frame_rate)) if req.preview_every_s else 0
+        live.next_preview = self._next_preview(seq.t, req)
         live.last_progress = time.monotonic()
+
+    def _next_preview(self, t: int, req: GenerationRequest) -> int:
+        """The position at which the next live preview is due (0: this request wants none)."""
+        return t + max(1, int(req.preview_every_s * self.runner.frame_rate)) if req.preview_every_s else 0
 
     def _leave(self, entry: Entry) -> None:
         moved = self.scheduler.release(entry)
@@ -269,7 +274,8 @@ class MusicgenWorker(threading.Thread):
         advance_all(seqs, logits)
         for entry, seq in zip(running, seqs):
             live: _Live = entry.payload
-            live.steps_seen.append(self.step_count)
+            live.steps_taken += 1
+            live.last_step = self.step_count
             if seq.done:
                 with self._cond:
                     self._leave(entry)
@@ -279,7 +285,7 @@ class MusicgenWorker(threading.Thread):
                 live.last_progress = now
                 live.handle._post(self._progress(seq))
             if live.next_preview and seq.t >= live.next_preview:
-                live.next_preview = seq.t + max(1, int(live.request.preview_every_s * self.runner.frame_rate))
+                live.next_preview = self._next_preview(seq.t, live.request)
                 codes = seq.codes()
                 if codes.shape[1]:
                     self._decoder.submit(self._decode_and_post, live.handle, codes, "preview")
