@@ -8,6 +8,7 @@ artifact early, then the mix, stems, MIDI and a waveform picture.
 import base64
 from typing import Annotated, Any, Literal
 
+import anyio
 import numpy as np
 from mcp.server.mcpserver import Context
 from mcp_types import AudioContent, CallToolResult
@@ -92,7 +93,7 @@ def build(app: App) -> Toolset:
             if backend == "composer":
                 raise BadInput("continue_from", "continuing a clip needs MusicGen, not the composer",
                                "backend=auto or backend=musicgen with MusicGen weights downloaded")
-            ok, why = _musicgen_status(app)
+            ok, why = await _musicgen_status(app)
             if not ok:
                 raise BadInput("continue_from", f"continuing a clip needs MusicGen: {why}")
             continuation = await load_audio_input(app, owner, continue_from, field="continue_from")
@@ -103,7 +104,7 @@ def build(app: App) -> Toolset:
                                "backend=auto or backend=musicgen with musicgen-melody downloaded")
             if model not in ("auto", "musicgen-melody"):
                 raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
-            ok, why = _musicgen_status(app, melody=True)
+            ok, why = await _musicgen_status(app, melody=True)
             if not ok:
                 raise BadInput("melody", why)
             tune = await load_audio_input(app, owner, melody, field="melody")
@@ -204,18 +205,19 @@ def build(app: App) -> Toolset:
 async def _choose_backend(app: App, backend: str) -> str:
     if backend == "composer":
         return "composer"
-    available, why = _musicgen_status(app)
+    available, why = await _musicgen_status(app)
     if backend == "musicgen" and not available:
         raise BadInput("backend", why, "auto, composer")
     return "musicgen" if available else "composer"
 
 
-def _musicgen_status(app: App, melody: bool = False) -> tuple[bool, str]:
+async def _musicgen_status(app: App, melody: bool = False) -> tuple[bool, str]:
+    """Whether MusicGen can run, and if not why (asks the engine daemon, off the event loop, when one is set)."""
     try:
         from ..engine.musicgen_backend import musicgen_available
     except ImportError:
         return False, "MusicGen needs the ml extra (pip install 'echotune-mcp[ml]'); use backend=composer"
-    if not musicgen_available(app.settings, melody=melody):
+    if not await anyio.to_thread.run_sync(lambda: musicgen_available(app.settings, melody=melody)):
         wanted = "musicgen-melody" if melody else "musicgen-small"
         if app.settings.engine_url:
             return False, (f"the engine daemon at {app.settings.engine_url} cannot be reached or has no "
