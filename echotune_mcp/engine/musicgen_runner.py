@@ -94,18 +94,17 @@ class MusicgenRunner:
         self.model = model
         self.device = torch.device(device)
         self.dtype = dtype
-        self.melody = not hasattr(model, "enc_to_dec_proj") or type(model).__name__.startswith("MusicgenMelody")
         cfg = model.decoder.config
         if cfg.activation_function != "gelu" or cfg.audio_channels != 1:
             raise ValueError(f"the engine runs mono MusicGen decoders with GELU; this checkpoint has "
                              f"{cfg.audio_channels} channel(s) and {cfg.activation_function}")
         self.num_codebooks = cfg.num_codebooks
         self.vocab = cfg.vocab_size
-        self.pad = model.generation_config.pad_token_id if model.generation_config.pad_token_id is not None \
+        # transformers fills the delay pattern with the decoder start token (the pad id in every checkpoint)
+        pad = model.generation_config.pad_token_id if model.generation_config.pad_token_id is not None \
             else cfg.pad_token_id
-        self.start = model.generation_config.decoder_start_token_id
-        if self.start is None:
-            self.start = self.pad
+        start = model.generation_config.decoder_start_token_id
+        self.pad = pad if start is None else start
         self.heads = cfg.num_attention_heads
         self.width = cfg.hidden_size
         self.head_dim = self.width // self.heads
