@@ -45,7 +45,7 @@ def build_app(settings: Settings) -> Any:
     engine = get_engine(local)
 
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "loaded": engine.loaded(), "device": engine.device,
+        return JSONResponse({"ok": True, "loaded": engine.loaded(), "load": engine.load(), "device": engine.device,
                              "musicgen": downloaded_models(local), "melody": downloaded_models(local, melody=True)})
 
     async def generate(request: Request) -> Any:

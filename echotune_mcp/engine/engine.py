@@ -420,6 +420,12 @@ class Engine:
         with self._lock:
             return sorted(self._workers)
 
+    def load(self) -> dict[str, dict[str, int]]:
+        """Per loaded model: requests decoding now and requests waiting for a slot."""
+        with self._lock:
+            workers = dict(self._workers)
+        return {m: {"running": len(w.scheduler.running), "waiting": w.scheduler.waiting} for m, w in workers.items()}
+
     def close(self) -> None:
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}

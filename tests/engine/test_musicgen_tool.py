@@ -124,6 +124,22 @@ def test_engine_daemon_serves_generate_music_for_another_process(tiny_pulled, ma
         assert health["musicgen"] == ["musicgen-small"] and health["melody"] == []
         bad = httpx.post(f"http://127.0.0.1:{port}/v1/generate", json={"model_id": "musicgen-small", "bogus": 1})
         assert bad.status_code == 400 and "bogus" in bad.json()["error"]
+
+        async def abandon():  # a client that goes away mid-request frees its slot in the daemon
+            from echotune_mcp.engine.remote import RemoteEngine
+
+            handle = await RemoteEngine(f"http://127.0.0.1:{port}").generate(
+                model_id="auto", prompt="ambient pad", duration_s=100.0, preview_every_s=0.0)
+            events = handle.events()
+            assert (await events.__anext__()).kind == "progress"
+            assert httpx.get(f"http://127.0.0.1:{port}/v1/health").json()["load"]["musicgen-small"]["running"] == 1
+            await events.aclose()
+            deadline = time.monotonic() + 10
+            while httpx.get(f"http://127.0.0.1:{port}/v1/health").json()["load"]["musicgen-small"]["running"]:
+                assert time.monotonic() < deadline, "the daemon kept decoding for a client that left"
+                await asyncio.sleep(0.1)
+
+        asyncio.run(abandon())
     finally:
         proc.terminate()
         proc.wait(timeout=20)
