@@ -18,13 +18,13 @@ import asyncio
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from bench_threads import in_thread  # noqa: E402 - tools/ is on sys.path when run as a script
 
 from echotune_mcp.engine.device import generation_dtype, pick_device
 from echotune_mcp.engine.engine import Engine, GenerationRequest
@@ -92,31 +92,6 @@ async def engine_rate(engine: Engine, concurrency: int, steps: int) -> float:
     for h in handles:
         await h.result()
     return concurrency * steps / (time.perf_counter() - t)
-
-
-def in_thread(fn):
-    """Run ``fn`` on a thread that then exits, taking its OpenMP team with it.
-
-    libgomp gives each thread that runs a parallel op its own team; once a process holds more team
-    threads than cores, every team's barriers sleep instead of spinning (about a third slower per
-    step on 2 cores). The server's main thread is an asyncio loop that runs no torch op, and the
-    engine loads models on its worker thread; the benchmark keeps the same shape for both sides.
-    """
-    out: list = []
-    err: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            err.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if err:
-        raise err[0]
-    return out[0]
 
 
 def main() -> None:

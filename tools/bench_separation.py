@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_threads import in_thread  # noqa: E402 - tools/ is on sys.path when run as a script
+
 
 def htdemucs_shaped():
     import torch
@@ -65,19 +67,6 @@ def ours(make_runner, mixes, warm) -> float:
         return time.perf_counter() - t0
     finally:
         runner.close()
-
-
-def in_thread(fn, *args, **kwargs):
-    """Run on a thread that then exits. libgomp gives every thread that runs a parallel op its own OpenMP
-    team, and a process holding more team threads than cores makes every team's barriers sleep; the
-    server's main thread runs no torch op, so neither side of the benchmark may leave a team behind."""
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)))
-    t.start()
-    t.join()
-    if not out:
-        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed (see the traceback above)")
-    return out[0]
 
 
 def main() -> None:
