@@ -9,25 +9,20 @@ preview, result | error | cancelled); closing the stream cancels the request. A 
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
-import numpy as np
-
 from ..config import Settings
 from .engine import EngineEvent
+from .remote import audio_from_b64, audio_to_b64
 from .scheduler import EngineBusy
 
 
 def event_json(event: EngineEvent) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": event.kind, "fraction": event.fraction, "message": event.message}
     if event.audio is not None:
-        audio = np.ascontiguousarray(event.audio, dtype=np.float32)
-        out.update(sample_rate=event.sample_rate, channels=int(audio.shape[0]),
-                   audio_b64=base64.b64encode(audio.tobytes()).decode())
-    if event.codes is not None:
-        out["codes_frames"] = int(event.codes.shape[-1])
+        out.update(sample_rate=event.sample_rate, channels=int(event.audio.shape[0]),
+                   audio_b64=audio_to_b64(event.audio))
     return out
 
 
@@ -53,8 +48,7 @@ def build_app(settings: Settings) -> Any:
         for key in ("continuation", "melody"):
             clip = body.pop(key, None)
             if clip is not None:
-                audio = np.frombuffer(base64.b64decode(clip["audio_b64"]), dtype=np.float32)
-                body[key] = (audio, int(clip["sample_rate"]))
+                body[key] = (audio_from_b64(clip["audio_b64"]), int(clip["sample_rate"]))
         allowed = {"model_id", "prompt", "duration_s", "seed", "temperature", "top_k", "top_p", "guidance_scale",
                    "priority", "preview_every_s", "continuation", "melody"}
         unknown = set(body) - allowed

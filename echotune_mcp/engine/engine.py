@@ -124,7 +124,7 @@ class MusicgenWorker(threading.Thread):
         self.tokenizer: Any = None  # the text tokenizer that came with the weights, if any
         self.load_error: BaseException | None = None
         self._ready = threading.Event()
-        self.scheduler = Scheduler(max_slots, max_queue, admit_per_step=max_slots)
+        self.scheduler = Scheduler(max_slots, max_queue)
         self._cond = threading.Condition()
         self._stopping = False
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"echotune-decode-{name}")
@@ -146,7 +146,7 @@ class MusicgenWorker(threading.Thread):
         assert self.runner is not None
         if request.new_tokens < self.runner.num_codebooks:
             raise ValueError(f"new_tokens must be at least {self.runner.num_codebooks} (one frame per codebook)")
-        entry = Entry(priority=request.priority, payload=_Live(handle, request), cost_steps=request.new_tokens)
+        entry = Entry(priority=request.priority, payload=_Live(handle, request), steps_left=request.new_tokens)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the engine is shutting down")
@@ -231,7 +231,6 @@ class MusicgenWorker(threading.Thread):
         live: _Live = entry.payload
         req, r, slot = live.request, self.runner, entry.slot
         assert slot is not None
-        r.reset_slot(slot)
         if req.prompt_audio is not None:  # continuation: EnCodec codes of the clip to extend
             req.prompt_codes = encode_audio(self.model, *req.prompt_audio)
         live.seq = seq = TokenSequence(r.num_codebooks, r.pad, req.new_tokens, req.sampling, req.prompt_codes)
@@ -276,6 +275,7 @@ class MusicgenWorker(threading.Thread):
             live: _Live = entry.payload
             live.steps_taken += 1
             live.last_step = self.step_count
+            entry.steps_left = seq.steps_total - seq.steps_done
             if seq.done:
                 with self._cond:
                     self._leave(entry)

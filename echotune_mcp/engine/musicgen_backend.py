@@ -39,7 +39,6 @@ class MusicgenResult:
     weights_license: str
     device: str
     model_reason: str
-    codes_frames: int
 
 
 def musicgen_available(settings: Settings, melody: bool = False) -> bool:
@@ -193,8 +192,7 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
     model_id, reason = info.get("model_id", model_id), info.get("reason", reason)
     return MusicgenResult(audio=final.audio.T.copy(), sample_rate=final.sample_rate, model_id=model_id,
                           weights_revision=info.get("revision"), weights_license=info.get("license", "CC-BY-NC-4.0"),
-                          device=info.get("device", device), model_reason=reason,
-                          codes_frames=int(final.codes.shape[-1]) if final.codes is not None else 0)
+                          device=info.get("device", device), model_reason=reason)
 
 
 def close_engines() -> None:

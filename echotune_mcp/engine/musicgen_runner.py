@@ -6,7 +6,7 @@ modules' weights (taken from a loaded ``MusicgenForConditionalGeneration`` or
 ``MusicgenMelodyForConditionalGeneration``) in a different shape:
 
 * every request owns a *slot*: two cache rows (conditional and unconditional, for classifier-free
-  guidance), a key-valid mask and a position counter, so requests at different positions share one
+  guidance) filled from position 0 up, so a key is visible exactly when it is not ahead of the query; requests at different positions share one
   decode step and leave without disturbing the others (continuous batching);
 * the KV cache is one preallocated tensor per layer, ``(2 * slots, heads, capacity, head_dim)``;
   live slots are kept compact at the front, so a step reads views, never gathered copies;
@@ -44,13 +44,14 @@ class Linear:
     """A bias-optional linear map whose weight is pre-packed for oneDNN on CPU (plain matmul elsewhere)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False):
-        self.weight = weight.contiguous()
+        self.weight: torch.Tensor | None = weight.contiguous()
         self.bias = bias
         self.gelu = gelu  # exact (erf) GELU on the output, fused into the matmul where oneDNN runs it
         self.packed = None
         if weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
+                self.weight = None  # the packed copy is the one used; do not hold the weights twice
             except (RuntimeError, AttributeError):  # a torch built without oneDNN
                 self.packed = None
 
@@ -116,7 +117,6 @@ class MusicgenRunner:
         self.slots = self.capacity = self.text_capacity = 0
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
-        self.key_valid = torch.zeros(0)
         self.xk: list[torch.Tensor] = []
         self.xv: list[torch.Tensor] = []
         self.xlen: list[int] = []
@@ -157,12 +157,11 @@ class MusicgenRunner:
         request does not pay for sixteen: musicgen-small holds 96 kB per position per slot in float32.
         """
         L, kw = len(self.layers), dict(device=self.device, dtype=self.dtype)
-        old = (self.k, self.v, self.key_valid, self.xk, self.xv)
+        old = (self.k, self.v, self.xk, self.xv)
         n_rows, n_cap, n_text = 2 * min(slots, self.slots), min(capacity, self.capacity), min(text_capacity,
                                                                                                  self.text_capacity)
         self.k = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
         self.v = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
-        self.key_valid = torch.zeros(2 * slots, capacity, dtype=torch.bool, device=self.device)
         if self.has_cross:
             self.xk = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
             self.xv = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
@@ -171,9 +170,8 @@ class MusicgenRunner:
                 self.k[i][:n_rows, :, :n_cap] = old[0][i][:n_rows, :, :n_cap]
                 self.v[i][:n_rows, :, :n_cap] = old[1][i][:n_rows, :, :n_cap]
                 if self.has_cross:
-                    self.xk[i][:n_rows // 2, :, :n_text] = old[3][i][:n_rows // 2, :, :n_text]
-                    self.xv[i][:n_rows // 2, :, :n_text] = old[4][i][:n_rows // 2, :, :n_text]
-            self.key_valid[:n_rows, :n_cap] = old[2][:n_rows, :n_cap]
+                    self.xk[i][:n_rows // 2, :, :n_text] = old[2][i][:n_rows // 2, :, :n_text]
+                    self.xv[i][:n_rows // 2, :, :n_text] = old[3][i][:n_rows // 2, :, :n_text]
         self.slots, self.capacity, self.text_capacity = slots, capacity, text_capacity
         self.xlen = (self.xlen + [0] * slots)[:slots]
 
@@ -201,7 +199,6 @@ class MusicgenRunner:
             if self.xk:
                 self.xk[i][dst] = self.xk[i][src]
                 self.xv[i][dst] = self.xv[i][src]
-        self.key_valid[d] = self.key_valid[s]
         self.xlen[dst] = self.xlen[src]
 
     # -- conditioning ---------------------------------------------------------------------------------
@@ -281,10 +278,6 @@ class MusicgenRunner:
             uncond = torch.cat([uncond, torch.zeros_like(text[0])])
         return cond.to(self.dtype), uncond.to(self.dtype)
 
-    @torch.inference_mode()
-    def reset_slot(self, slot: int) -> None:
-        self.key_valid[2 * slot:2 * slot + 2] = False
-
     # -- forward ----------------------------------------------------------------------------------------
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Sum of the per-codebook embeddings, in transformers' order; tokens (..., K)."""
@@ -294,19 +287,16 @@ class MusicgenRunner:
         return out
 
     @torch.inference_mode()
-    def forward(self, rows: int, x: torch.Tensor, positions: torch.Tensor, row_offset: int = 0, valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, rows: int, x: torch.Tensor, positions: torch.Tensor, row_offset: int = 0) -> torch.Tensor:
         """Run the decoder over ``x`` (rows, T, width) for cache rows ``row_offset .. row_offset+rows``.
 
-        ``positions`` (rows, T) are absolute cache positions (also used for the positional
-        embedding); ``valid`` (rows, T) marks which of the new keys later tokens may attend to
-        (prefix padding is not). Returns final hidden states (rows, T, width).
+        ``positions`` (rows, T) are absolute cache positions (also used for the positional embedding);
+        each row attends to its keys up to its own position. Returns final hidden states (rows, T, width).
         """
         T = x.shape[1]
         r = torch.arange(row_offset, row_offset + rows, device=self.device)
-        self.key_valid[r[:, None], positions] = True if valid is None else valid
         span = int(positions.max()) + 1
-        keys = torch.arange(span, device=self.device)
-        mask = (self.key_valid[row_offset:row_offset + rows, :span][:, None, :] & (keys[None, None, :] <= positions[:, :, None]))
+        mask = torch.arange(span, device=self.device)[None, None, :] <= positions[:, :, None]
         mask = None if bool(mask.all()) else mask[:, None]  # (rows, 1, T, span); None: every key visible
         xmask = self._cross_mask(row_offset // 2, rows // 2) if self.has_cross else None
         h = x + self.positions[positions]
@@ -368,10 +358,9 @@ class MusicgenRunner:
         return self.logits(h[:, 0]).view(n, 2, self.num_codebooks, self.vocab)
 
     @torch.inference_mode()
-    def prefill(self, slot: int, cond: torch.Tensor, uncond: torch.Tensor, valid: torch.Tensor | None = None,
-                start: int = 0) -> None:
+    def prefill(self, slot: int, cond: torch.Tensor, uncond: torch.Tensor, start: int = 0) -> None:
         """Run a prompt (embeddings (T, width) per row) into ``slot``'s cache at ``start..start+T-1``."""
         T = cond.shape[0]
         x = torch.stack([cond, uncond]).to(self.dtype)
         pos = torch.arange(start, start + T, device=self.device)[None, :].expand(2, T)
-        self.forward(2, x, pos, row_offset=2 * slot, valid=valid)
+        self.forward(2, x, pos, row_offset=2 * slot)

@@ -91,22 +91,15 @@ class TokenSequence:
     def current_input(self) -> torch.Tensor:
         return self.input_at(self.t)
 
-    def advance(self, cond: torch.Tensor, uncond: torch.Tensor) -> None:
-        """Choose the next K tokens from this step's logits (K, vocab) and move on one position."""
-        self.accept(choose_tokens(cond, uncond, self.params, self.generator))
-
     def accept(self, tokens: torch.Tensor) -> None:
+        """Take the next K tokens and move on one position."""
         self.tokens[:, self.t + 1] = tokens.to(self.tokens.device)
         self.t += 1
 
-    def codes(self, upto: int | None = None) -> torch.Tensor:
-        """Finished frames (K, frames): every codebook's valid tokens, prompt included.
-
-        ``upto`` (a position) limits to frames whose last codebook has been generated already —
-        what a live preview can decode.
-        """
-        end = self.t if upto is None else min(upto, self.t)
-        frames = max(0, min(end - self.K + 1, self.length - self.K))
+    def codes(self) -> torch.Tensor:
+        """Finished frames (K, frames): every codebook's tokens where its last codebook is generated too
+        (all of them once done; what a live preview can decode before), prompt included."""
+        frames = max(0, min(self.t - self.K + 1, self.length - self.K))
         out = torch.empty(self.K, frames, dtype=torch.long)
         filled = torch.where(self.pattern == -1, self.tokens, self.pattern)
         for k in range(self.K):
@@ -115,9 +108,10 @@ class TokenSequence:
 
 
 def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> None:
-    """``advance`` for a whole batch (logits (n, 2, K, vocab)): requests that share warper settings are
-    processed in one go (every operation is per row, so the numbers are those of ``choose_tokens``);
-    only the draw uses each request's own generator."""
+    """Choose every request's next K tokens from one step's logits (n, 2, K, vocab) and move each on.
+
+    Requests that share warper settings are warped in one go (every operation is per row, so a
+    request's numbers do not depend on its neighbours); the draw uses each request's own generator."""
     groups: dict[tuple, list[int]] = {}
     for i, seq in enumerate(seqs):
         p = seq.params
@@ -135,15 +129,6 @@ def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> None:
         probs = torch.softmax(scores, dim=-1).view(len(idx), K, V)
         for j, i in enumerate(idx):
             seqs[i].accept(torch.multinomial(probs[j], num_samples=1, generator=seqs[i].generator).squeeze(1))
-
-
-def choose_tokens(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torch.Tensor:
-    """transformers' CFG + warpers + greedy/multinomial for one request; logits (K, vocab) float32."""
-    scores = _warp(cond, uncond, p)
-    if not p.do_sample:
-        return torch.argmax(scores, dim=-1)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=gen).squeeze(1)
 
 
 def _warp(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams) -> torch.Tensor:

@@ -14,6 +14,15 @@ from .engine import EngineEvent
 from .scheduler import EngineBusy
 
 
+def audio_to_b64(audio: np.ndarray) -> str:
+    """float32 samples as base64, the daemon protocol's audio encoding (shape travels beside it)."""
+    return base64.b64encode(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).decode()
+
+
+def audio_from_b64(data: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data), dtype=np.float32)
+
+
 class RemoteHandle:
     def __init__(self, client: Any, response: Any, lines: AsyncIterator[str], info: dict[str, Any], request_id: str):
         self._client, self._response, self._lines = client, response, lines
@@ -26,16 +35,10 @@ class RemoteHandle:
                 if not line.strip():
                     continue
                 data = json.loads(line)
-                audio = None
-                if "audio_b64" in data:
-                    audio = np.frombuffer(base64.b64decode(data["audio_b64"]), dtype=np.float32)
-                    audio = audio.reshape(int(data["channels"]), -1)
+                audio = audio_from_b64(data["audio_b64"]).reshape(int(data["channels"]), -1) \
+                    if "audio_b64" in data else None
                 event = EngineEvent(data["kind"], fraction=data.get("fraction", 0.0), message=data.get("message", ""),
                                     audio=audio, sample_rate=int(data.get("sample_rate", 0)))
-                if "codes_frames" in data:
-                    import torch
-
-                    event.codes = torch.zeros(1, int(data["codes_frames"]), dtype=torch.long)  # only the count travels
                 if event.kind in ("result", "error", "cancelled"):
                     self.final = event
                 yield event
@@ -57,7 +60,6 @@ class RemoteHandle:
 class RemoteEngine:
     def __init__(self, url: str):
         self.url = url.rstrip("/")
-        self._info: dict[str, dict[str, Any]] = {}
 
     async def generate(self, **request: Any) -> RemoteHandle:
         import httpx
@@ -66,8 +68,7 @@ class RemoteEngine:
             clip = request.pop(key, None)
             if clip is not None:
                 audio, sr = clip
-                request[key] = {"audio_b64": base64.b64encode(np.asarray(audio, np.float32).tobytes()).decode(),
-                                "sample_rate": sr}
+                request[key] = {"audio_b64": audio_to_b64(audio), "sample_rate": sr}
         client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         try:
             req = client.build_request("POST", f"{self.url}/v1/generate", json=request)
@@ -85,11 +86,7 @@ class RemoteEngine:
             raise ValueError(body.get("error", f"engine daemon answered {response.status_code}"))
         lines = response.aiter_lines()
         first = json.loads(await lines.__anext__())
-        self._info[request["model_id"]] = first.get("info", {})
         return RemoteHandle(client, response, lines, first.get("info", {}), first.get("request_id", ""))
-
-    def info(self, model_id: str) -> dict[str, Any]:
-        return dict(self._info.get(model_id, {}))
 
     def downloaded(self, melody: bool = False) -> list[str]:
         """The MusicGen checkpoints the daemon has (empty when it cannot be reached)."""

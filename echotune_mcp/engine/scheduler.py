@@ -28,17 +28,16 @@ class Entry:
 
     priority: int
     payload: Any
-    cost_steps: int
+    steps_left: int  # decode steps still to run (the worker counts down)
     cancelled: bool = False
     slot: int | None = None
     order: int = field(default=0)
 
 
 class Scheduler:
-    def __init__(self, max_slots: int, max_queue: int, admit_per_step: int = 4):
+    def __init__(self, max_slots: int, max_queue: int):
         self.max_slots = max_slots
         self.max_queue = max_queue
-        self.admit_per_step = admit_per_step
         self._waiting: list[tuple[int, int, Entry]] = []
         self._order = itertools.count()
         self.running: list[Entry] = []
@@ -64,13 +63,13 @@ class Scheduler:
         rate = steps_per_s or 10.0
         if not self.running:
             return 1.0
-        left = min(e.cost_steps for e in self.running)
+        left = min(e.steps_left for e in self.running)
         return max(1.0, left / rate)
 
     def admissions(self) -> list[Entry]:
         """Waiting requests that take a free slot now (highest priority first), cancelled ones dropped."""
         out: list[Entry] = []
-        while self._waiting and len(self.running) < self.max_slots and len(out) < self.admit_per_step:
+        while self._waiting and len(self.running) < self.max_slots:
             _, _, entry = heapq.heappop(self._waiting)
             if entry.cancelled:
                 continue
