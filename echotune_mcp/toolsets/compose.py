@@ -88,26 +88,19 @@ def build(app: App) -> Toolset:
                 max_duration_s=max_dur)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
-        continuation = None
+        continuation = tune = None
         if continue_from is not None:
-            if backend == "composer":
-                raise BadInput("continue_from", "continuing a clip needs MusicGen, not the composer",
-                               "backend=auto or backend=musicgen with MusicGen weights downloaded")
-            ok, why = await _musicgen_status(app)
-            if not ok:
-                raise BadInput("continue_from", f"continuing a clip needs MusicGen: {why}")
-            continuation = await load_audio_input(app, owner, continue_from, field="continue_from")
-        tune = None
+            continuation = await _musicgen_audio_input(
+                app, owner, backend, continue_from, "continue_from", "continuing a clip needs MusicGen",
+                "backend=auto or backend=musicgen with MusicGen weights downloaded")
         if melody is not None:
-            if backend == "composer":
-                raise BadInput("melody", "following a melody needs MusicGen-Melody, not the composer",
-                               "backend=auto or backend=musicgen with musicgen-melody downloaded")
-            if model not in ("auto", "musicgen-melody"):
-                raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
-            ok, why = await _musicgen_status(app, melody=True)
-            if not ok:
-                raise BadInput("melody", why)
-            tune = await load_audio_input(app, owner, melody, field="melody")
+            def melody_model() -> None:
+                if model not in ("auto", "musicgen-melody"):
+                    raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
+
+            tune = await _musicgen_audio_input(
+                app, owner, backend, melody, "melody", "following a melody needs MusicGen-Melody",
+                "backend=auto or backend=musicgen with musicgen-melody downloaded", melody=True, check=melody_model)
         chosen = "musicgen" if tune is not None else await _choose_backend(app, backend)
         args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "model": model,
                 "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
@@ -209,6 +202,20 @@ async def _choose_backend(app: App, backend: str) -> str:
     if backend == "musicgen" and not available:
         raise BadInput("backend", why, "auto, composer")
     return "musicgen" if available else "composer"
+
+
+async def _musicgen_audio_input(app: App, owner: str, backend: str, ref: str, field: str, needs: str,
+                                allowed: str, melody: bool = False, check: Any = None) -> Any:
+    """An audio argument only MusicGen can use: refused for the composer, by ``check`` or without weights,
+    else loaded."""
+    if backend == "composer":
+        raise BadInput(field, f"{needs}, not the composer", allowed)
+    if check is not None:
+        check()
+    ok, why = await _musicgen_status(app, melody=melody)
+    if not ok:
+        raise BadInput(field, why if melody else f"{needs}: {why}")
+    return await load_audio_input(app, owner, ref, field=field)
 
 
 async def _musicgen_status(app: App, melody: bool = False) -> tuple[bool, str]:
