@@ -8,7 +8,9 @@ thread; every request is planned into exactly the segments ``apply_model`` would
 weighting), and the worker fills each forward pass with up to ``max_batch`` segments taken
 round-robin from all live requests. Results are stitched back per request in offset order, so a
 request's output equals ``apply_model(model, mix, shifts=0, overlap=...)`` up to float rounding
-of the batched kernels.
+of the batched kernels. The worker runs ``demucs_fast.fast_copy`` of each model (same weights, attention
+through SDPA, DConv branches in row chunks, channels-last 2-D convolutions), which is what makes one
+request faster than stock.
 
 Stitching is linear, so a bag (htdemucs_ft) is handled member by member: a request runs all the
 segments of member 0, folds them in with the member's per-source weight, then member 1, and so
@@ -28,6 +30,8 @@ from demucs.apply import BagOfModels, TensorChunk
 from demucs.htdemucs import HTDemucs
 from demucs.utils import center_trim
 from torch import nn
+
+from .demucs_fast import fast_copy
 
 SegmentCallback = Callable[[int, int], None]  # (segments done, segments total), called on the worker thread
 
@@ -133,7 +137,7 @@ class DemucsRunner:
                          th.arange(segment_length - segment_length // 2, 0, -1)])
         weight = (weight / weight.max()) ** transition_power
         fixed = int(segment * m.samplerate) if isinstance(m, HTDemucs) and segment is not None else None
-        return _Member(m, list(weights), segment_length, stride, weight, fixed)
+        return _Member(fast_copy(m), list(weights), segment_length, stride, weight, fixed)
 
     # -- client side ---------------------------------------------------------------------------------
     def plan(self, length: int) -> list[_Task]:

@@ -182,10 +182,11 @@ def default_batch(device: str) -> int:
 
 
 def default_workers(device: str) -> int:
-    """Runner threads. One everywhere: a second CPU worker (overlapping one pass's single-threaded stretches
-    with another request's pass) measured no better on the 2-core Xeon (docs/BENCHMARKS.md); ``workers=2``
-    stays available for CPUs where stock in threads beats stock in a row."""
-    return 1
+    """Runner threads. Two on CPU: each request is on one worker at a time, and a second worker overlaps one
+    pass's single-threaded stretches with another request's pass; with the fast Demucs copy (``demucs_fast``)
+    that measured 1.31x threaded stock at 4 concurrent on the 2-core Xeon against 1.19x with one worker
+    (docs/BENCHMARKS.md). One on an accelerator, where the batch fills the device instead."""
+    return 2 if device == "cpu" else 1
 
 
 def _manager(settings: Settings) -> Any:
