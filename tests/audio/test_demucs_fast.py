@@ -9,7 +9,11 @@ pytest.importorskip("demucs")
 
 from torch import nn
 
-from echotune_mcp.engine.demucs_fast import ChunkedDConv, SdpaMultiheadAttention, fast_copy
+from echotune_mcp.engine.demucs_fast import (
+    ChunkedDConv,
+    SdpaMultiheadAttention,
+    fast_copy,
+)
 from tests.audio.test_demucs_runner import tiny_htdemucs
 
 
