@@ -1,8 +1,9 @@
 """A faster copy of a Demucs model for the engine: same function, different execution.
 
-``fast_copy(model)`` returns a copy of the model's module tree that shares every parameter and
-buffer with the original (the caller's model is not changed; stock ``apply_model`` keeps running
-exactly what it ran) with three rewrites, each measured on the htdemucs shape on CPU:
+``fast_copy(model)`` returns a copy of the model's module tree that shares the original's parameters
+and buffers (all but the 2-D convolution weights on CPU, see below; the caller's model is not
+changed, so stock ``apply_model`` keeps running exactly what it ran) with three rewrites, each
+measured on the htdemucs shape on CPU (docs/BENCHMARKS.md, Separation):
 
 * **Attention through SDPA.** HTDemucs' cross-domain transformer uses ``nn.MultiheadAttention``. For
   its self-attention layers in inference torch takes the MHA "fast path"
@@ -16,7 +17,7 @@ exactly what it ran) with three rewrites, each measured on the htdemucs shape on
   ``ChunkedDConv`` runs it a few MB of rows at a time: the intermediates stay in cache and below
   glibc's mmap threshold, instead of being fresh pages faulted in and zeroed on every call.
 * **Channels-last 2-D convolutions** (CPU). The frequency branch's Conv2d/ConvTranspose2d weights are
-  stored channels-last (their own copy; ~half of HTDemucs' weights), so oneDNN runs them on NHWC
+  stored channels-last (their own copy: 13 % of htdemucs' weights, 22 MB), so oneDNN runs them on NHWC
   without reordering every activation to a blocked layout and back.
 """
 
