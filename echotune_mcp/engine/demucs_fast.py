@@ -36,8 +36,6 @@ class SdpaMultiheadAttention(nn.Module):
     def __init__(self, mha: nn.MultiheadAttention):
         super().__init__()
         self.mha = mha
-        self.heads = mha.num_heads
-        self.batch_first = mha.batch_first
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask=None,
                 need_weights: bool = True, attn_mask=None, average_attn_weights: bool = True,
@@ -47,7 +45,7 @@ class SdpaMultiheadAttention(nn.Module):
                 or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn):
             return m(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
                      attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)
-        if not self.batch_first:  # (T, B, C) -> (B, T, C)
+        if not m.batch_first:  # (T, B, C) -> (B, T, C)
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         E = m.embed_dim
         w, b = m.in_proj_weight, m.in_proj_bias
@@ -59,11 +57,11 @@ class SdpaMultiheadAttention(nn.Module):
             k, v = F.linear(key, w[E:], None if b is None else b[E:]).split(E, dim=-1)
         else:
             q, k, v = F.linear(query, w[:E], bq), F.linear(key, w[E:2 * E], bk), F.linear(value, w[2 * E:], bv)
-        B, T, S, H = query.shape[0], query.shape[1], key.shape[1], self.heads
+        B, T, S, H = query.shape[0], query.shape[1], key.shape[1], m.num_heads
         q, k, v = (t.reshape(B, n, H, E // H).transpose(1, 2) for t, n in ((q, T), (k, S), (v, S)))
         out = F.scaled_dot_product_attention(q, k, v)
         out = m.out_proj(out.transpose(1, 2).reshape(B, T, E))
-        return (out if self.batch_first else out.transpose(0, 1)), None
+        return (out if m.batch_first else out.transpose(0, 1)), None
 
 
 class ChunkedDConv(nn.Module):
@@ -72,12 +70,12 @@ class ChunkedDConv(nn.Module):
     def __init__(self, dconv: nn.Module, chunk_bytes: int = 8 << 20):
         super().__init__()
         self.dconv = dconv
-        widest = max((m.out_channels for m in dconv.modules() if isinstance(m, nn.Conv1d)), default=1)
-        self.row_bytes = widest * 4  # per time step; times T at call time
+        # the widest intermediate a row makes: this many channels by the row's length
+        self.widest = max((m.out_channels for m in dconv.modules() if isinstance(m, nn.Conv1d)), default=1)
         self.chunk_bytes = chunk_bytes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = max(1, self.chunk_bytes // (self.row_bytes * x.shape[-1]))
+        rows = max(1, self.chunk_bytes // (self.widest * x.shape[-1] * x.element_size()))
         if x.shape[0] <= rows:
             return self.dconv(x)
         out = torch.empty_like(x)
@@ -87,7 +85,8 @@ class ChunkedDConv(nn.Module):
 
 
 def fast_copy(model: nn.Module) -> nn.Module:
-    """A structural copy of ``model`` (parameters and buffers shared) with the rewrites above.
+    """A structural copy of ``model`` with the rewrites above; the tensors are the model's own except the
+    CPU channels-last convolution weights.
 
     Attention goes through SDPA on every device; the row chunks and channels-last layout are for
     CPU (where they were measured), so a model on an accelerator keeps its layout and batch shape.
