@@ -221,7 +221,8 @@ def get_runner(settings: Settings, model_id: str) -> DemucsRunner:
 
 def install_runner(settings: Settings, model_id: str, runner: DemucsRunner) -> None:
     """Use an already built runner for ``model_id`` (an embedding application, or tests with a tiny model)."""
-    _manager(settings).put(model_id, runner, _manager(settings).card(model_id).memory_mb)
+    manager = _manager(settings)
+    manager.put(model_id, runner, manager.card(model_id).memory_mb)
 
 
 def close_runners() -> None:

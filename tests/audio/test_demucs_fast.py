@@ -51,7 +51,7 @@ def test_fast_copy_computes_the_same_and_leaves_the_model_unchanged():
     assert not any(isinstance(m, (SdpaMultiheadAttention, ChunkedDConv)) for m in model.modules())
     assert any(isinstance(m, SdpaMultiheadAttention) for m in fast.modules()), "tiny HTDemucs has attention"
     assert any(isinstance(m, ChunkedDConv) for m in fast.modules()), "tiny HTDemucs has DConv branches"
-    ours = [p for p in fast.parameters()]
+    ours = list(fast.parameters())
     for name, p in model.named_parameters():
         if p.dim() == 4:  # 2-D convolution weights: a channels-last copy of their own
             continue
