@@ -1,7 +1,8 @@
 """Pick the compute device at run time: CUDA, then Apple MPS, then CPU; ``ECHOTUNE_DEVICE`` overrides.
 
 Each device gets the dtype it runs fastest without hurting quality: bf16 on CUDA cards that support
-it (fp16 otherwise), fp16 on MPS, fp32 on CPU (CPU half precision is slower, not faster).
+it (fp16 otherwise), fp16 on MPS, fp32 on CPU (CPU half precision is slower, not faster); the
+MusicGen engine's own choice is :func:`generation_dtype`.
 """
 
 from __future__ import annotations
@@ -59,16 +60,20 @@ def cpu_has_native_bf16() -> bool:
 
 
 def generation_dtype(choice: DeviceChoice, override: str | None = None) -> str:
-    """The MusicGen engine's dtype: the device's, except bf16 on CPUs with native bf16 dot products.
+    """The MusicGen engine's dtype: the device's, except bf16 weights on CPUs where they pay.
 
-    Decoding one or a few requests is bound by reading the weights; halving their bytes measured
-    1.4x faster at one request on such a CPU (docs/BENCHMARKS.md). ``ECHOTUNE_ENGINE_DTYPE`` overrides
-    (float32 reproduces transformers' generate token for token).
+    Decoding one or a few requests is bound by reading the weights, so halving their bytes pays on a
+    CPU that either has the engine's own kernel (``cpu_gemm``, AVX-512: bf16-stored weights, float32
+    arithmetic) or native bf16 dot products for oneDNN (docs/BENCHMARKS.md, "Engine").
+    ``ECHOTUNE_ENGINE_DTYPE`` overrides (float32 reproduces transformers' generate token for token).
     """
     if override:
         if override not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"ECHOTUNE_ENGINE_DTYPE={override!r}; use float32, bfloat16 or float16")
         return override
-    if choice.device == "cpu" and cpu_has_native_bf16():
-        return "bfloat16"
+    if choice.device == "cpu":
+        from . import cpu_gemm
+
+        if cpu_gemm.load() is not None or cpu_has_native_bf16():
+            return "bfloat16"
     return choice.dtype

@@ -13,7 +13,8 @@ modules' weights (taken from a loaded ``MusicgenForConditionalGeneration`` or
 * cross-attention keys/values of the text are computed once at admission, and only for the
   conditional row (the unconditional row attends to an all-zero text, whose output is exactly 0);
 * the q/k/v projections and the four LM heads are fused into one matrix each, and on CPU the
-  weights are pre-packed for oneDNN, which keeps small-batch matmuls at memory bandwidth.
+  weights are packed once: for the engine's own prefetching float32 kernel (``cpu_gemm``, AVX-512)
+  or else for oneDNN, which keeps small-batch matmuls at memory bandwidth.
 
 The numerics are those of the stock modules (same LayerNorms, GELU, SDPA scaling, embedding sum
 order); tests check greedy tokens equal ``generate``'s.
@@ -26,6 +27,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from echotune_mcp.engine import cpu_gemm
+
+
+KERNEL_STORAGE = (torch.float32, torch.bfloat16)  # weight formats cpu_gemm streams (arithmetic in float32)
 
 
 def _sinusoids(n: int, dim: int) -> torch.Tensor:
@@ -41,14 +47,24 @@ def _sinusoids(n: int, dim: int) -> torch.Tensor:
 
 
 class Linear:
-    """A bias-optional linear map whose weight is pre-packed for oneDNN on CPU (plain matmul elsewhere)."""
+    """A bias-optional linear map with its weight packed for the CPU (plain matmul elsewhere).
+
+    On an AVX-512 CPU the engine's own kernel (``cpu_gemm``) runs it with float32 inputs and the
+    weight stored as given (float32, or bfloat16 for half the bytes); otherwise oneDNN on CPU.
+    """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False):
         self.weight: torch.Tensor | None = weight.contiguous()
         self.bias = bias
         self.gelu = gelu  # exact (erf) GELU on the output, fused into the matmul where oneDNN runs it
         self.packed = None
-        if weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
+        self.kernel: cpu_gemm.PackedLinear | None = None
+        lib = cpu_gemm.load() if weight.device.type == "cpu" and weight.dtype in KERNEL_STORAGE else None
+        if lib is not None:
+            self.kernel = cpu_gemm.PackedLinear(lib, self.weight, storage=weight.dtype)
+            self.weight = None
+            self.bias = None if bias is None else bias.float()
+        elif weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
                 self.weight = None  # the packed copy is the one used; do not hold the weights twice
@@ -56,6 +72,14 @@ class Linear:
                 self.packed = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None:
+            shape = x.shape
+            out = self.kernel(x.reshape(-1, shape[-1]))
+            if self.bias is not None:
+                out += self.bias
+            if self.gelu:
+                out = F.gelu(out)
+            return out.view(*shape[:-1], out.shape[-1])
         if self.packed is None:
             out = F.linear(x, self.weight, self.bias)
             return F.gelu(out) if self.gelu else out
@@ -80,8 +104,9 @@ class _Layer:
     fc2: Linear
 
 
-def _ln(mod: torch.nn.LayerNorm, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    return mod.weight.detach().to(device, dtype), mod.bias.detach().to(device, dtype)
+def _ln(mod: torch.nn.LayerNorm, device, stored, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A LayerNorm's parameters rounded to ``stored`` (the weights' dtype), computed in ``dtype``."""
+    return mod.weight.detach().to(stored).to(device, dtype), mod.bias.detach().to(stored).to(device, dtype)
 
 
 class MusicgenRunner:
@@ -94,7 +119,11 @@ class MusicgenRunner:
                  dtype: torch.dtype = torch.float32, capacity: int = 256):
         self.model = model
         self.device = torch.device(device)
-        self.dtype = dtype
+        # Where the CPU kernel runs, bfloat16 means bf16-stored weights (half the bytes to stream, the
+        # same values as the bf16 model) with float32 activations, caches and sums.
+        kernel = self.device.type == "cpu" and dtype in KERNEL_STORAGE and cpu_gemm.load() is not None
+        self.weight_dtype = dtype
+        self.dtype = torch.float32 if kernel else dtype
         cfg = model.decoder.config
         if cfg.activation_function != "gelu" or cfg.audio_channels != 1:
             raise ValueError(f"the engine runs mono MusicGen decoders with GELU; this checkpoint has "
@@ -124,27 +153,28 @@ class MusicgenRunner:
 
     # -- weights --------------------------------------------------------------------------------------
     def _load_weights(self, model: torch.nn.Module) -> None:
-        dev, dt = self.device, self.dtype
+        dev, dt, wdt = self.device, self.dtype, self.weight_dtype
         dec = model.decoder.model.decoder
 
         def w(lin: torch.nn.Linear) -> torch.Tensor:
-            return lin.weight.detach().to(dev, dt)
+            return lin.weight.detach().to(dev, wdt)
 
-        self.embed = [e.weight.detach().to(dev, dt) for e in dec.embed_tokens]
+        # parameters are rounded to the weight dtype first (as a model loaded in that dtype holds them)
+        self.embed = [e.weight.detach().to(wdt).to(dev, dt) for e in dec.embed_tokens]
         self.layers = []
         for layer in dec.layers:
             sa = layer.self_attn
             cross = getattr(layer, "encoder_attn", None)
             self.layers.append(_Layer(
-                ln1=_ln(layer.self_attn_layer_norm, dev, dt),
+                ln1=_ln(layer.self_attn_layer_norm, dev, wdt, dt),
                 qkv=Linear(torch.cat([w(sa.q_proj), w(sa.k_proj), w(sa.v_proj)])), out=Linear(w(sa.out_proj)),
-                ln2=_ln(layer.encoder_attn_layer_norm, dev, dt) if cross is not None else None,
+                ln2=_ln(layer.encoder_attn_layer_norm, dev, wdt, dt) if cross is not None else None,
                 cross_q=Linear(w(cross.q_proj)) if cross is not None else None,
                 cross_k=Linear(w(cross.k_proj)) if cross is not None else None,
                 cross_v=Linear(w(cross.v_proj)) if cross is not None else None,
                 cross_out=Linear(w(cross.out_proj)) if cross is not None else None,
-                ln3=_ln(layer.final_layer_norm, dev, dt), fc1=Linear(w(layer.fc1), gelu=True), fc2=Linear(w(layer.fc2))))
-        self.final_ln = _ln(dec.layer_norm, dev, dt)
+                ln3=_ln(layer.final_layer_norm, dev, wdt, dt), fc1=Linear(w(layer.fc1), gelu=True), fc2=Linear(w(layer.fc2))))
+        self.final_ln = _ln(dec.layer_norm, dev, wdt, dt)
         self.heads_proj = Linear(torch.cat([w(h) for h in model.decoder.lm_heads]))
         self.positions = _sinusoids(4096, self.width).to(dev, dt)
         self.has_cross = self.layers[0].cross_q is not None

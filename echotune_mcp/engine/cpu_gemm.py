@@ -1,0 +1,155 @@
+"""The engine's float32 matmul for decode-sized batches on AVX-512 CPUs (``cpu_gemm.c``), built on first use.
+
+A batched decode step streams every decoder weight once and multiplies it by 2..32 rows. oneDNN does
+not overlap that streaming with the arithmetic at these shapes; the C kernel prefetches the weights
+ahead of its FMA loop and runs a 16-request musicgen-small step's matmuls ~1.6x faster (see
+docs/BENCHMARKS.md, "Engine"). It is compiled once per machine with the system C compiler into the
+user cache (``ECHOTUNE_KERNEL_DIR`` overrides) and linked against the OpenMP runtime torch already
+loaded, so both share one thread pool. Where that cannot be done (no compiler, no AVX-512, another
+OpenMP runtime, ``ECHOTUNE_CPU_GEMM=off``) :func:`load` returns None and the runner keeps oneDNN.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_gemm.c")
+FLAGS = ["-O3", "-mavx512f", "-mfma", "-fopenmp", "-fPIC"]
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _loaded_openmp() -> list[str]:
+    """Paths of the OpenMP runtimes mapped into this process (torch loads exactly one)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            paths = {line.split()[-1] for line in fh if "/" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if Path(p).name.startswith(("libgomp", "libiomp", "libomp")))
+
+
+def kernel_dir() -> Path:
+    explicit = os.environ.get("ECHOTUNE_KERNEL_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("echotune-mcp")) / "kernels"
+
+
+def _build(gomp: str) -> Path:
+    """Compile the kernel (once per source, flags and OpenMP runtime) and return the shared object's path."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler (cc/gcc) on PATH")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + [cc, gomp]).encode()).hexdigest()[:16]
+    out = kernel_dir() / f"cpu_gemm-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        obj, lib = Path(tmp) / "cpu_gemm.o", Path(tmp) / "cpu_gemm.so"
+        # link against torch's own libgomp (not the compiler's) so the process keeps one OpenMP runtime
+        for cmd in ([cc, *FLAGS, "-c", str(SOURCE), "-o", str(obj)],
+                    [cc, "-shared", str(obj), gomp, f"-Wl,-rpath,{Path(gomp).parent}", "-o", str(lib)]):
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-500:]}")
+        os.replace(lib, out)  # atomic: a concurrent builder either sees the whole file or none
+    return out
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel, or None where it cannot run here (the reason is logged once)."""
+    with _lock:
+        if "lib" in _state:
+            return _state["lib"]  # type: ignore[return-value]
+        lib, why = None, ""
+        if os.environ.get("ECHOTUNE_CPU_GEMM", "").lower() in ("0", "off", "false", "no"):
+            why = "ECHOTUNE_CPU_GEMM is off"
+        elif "avx512f" not in _cpu_flags():
+            why = "the CPU has no AVX-512"
+        else:
+            runtimes = _loaded_openmp()
+            gomp = [p for p in runtimes if Path(p).name.startswith("libgomp")]
+            if len(runtimes) != 1 or not gomp:
+                why = f"torch's OpenMP runtime is not a single libgomp ({runtimes or 'none found'})"
+            else:
+                try:
+                    lib = ctypes.CDLL(str(_build(gomp[0])))
+                    if _loaded_openmp() != runtimes:
+                        lib, why = None, "loading the kernel brought in a second OpenMP runtime"
+                except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                    lib, why = None, f"building it failed: {exc}"
+        if lib is not None:
+            i64, vp = ctypes.c_int64, ctypes.c_void_p
+            lib.echotune_packed_bytes.argtypes, lib.echotune_packed_bytes.restype = [i64, i64, ctypes.c_int], i64
+            for name in ("echotune_pack_f32", "echotune_pack_bf16"):
+                getattr(lib, name).argtypes, getattr(lib, name).restype = [vp, vp, i64, i64], None
+            for name in ("echotune_gemm_f32", "echotune_gemm_bf16"):
+                getattr(lib, name).argtypes = [vp, vp, vp, i64, i64, i64, ctypes.c_int]
+                getattr(lib, name).restype = None
+        else:
+            log.info("engine CPU matmul kernel not used (%s); oneDNN runs the decoder's matmuls", why)
+        _state["lib"], _state["why"] = lib, why
+        return lib
+
+
+def unavailable_reason() -> str:
+    """Why :func:`load` returned None ('' when the kernel is in use)."""
+    load()
+    return str(_state.get("why", ""))
+
+
+class PackedLinear:
+    """A weight (out, in) packed for the kernel; calling it computes ``x @ weight.T`` in float32.
+
+    ``storage`` float32 keeps the weight exact; bfloat16 stores it rounded to bf16 (as
+    ``weight.to(torch.bfloat16)``), half the bytes to stream, while the input, products and sums
+    stay float32.
+    """
+
+    def __init__(self, lib: ctypes.CDLL, weight: torch.Tensor, storage: torch.dtype = torch.float32):
+        if weight.device.type != "cpu" or weight.dim() != 2 or storage not in (torch.float32, torch.bfloat16):
+            raise ValueError("the CPU kernel packs 2-D CPU weights into float32 or bfloat16")
+        self.lib, (self.n, self.k), self.storage = lib, weight.shape, storage
+        bf16 = storage == torch.bfloat16
+        w = weight.detach().to(storage).contiguous()
+        self.packed = torch.empty(lib.echotune_packed_bytes(self.n, self.k, int(bf16)), dtype=torch.uint8)
+        (lib.echotune_pack_bf16 if bf16 else lib.echotune_pack_f32)(w.data_ptr(), self.packed.data_ptr(), self.n, self.k)
+        self._gemm = lib.echotune_gemm_bf16 if bf16 else lib.echotune_gemm_f32
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (m, k) float32 -> (m, n) float32."""
+        x = x.contiguous()
+        if x.dtype != torch.float32 or x.dim() != 2 or x.shape[1] != self.k:
+            raise ValueError(f"expected a (m, {self.k}) float32 input, got {tuple(x.shape)} {x.dtype}")
+        y = torch.empty(x.shape[0], self.n, dtype=torch.float32)
+        if x.shape[0]:
+            self._gemm(x.data_ptr(), self.packed.data_ptr(), y.data_ptr(), x.shape[0], self.n, self.k,
+                       torch.get_num_threads())
+        return y
