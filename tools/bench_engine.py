@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from bench_threads import in_thread  # noqa: E402 - tools/ is on sys.path when run as a script
 
+from echotune_mcp.engine import cpu_gemm
 from echotune_mcp.engine.device import generation_dtype, pick_device
 from echotune_mcp.engine.engine import Engine, GenerationRequest
 from echotune_mcp.engine.musicgen_sequence import SamplingParams
@@ -126,8 +127,14 @@ def main() -> None:
                      "stock_steps_per_s": round(stock, 2), "ratio": round(rate / stock, 2), "device": device,
                      "dtype": str(dtype).split(".")[-1]})
     engine.close()
+    kernel = device == "cpu" and dtype in (torch.float32, torch.bfloat16) and cpu_gemm.load() is not None
+    matmuls = ("engine's AVX-512 kernel, float32 arithmetic" if kernel else
+               f"oneDNN ({cpu_gemm.unavailable_reason()})" if device == "cpu" else "torch")
+    for r in rows:
+        r["matmuls"] = "cpu_gemm" if kernel else "onednn" if device == "cpu" else "torch"
     print(f"# musicgen-small shape, random weights (built in {build_s:.0f} s), {device} {str(dtype).split('.')[-1]}, "
-          f"{torch.get_num_threads()} threads, CFG 3.0, top-k 250, {args.steps} decode steps per request")
+          f"{torch.get_num_threads()} threads, CFG 3.0, top-k 250, {args.steps} decode steps per request; "
+          f"engine matmuls: {matmuls}")
     print(f"# weights read per decode step: {wbytes / 1e9:.2f} GB; copy bandwidth {bw / 1e9:.1f} GB/s "
           f"-> bandwidth bound {bound:.1f} steps/s for one batch step (stock reaches {stock / bound:.0%} of it)")
     print(f"{'concurrency':>11} {'steps/s':>9} {'stock':>7} {'ratio':>6} {'per request':>12} {'of bound':>9}")

@@ -22,12 +22,8 @@
 
 #define NR 32      /* output columns per panel: two zmm registers */
 #define MR 8       /* rows per register block: 16 accumulators */
-#ifndef CHUNK
 #define CHUNK 16384 /* bytes of a panel per k-chunk: kept in L1 while every row block uses it */
-#endif
-#ifndef AHEAD
-#define AHEAD 4    /* chunks prefetched ahead */
-#endif
+#define AHEAD 2    /* chunks prefetched ahead (into L2), spread evenly over the row blocks' loops */
 
 static inline __attribute__((always_inline)) void load_b(const char *b, int bf16, __m512 *b0, __m512 *b1) {
     if (bf16) {
@@ -46,15 +42,11 @@ static inline __attribute__((always_inline)) void block(const float *x, int64_t 
     const int kb = bf16 ? 64 : 128;  /* bytes per k in a panel */
     __m512 c[MR][2];
     for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
-    int every = npf ? (kc + npf - 1) / npf : kc + 1, next = 0, issued = 0;
+    int due = 0, issued = 0;  /* prefetches spread evenly: npf of them over kc steps */
     for (int k = 0; k < kc; k++) {
         __m512 b0, b1;
         load_b(b + (int64_t)k * kb, bf16, &b0, &b1);
-        if (k == next && issued < npf) {
-            _mm_prefetch(pf + 64 * issued++, _MM_HINT_T1);
-            if (every == 1 && issued < npf) _mm_prefetch(pf + 64 * issued++, _MM_HINT_T1);
-            next += every;
-        }
+        for (due += npf; due >= kc; due -= kc) _mm_prefetch(pf + 64 * issued++, _MM_HINT_T1);
         for (int i = 0; i < MR; i++) {
             if (i < mr) {
                 __m512 a = _mm512_set1_ps(x[i * ldx + k]);

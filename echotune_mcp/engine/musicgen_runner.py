@@ -329,7 +329,7 @@ class MusicgenRunner:
         mask = torch.arange(span, device=self.device)[None, None, :] <= positions[:, :, None]
         mask = None if bool(mask.all()) else mask[:, None]  # (rows, 1, T, span); None: every key visible
         xmask = self._cross_mask(row_offset // 2, rows // 2) if self.has_cross else None
-        # flat cache index of (row, t, head) in a layer's (rows, heads, capacity, head_dim) cache, for index_copy_
+        # flat cache index of (row, t, head) in a layer's (rows, heads, capacity, head_dim) cache, for index_put_
         heads = torch.arange(self.heads, device=self.device)
         at = ((r[:, None, None] * self.heads + heads) * self.capacity + positions[:, :, None]).reshape(-1)
         h = x + self.positions[positions]
@@ -337,8 +337,8 @@ class MusicgenRunner:
             res = h
             a = F.layer_norm(h, (self.width,), *layer.ln1)
             q, k, v = layer.qkv(a).view(rows, T, 3, self.heads, self.head_dim).unbind(2)
-            self.k[i].view(-1, self.head_dim).index_copy_(0, at, k.reshape(-1, self.head_dim))
-            self.v[i].view(-1, self.head_dim).index_copy_(0, at, v.reshape(-1, self.head_dim))
+            self.k[i].view(-1, self.head_dim).index_put_((at,), k.reshape(-1, self.head_dim))
+            self.v[i].view(-1, self.head_dim).index_put_((at,), v.reshape(-1, self.head_dim))
             kk = self.k[i][row_offset:row_offset + rows, :, :span]
             vv = self.v[i][row_offset:row_offset + rows, :, :span]
             att = F.scaled_dot_product_attention(q.transpose(1, 2), kk, vv, attn_mask=mask, scale=self.scale)
