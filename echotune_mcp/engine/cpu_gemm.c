@@ -3,8 +3,8 @@
  * Why it exists: a batched MusicGen decode step multiplies 2..32 rows by every weight of the model,
  * so each weight byte is streamed from memory once and used a few dozen times. oneDNN's kernels
  * at these shapes pay the streaming time *plus* the compute time; this one software-prefetches
- * the weights a few chunks ahead, spread over the FMA loop, so the two overlap (docs/BENCHMARKS.md,
- * "Engine": 24 layers at 32 rows, 120 ms with oneDNN, ~75 ms here on a 2-core Xeon).
+ * the weights two chunks ahead, spread over the FMA loop, so the two overlap (docs/BENCHMARKS.md,
+ * "Engine": 24 layers at 32 rows, 118 ms with oneDNN, ~80 ms here on a 2-core Xeon).
  *
  * Weights come in two storage formats, both packed once into panels of 32 output columns
  * (zero-padded to a whole panel), [panel][k][32 columns]:

@@ -2,7 +2,7 @@
 
 A batched decode step streams every decoder weight once and multiplies it by 2..32 rows. oneDNN does
 not overlap that streaming with the arithmetic at these shapes; the C kernel prefetches the weights
-ahead of its FMA loop and runs a 16-request musicgen-small step's matmuls ~1.6x faster (see
+ahead of its FMA loop and runs a 16-request musicgen-small step's matmuls ~1.5x faster (see
 docs/BENCHMARKS.md, "Engine"). It is compiled once per machine with the system C compiler into the
 user cache (``ECHOTUNE_KERNEL_DIR`` overrides) and linked against the OpenMP runtime torch already
 loaded, so both share one thread pool. Where that cannot be done (no compiler, no AVX-512, another
