@@ -17,7 +17,8 @@ modules' weights (taken from a loaded ``MusicgenForConditionalGeneration`` or
   or else for oneDNN, which keeps small-batch matmuls at memory bandwidth.
 
 The numerics are those of the stock modules (same LayerNorms, GELU, SDPA scaling, embedding sum
-order); tests check greedy tokens equal ``generate``'s.
+order); tests check greedy tokens equal ``generate``'s. bfloat16 on the CPU kernel is the exception by
+design: bf16-stored weights with float32 arithmetic, more precise than a bf16 ``generate``.
 """
 
 from __future__ import annotations
