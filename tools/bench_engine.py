@@ -127,7 +127,7 @@ def main() -> None:
                      "stock_steps_per_s": round(stock, 2), "ratio": round(rate / stock, 2), "device": device,
                      "dtype": str(dtype).split(".")[-1]})
     engine.close()
-    kernel = device == "cpu" and dtype in (torch.float32, torch.bfloat16) and cpu_gemm.load() is not None
+    kernel = cpu_gemm.runs(device.split(":")[0], dtype)
     matmuls = ("engine's AVX-512 kernel, float32 arithmetic" if kernel else
                f"oneDNN ({cpu_gemm.unavailable_reason()})" if device == "cpu" else "torch")
     for r in rows:

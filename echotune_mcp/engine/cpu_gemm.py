@@ -23,23 +23,15 @@ from pathlib import Path
 
 import torch
 
+from .device import cpu_flags
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_gemm.c")
+STORAGE = (torch.float32, torch.bfloat16)  # weight formats the kernel streams; its arithmetic is float32
 FLAGS = ["-O3", "-mavx512f", "-mfma", "-fopenmp", "-fPIC"]
 _lock = threading.Lock()
 _state: dict[str, object] = {}
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _loaded_openmp() -> list[str]:
@@ -76,7 +68,7 @@ def _build(gomp: str) -> Path:
         # link against torch's own libgomp (not the compiler's) so the process keeps one OpenMP runtime
         for cmd in ([cc, *FLAGS, "-c", str(SOURCE), "-o", str(obj)],
                     [cc, "-shared", str(obj), gomp, f"-Wl,-rpath,{Path(gomp).parent}", "-o", str(lib)]):
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
             if done.returncode:
                 raise RuntimeError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-500:]}")
         os.replace(lib, out)  # atomic: a concurrent builder either sees the whole file or none
@@ -91,7 +83,7 @@ def load() -> ctypes.CDLL | None:
         lib, why = None, ""
         if os.environ.get("ECHOTUNE_CPU_GEMM", "").lower() in ("0", "off", "false", "no"):
             why = "ECHOTUNE_CPU_GEMM is off"
-        elif "avx512f" not in _cpu_flags():
+        elif "avx512f" not in cpu_flags():
             why = "the CPU has no AVX-512"
         else:
             runtimes = _loaded_openmp()
@@ -119,6 +111,11 @@ def load() -> ctypes.CDLL | None:
         return lib
 
 
+def runs(device: str, dtype: torch.dtype) -> bool:
+    """Whether weights of ``dtype`` on ``device`` (a type: "cpu", "cuda", ...) are multiplied by this kernel."""
+    return device == "cpu" and dtype in STORAGE and load() is not None
+
+
 def unavailable_reason() -> str:
     """Why :func:`load` returned None ('' when the kernel is in use)."""
     load()
@@ -133,10 +130,13 @@ class PackedLinear:
     stay float32.
     """
 
-    def __init__(self, lib: ctypes.CDLL, weight: torch.Tensor, storage: torch.dtype = torch.float32):
-        if weight.device.type != "cpu" or weight.dim() != 2 or storage not in (torch.float32, torch.bfloat16):
+    def __init__(self, weight: torch.Tensor, storage: torch.dtype = torch.float32):
+        if weight.device.type != "cpu" or weight.dim() != 2 or storage not in STORAGE:
             raise ValueError("the CPU kernel packs 2-D CPU weights into float32 or bfloat16")
-        self.lib, (self.n, self.k), self.storage = lib, weight.shape, storage
+        lib = load()
+        if lib is None:
+            raise RuntimeError(f"the engine's CPU kernel is not usable here: {unavailable_reason()}")
+        (self.n, self.k), self.storage = weight.shape, storage
         bf16 = storage == torch.bfloat16
         w = weight.detach().to(storage).contiguous()
         self.packed = torch.empty(lib.echotune_packed_bytes(self.n, self.k, int(bf16)), dtype=torch.uint8)

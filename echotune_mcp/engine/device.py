@@ -46,17 +46,21 @@ def _dtype_for(kind: str) -> str:
     return "float16" if kind == "mps" else "float32"
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16 in the CPU flags (Linux): bf16 matmuls then run at full rate."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux; empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in the CPU flags (Linux): bf16 matmuls then run at full rate."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def generation_dtype(choice: DeviceChoice, override: str | None = None) -> str:
@@ -74,6 +78,6 @@ def generation_dtype(choice: DeviceChoice, override: str | None = None) -> str:
     if choice.device == "cpu":
         from . import cpu_gemm
 
-        if cpu_gemm.load() is not None or cpu_has_native_bf16():
+        if cpu_gemm.load() is not None or cpu_has_native_bf16():  # the kernel streams bf16 weights
             return "bfloat16"
     return choice.dtype

@@ -32,9 +32,6 @@ import torch.nn.functional as F
 from echotune_mcp.engine import cpu_gemm
 
 
-KERNEL_STORAGE = (torch.float32, torch.bfloat16)  # weight formats cpu_gemm streams (arithmetic in float32)
-
-
 def _sinusoids(n: int, dim: int) -> torch.Tensor:
     """transformers' MusicgenSinusoidalPositionalEmbedding.get_embedding (cos first, then sin)."""
     half = dim // 2
@@ -60,9 +57,8 @@ class Linear:
         self.gelu = gelu  # exact (erf) GELU on the output, fused into the matmul where oneDNN runs it
         self.packed = None
         self.kernel: cpu_gemm.PackedLinear | None = None
-        lib = cpu_gemm.load() if weight.device.type == "cpu" and weight.dtype in KERNEL_STORAGE else None
-        if lib is not None:
-            self.kernel = cpu_gemm.PackedLinear(lib, self.weight, storage=weight.dtype)
+        if cpu_gemm.runs(weight.device.type, weight.dtype):
+            self.kernel = cpu_gemm.PackedLinear(self.weight, storage=weight.dtype)
             self.weight = None
             self.bias = None if bias is None else bias.float()
         elif weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16):
@@ -122,9 +118,8 @@ class MusicgenRunner:
         self.device = torch.device(device)
         # Where the CPU kernel runs, bfloat16 means bf16-stored weights (half the bytes to stream, the
         # same values as the bf16 model) with float32 activations, caches and sums.
-        kernel = self.device.type == "cpu" and dtype in KERNEL_STORAGE and cpu_gemm.load() is not None
         self.weight_dtype = dtype
-        self.dtype = torch.float32 if kernel else dtype
+        self.dtype = torch.float32 if cpu_gemm.runs(self.device.type, dtype) else dtype
         cfg = model.decoder.config
         if cfg.activation_function != "gelu" or cfg.audio_channels != 1:
             raise ValueError(f"the engine runs mono MusicGen decoders with GELU; this checkpoint has "
