@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import _env, _env_bool
 from .device import cpu_flags
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _loaded_openmp() -> list[str]:
 
 
 def kernel_dir() -> Path:
-    explicit = os.environ.get("ECHOTUNE_KERNEL_DIR")
+    explicit = _env("KERNEL_DIR")
     if explicit:
         return Path(explicit).expanduser()
     import platformdirs
@@ -81,7 +82,7 @@ def load() -> ctypes.CDLL | None:
         if "lib" in _state:
             return _state["lib"]  # type: ignore[return-value]
         lib, why = None, ""
-        if os.environ.get("ECHOTUNE_CPU_GEMM", "").lower() in ("0", "off", "false", "no"):
+        if not _env_bool("CPU_GEMM", True):
             why = "ECHOTUNE_CPU_GEMM is off"
         elif "avx512f" not in cpu_flags():
             why = "the CPU has no AVX-512"
