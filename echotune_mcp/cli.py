@@ -9,22 +9,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ALL_TOOLSETS, Settings
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+from .config import ALL_TOOLSETS, Settings, is_loopback
 
 
 def _settings_from_args(args: argparse.Namespace) -> Settings:
+    """``Settings.from_env`` (environment, then config file) with the command-line flags winning."""
     toolsets = tuple(t.strip() for t in args.toolsets.split(",") if t.strip()) if getattr(args, "toolsets", None) else None
     settings = Settings.from_env(
         toolsets=toolsets,
         read_only=True if getattr(args, "read_only", False) else None,
         data_dir=Path(args.data_dir).expanduser() if getattr(args, "data_dir", None) else None,
+        transport=getattr(args, "transport", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
     )
     settings.validate()
     return settings
@@ -34,25 +35,32 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .telemetry import setup_telemetry
 
-    settings = _settings_from_args(args)
-    if args.transport == "http" and args.host not in LOOPBACK and not settings.auth_configured:
+    try:
+        settings = _settings_from_args(args)
+    except ValueError as exc:
+        print(f"echotune-mcp: {exc}", file=sys.stderr)
+        return 2
+    if settings.transport == "http" and not is_loopback(settings.host):
+        # The HTTP transport has no authorization yet: anyone who can reach the port would act as the local
+        # user (their jobs, artifacts, provider grants). No switch turns this off; put an authenticating
+        # reverse proxy on the same machine in front of a loopback bind instead.
         print(
-            f"refusing to bind {args.host}: without authentication anyone on the network could use this server. "
-            "Bind 127.0.0.1 (the default), or configure auth (ECHOTUNE_AUTH=1 with a token verifier) "
-            "before exposing it.",
+            f"refusing to bind {settings.host}: the HTTP transport has no authorization yet, so anyone on the "
+            "network could use this server as you. Bind a loopback address (127.0.0.1, the default, or ::1) and, "
+            "if others must reach it, put an authenticating reverse proxy on this machine in front of it.",
             file=sys.stderr,
         )
         return 2
-    setup_telemetry()
+    setup_telemetry(settings)
     from .app import App
     from .server import build_server
 
     app = App(settings)
     server = build_server(app)
-    if args.transport == "stdio":
+    if settings.transport == "stdio":
         server.run("stdio")
         return 0
-    asyncio.run(_serve_http(app, server, args.host, args.port))
+    asyncio.run(_serve_http(app, server, settings.host, settings.port))
     return 0
 
 
@@ -154,16 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--toolsets", default=os.environ.get("ECHOTUNE_TOOLSETS"),
+        sp.add_argument("--toolsets", default=None,
                         help=f"comma-separated toolsets to expose (default all: {','.join(ALL_TOOLSETS)})")
         sp.add_argument("--read-only", action="store_true", help="expose only read-only tools (ECHOTUNE_READ_ONLY)")
         sp.add_argument("--data-dir", default=None, help="where jobs, artifacts and blobs live (ECHOTUNE_DATA_DIR)")
 
     s = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     common(s)
-    s.add_argument("--transport", choices=["stdio", "http"], default=os.environ.get("ECHOTUNE_TRANSPORT", "stdio"))
-    s.add_argument("--host", default=os.environ.get("ECHOTUNE_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("ECHOTUNE_PORT", "8770")))
+    s.add_argument("--transport", choices=["stdio", "http"], default=None, help="stdio (default) or http "
+                   "(ECHOTUNE_TRANSPORT)")
+    s.add_argument("--host", default=None, help="HTTP bind address, loopback only (ECHOTUNE_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="HTTP port (ECHOTUNE_PORT, default 8770)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("demo", help="start the server over stdio, generate a track, save it to ./out")

@@ -6,6 +6,9 @@ test can build a fully isolated server by handing it a ``Settings`` with its own
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +29,17 @@ PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
 ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation")
+TRANSPORTS = ("stdio", "http")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public interface
 
 
 def config_file_path() -> Path:
@@ -38,16 +52,38 @@ def _file_values() -> dict[str, str]:
     """Keys of the config file are the env names without the prefix, any case: ``spotify_client_id = "..."``.
 
     Secrets (client ids and secrets) belong here or in the environment, never in tool arguments.
+    The file is parsed once per version (path and modification time), not once per variable.
     """
     path = config_file_path()
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
     if not path.is_file():
         return {}
+    return dict(_parse_file(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_file(path: str, _mtime_ns: int, _size: int) -> tuple[tuple[str, str], ...]:
     import tomllib
 
-    with path.open("rb") as fh:
-        data = tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:  # a broken file must stop startup, naming the file
+        raise ValueError(f"cannot read the config file {path}: {exc}") from exc
     section = data.get("echotune", data)
-    return {str(k).upper(): str(v) for k, v in section.items() if not isinstance(v, dict)}
+    return tuple((str(k).upper(), _toml_text(v)) for k, v in section.items() if not isinstance(v, dict))
+
+
+def _toml_text(value: object) -> str:
+    """TOML booleans and lists as the environment would spell them (``true``, ``a,b``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -56,6 +92,19 @@ def _env(name: str, default: str | None = None) -> str | None:
     if value in (None, ""):
         value = _file_values().get(name)
     return value if value not in (None, "") else default
+
+
+def _standard_env(name: str) -> str | None:
+    """A standard, non-EchoTune variable (``OTEL_*``): environment only, since its own SDK reads it there too."""
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _otel_settings() -> dict[str, object]:
+    endpoint = _standard_env("OTEL_EXPORTER_OTLP_ENDPOINT") or _standard_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if (_standard_env("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
+        endpoint = None
+    return {"otel_endpoint": endpoint, "otel_service_name": _standard_env("OTEL_SERVICE_NAME") or "echotune-mcp"}
 
 
 def _env_float(name: str, default: float) -> float:
@@ -69,14 +118,22 @@ def _env_float(name: str, default: float) -> float:
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(_env_float(name, default))
+    value = _env_float(name, default)
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"ECHOTUNE_{name} must be a whole number, got {_env(name)!r}")
+    return int(value)
 
 
 def _env_bool(name: str, default: bool) -> bool:
     raw = _env(name)
     if raw is None:
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    word = raw.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"ECHOTUNE_{name} must be on/off (1/0, true/false, yes/no), got {raw!r}")
 
 
 def _env_list(name: str) -> tuple[str, ...]:
@@ -121,7 +178,11 @@ class Settings:
     soundfont: Path | None = None
     sample_rate: int = 44100
     secret_key: str | None = None
-    auth_configured: bool = False
+    # ``echotune-mcp serve``: stdio, or streamable HTTP on a loopback address (there is no HTTP authorization
+    # yet, so a non-loopback host is refused at startup, whatever else is set).
+    transport: str = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8770
     engine_url: str | None = None
     device: str | None = None
     models_dir: Path | None = None
@@ -138,6 +199,9 @@ class Settings:
     ytmusic_client_secret: str | None = None
     ytmusic_api_base: str | None = None  # another host for https://music.youtube.com (tests, proxies)
     rate_limit_cap_s: float = 30.0  # the longest Retry-After we wait out ourselves before telling the agent
+    # Tracing: the standard OTEL_* variables (the exporter itself reads the rest of them).
+    otel_endpoint: str | None = None
+    otel_service_name: str = "echotune-mcp"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -160,11 +224,14 @@ class Settings:
             max_jobs_per_owner=_env_int("MAX_JOBS_PER_CLIENT", 4),
             soundfont=Path(sf).expanduser() if sf else None,
             secret_key=_env("SECRET_KEY"),
-            auth_configured=_env_bool("AUTH", False),
+            transport=(_env("TRANSPORT") or "stdio").strip().lower(),
+            host=(_env("HOST") or "127.0.0.1").strip(),
+            port=_env_int("PORT", 8770),
             engine_url=_env("ENGINE_URL"),
             device=_env("DEVICE"),
             models_dir=Path(models).expanduser() if models else None,
             **_provider_settings(),
+            **_otel_settings(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
@@ -173,6 +240,10 @@ class Settings:
         unknown = sorted(set(self.toolsets) - set(ALL_TOOLSETS))
         if unknown:
             raise ValueError(f"unknown toolset(s) {unknown}; valid toolsets are {list(ALL_TOOLSETS)}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"ECHOTUNE_PORT (--port) is {self.port}; use a TCP port from 1 to 65535")
 
     @property
     def blob_dir(self) -> Path:

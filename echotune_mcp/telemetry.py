@@ -1,4 +1,4 @@
-"""OpenTelemetry set-up from the standard ``OTEL_*`` variables, and span helpers.
+"""OpenTelemetry set-up from the standard ``OTEL_*`` variables (read in config.py), and span helpers.
 
 The MCP SDK already opens a SERVER span per ``tools/call`` (``mcp.method.name``,
 ``gen_ai.tool.name``) and honours a W3C ``traceparent`` in ``_meta``; we do not duplicate it.
@@ -8,7 +8,6 @@ context into a job's background task so its spans stay under the call that start
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,11 +16,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from .config import Settings
+
 TRACER_NAME = "echotune_mcp"
 _configured = False
 
 
-def setup_telemetry(service_name: str = "echotune-mcp") -> bool:
+def setup_telemetry(settings: Settings) -> bool:
     """Install an SDK tracer provider exporting OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 
     Returns whether an exporter was installed. Without the variable nothing is exported and the
@@ -30,15 +31,14 @@ def setup_telemetry(service_name: str = "echotune-mcp") -> bool:
     global _configured
     if _configured:
         return True
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if not settings.otel_endpoint:  # unset, or OTEL_SDK_DISABLED=true
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    resource = Resource.create({"service.name": settings.otel_service_name})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the OTEL_* variables itself
     trace.set_tracer_provider(provider)
