@@ -8,6 +8,8 @@ async to the server; the blocking client libraries run in worker threads.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -17,6 +19,9 @@ from ..errors import Busy, EchoError
 ProviderName = Literal["spotify", "ytmusic"]
 PROVIDERS: tuple[str, ...] = ("spotify", "ytmusic")
 DISPLAY = {"spotify": "Spotify", "ytmusic": "YouTube Music"}
+#: the most items a playlist read collects; Spotify's own playlist limit is 10,000 items
+MAX_PLAYLIST_ITEMS = 10_000
+ItemKind = Literal["track", "episode", "local", "unavailable"]
 
 
 class Track(BaseModel):
@@ -35,6 +40,9 @@ class Track(BaseModel):
     url: str | None = None
     # A playlist entry's own id where the service needs it to remove one occurrence (YouTube setVideoId).
     entry_id: str | None = None
+    kind: ItemKind = Field("track", description=(
+        "track; or, inside a playlist, episode, local (a local file) or unavailable: items the curation "
+        "tools keep in place but cannot match, order or re-add"))
 
 
 class Playlist(BaseModel):
@@ -48,7 +56,8 @@ class Playlist(BaseModel):
     track_count: int | None = None
     url: str | None = None
     snapshot_id: str | None = None
-    tracks: list[Track] | None = Field(None, description="present when the playlist was fetched with its items")
+    tracks: list[Track] | None = Field(None, description="present when the playlist was fetched with its items: "
+                                                         "every item in order, episodes and local files included")
 
 
 # -- errors the agent reads ---------------------------------------------------------------------
@@ -85,6 +94,28 @@ class QuotaExceeded(ProviderError):
                          "or ask the app owner to raise the quota")
 
 
+class TooLarge(ProviderError):
+    def __init__(self, total: int):
+        super().__init__(f"this playlist has {total} items, more than the {MAX_PLAYLIST_ITEMS} this server reads; "
+                         "nothing was changed")
+
+
+@dataclass(frozen=True)
+class Move:
+    """Move the item now at ``index`` so it lands right before the item now at ``before`` (None: to the end).
+
+    ``item`` and ``successor`` are the entries themselves, for services that address entries by id."""
+
+    index: int
+    before: int | None
+    item: Track
+    successor: Track | None
+
+
+#: called after each request that changed the playlist, with how many changes it made
+Step = Callable[[int], Awaitable[None]]
+
+
 # -- the interface ------------------------------------------------------------------------------
 class MusicProvider(ABC):
     """Everything curation needs from a streaming service. All methods are async and never block the loop."""
@@ -112,24 +143,30 @@ class MusicProvider(ABC):
     async def list_playlists(self, limit: int, offset: int = 0) -> list[Playlist]: ...
 
     @abstractmethod
-    async def get_playlist(self, playlist_id: str, max_tracks: int = 500) -> Playlist:
-        """The playlist with up to ``max_tracks`` of its items, in playlist order."""
+    async def get_playlist(self, playlist_id: str, max_tracks: int | None = None) -> Playlist:
+        """The playlist with its items in playlist order: all of them (paging to the end) when ``max_tracks``
+        is None, refusing with ``TooLarge`` above ``MAX_PLAYLIST_ITEMS``; else the first ``max_tracks``."""
 
     @abstractmethod
     async def create_playlist(self, name: str, description: str = "", public: bool = False,
                               collaborative: bool = False) -> Playlist: ...
 
     @abstractmethod
-    async def add_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
-        """Append tracks in order, paging by ``batch_limit``; returns how many were added."""
+    async def add_tracks(self, playlist_id: str, track_ids: list[str], on_step: Step | None = None) -> int:
+        """Append tracks in order, paging by ``batch_limit``; returns how many were added.
+
+        ``on_step`` runs after each accepted batch, so a caller can record how far it got."""
 
     @abstractmethod
-    async def remove_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
-        """Remove every occurrence of each track; returns how many ids were sent."""
+    async def remove_entries(self, listing: Playlist, positions: list[int],
+                             on_step: Step | None = None) -> int:
+        """Remove exactly the items at ``positions`` of ``listing`` (a full read), nothing else; returns how many.
+
+        Spotify: by URI and position against the listing's snapshot_id; YouTube Music: by setVideoId."""
 
     @abstractmethod
-    async def replace_tracks(self, playlist_id: str, track_ids: list[str]) -> None:
-        """Make the playlist hold exactly ``track_ids`` in that order (reorder, dedupe)."""
+    async def move(self, listing: Playlist, moves: list[Move], on_step: Step | None = None) -> int:
+        """Apply single-item moves (planned by ``ordering.plan_moves`` on ``listing``); returns how many."""
 
     async def related_tracks(self, track_id: str, limit: int) -> list[Track]:
         """Tracks related to one track, where the service offers it (YouTube radio); else empty."""

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .base import Track
+from .base import Move, Track
 from .matching import same_recording
 
 OrderKey = Literal["release_date", "artist_spread", "tempo", "energy", "key_flow"]
@@ -120,3 +120,88 @@ def dedupe(tracks: list[Track], *, fuzzy_threshold: float | None = None) -> tupl
         else:
             kept.append(t)
     return kept, removed
+
+
+# -- applying an order by moves -----------------------------------------------------------------
+def movable(t: Track) -> bool:
+    """Whether the tools may place this item by its track id (episodes, local files, greyed-out items: no)."""
+    return t.kind == "track" and bool(t.id)
+
+
+def arrange(items: list[Track], new_order: list[int]) -> list[int]:
+    """The full target order (indices into ``items``): items that are not ``movable`` keep their positions,
+    and the movable ones fill the remaining positions in ``new_order`` (a permutation of their indices)."""
+    slots = iter(new_order)
+    return [i if not movable(t) else next(slots) for i, t in enumerate(items)]
+
+
+def _longest_increasing(seq: list[int]) -> set[int]:
+    """Indices (into ``seq``) of one longest strictly increasing subsequence, O(n log n)."""
+    tails: list[int] = []  # tails[k]: index in seq of the smallest tail of an increasing run of length k+1
+    prev = [-1] * len(seq)
+    for i, v in enumerate(seq):
+        k = _bisect_tails(seq, tails, v)
+        if k > 0:
+            prev[i] = tails[k - 1]
+        if k == len(tails):
+            tails.append(i)
+        else:
+            tails[k] = i
+    out: set[int] = set()
+    i = tails[-1] if tails else -1
+    while i != -1:
+        out.add(i)
+        i = prev[i]
+    return out
+
+
+def _bisect_tails(seq: list[int], tails: list[int], v: int) -> int:
+    lo, hi = 0, len(tails)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if seq[tails[mid]] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def plan_moves(items: list[Track], target: list[int]) -> list[Move]:
+    """Single-item moves that turn ``items`` into ``[items[i] for i in target]``, fewest possible.
+
+    Items on one longest increasing run of target positions stay put; each other item, taken in target
+    order, goes right after its target predecessor. Each ``Move`` is stated against the list as it is
+    when that move is made (``index``/``before`` positions and the neighbouring entries)."""
+    if sorted(target) != list(range(len(items))):
+        raise ValueError("target must be a permutation of the item indices")
+    where = {orig: pos for pos, orig in enumerate(target)}  # original index -> target position
+    stay = {i for i in _longest_increasing([where[i] for i in range(len(items))])}
+    current = list(range(len(items)))  # original indices in their present order
+    moves: list[Move] = []
+    for pos, orig in enumerate(target):
+        if orig in stay:
+            continue
+        at = current.index(orig)
+        current.pop(at)
+        dest = 0 if pos == 0 else current.index(target[pos - 1]) + 1  # right after the target predecessor
+        before = dest + (1 if dest >= at else 0)  # stated against the list before the item was lifted
+        if before in (at, at + 1):  # already there
+            current.insert(at, orig)
+            stay.add(orig)
+            continue
+        successor = items[current[dest]] if dest < len(current) else None
+        moves.append(Move(index=at, before=before if dest < len(current) else None, item=items[orig],
+                          successor=successor))
+        current.insert(dest, orig)
+        stay.add(orig)
+    return moves
+
+
+def apply_moves(items: list, moves: list[Move]) -> list:
+    """The list after ``moves`` (how the services apply them); used to check a plan."""
+    out = list(items)
+    for m in moves:
+        item = out.pop(m.index)
+        dest = len(out) if m.before is None else (m.before if m.before < m.index else m.before - 1)
+        out.insert(dest, item)
+    return out

@@ -20,30 +20,44 @@ from spotipy.exceptions import SpotifyException
 
 from ..telemetry import span
 from .backoff import RateLimitHit, call_with_backoff, parse_retry_after
-from .base import MusicProvider, Playlist, ProviderError, Track
+from .base import MAX_PLAYLIST_ITEMS, Move, MusicProvider, Playlist, ProviderError, Step, TooLarge, Track
 
 SEARCH_PAGE = 10  # Feb-2026: /search limit is 1..10
 LIBRARY_PAGE = 50  # /me/*, /playlists/{id}/items: limit 1..50
 BATCH = 100  # items per add/remove/replace request
 TIMEOUT = (5, 20)
 
-_ID = re.compile(r"^[0-9A-Za-z]{1,64}$")
+_ID = re.compile(r"^[0-9A-Za-z]{22}$")  # Spotify ids are 22 base62 characters
+_URI = re.compile(r"^spotify:(track|playlist):([0-9A-Za-z]{22})$")
+_URL = re.compile(r"^https?://open\.spotify\.com/(?:intl-[a-zA-Z-]{2,8}/)?(track|playlist)/([0-9A-Za-z]{22})/?(?:\?[^#/]*)?$")
+
+
+def parse_id(ref: str, kind: str) -> str:
+    """A bare id from a 22-character id, a ``spotify:<kind>:`` URI or an open.spotify.com link.
+
+    Anything else is refused (``ValueError``), so no caller-supplied text ever reaches a request path."""
+    ref = ref.strip()
+    if _ID.match(ref):
+        return ref
+    m = _URI.match(ref) or _URL.match(ref)
+    if m and m.group(1) == kind:
+        return m.group(2)
+    raise ValueError(f"{ref[:80]!r} is not a Spotify {kind} id (22 letters and digits), "
+                     f"spotify:{kind}: URI or open.spotify.com/{kind}/ link")
 
 
 def track_id_of(ref: str) -> str:
-    """A bare id from an id, a ``spotify:track:`` URI or an open.spotify.com URL."""
-    ref = ref.strip()
-    if ref.startswith("spotify:"):
-        ref = ref.rsplit(":", 1)[-1]
-    elif "open.spotify.com/" in ref:
-        ref = ref.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    if not _ID.match(ref):
-        raise ProviderError(f"{ref!r} is not a Spotify track id, URI or link")
-    return ref
+    try:
+        return parse_id(ref, "track")
+    except ValueError as exc:
+        raise ProviderError(str(exc)) from None
 
 
 def playlist_id_of(ref: str) -> str:
-    return track_id_of(ref) if (ref.startswith("spotify:") or "open.spotify.com/" in ref) else ref.strip()
+    try:
+        return parse_id(ref, "playlist")
+    except ValueError as exc:
+        raise ProviderError(str(exc)) from None
 
 
 def to_track(obj: dict[str, Any]) -> Track:
@@ -55,6 +69,23 @@ def to_track(obj: dict[str, Any]) -> Track:
         isrc=(obj.get("external_ids") or {}).get("isrc"), explicit=obj.get("explicit"),
         release_date=album.get("release_date"), url=(obj.get("external_urls") or {}).get("spotify"),
     )
+
+
+def to_entry(entry: dict[str, Any]) -> Track:
+    """One playlist item as a Track whose ``kind`` says whether the tools can place it by id."""
+    item = entry.get("item") or entry.get("track")  # `track` is the pre-2026 name of `item`
+    if not isinstance(item, dict):
+        return Track(provider="spotify", id="", title="", kind="unavailable")
+    if entry.get("is_local") or str(item.get("uri") or "").startswith("spotify:local:"):
+        return Track(provider="spotify", id="", uri=item.get("uri"), title=item.get("name") or "",
+                     artists=[a.get("name", "") for a in item.get("artists") or [] if a.get("name")], kind="local")
+    if item.get("type", "track") == "episode":
+        return Track(provider="spotify", id=str(item.get("id") or ""), uri=item.get("uri"),
+                     title=item.get("name") or "", duration_ms=item.get("duration_ms"), kind="episode")
+    track = to_track(item)
+    if not _ID.match(track.id) or item.get("is_playable") is False:
+        return track.model_copy(update={"kind": "unavailable"})
+    return track
 
 
 def to_playlist(obj: dict[str, Any]) -> Playlist:
@@ -160,16 +191,47 @@ class SpotifyProvider(MusicProvider):
         body = await self._call("GET", "me/playlists", what="playlists", limit=min(limit, 50), offset=offset)
         return [to_playlist(p) for p in (body or {}).get("items") or [] if p and p.get("id")]
 
-    async def get_playlist(self, playlist_id: str, max_tracks: int = 500) -> Playlist:
+    async def get_playlist(self, playlist_id: str, max_tracks: int | None = None) -> Playlist:
+        """Every item (or the first ``max_tracks``), with the snapshot_id the positions belong to.
+
+        A full read checks the snapshot before and after paging: if the playlist changed meanwhile the
+        positions would be stale, so it reads again (twice at most) rather than act on a mixed listing."""
         pid = playlist_id_of(playlist_id)
-        meta = to_playlist(await self._call("GET", f"playlists/{pid}", what="playlist"))
-        entries = await self._paged(f"playlists/{pid}/items", max_tracks, LIBRARY_PAGE, what="playlist")
-        tracks = []
-        for entry in entries:
-            item = entry.get("item") or entry.get("track")  # `track` is the pre-2026 name of `item`
-            if item and item.get("type", "track") == "track" and item.get("id"):
-                tracks.append(to_track(item))
-        return meta.model_copy(update={"tracks": tracks, "id": meta.id or pid})
+        for _ in range(3):
+            meta = to_playlist(await self._call("GET", f"playlists/{pid}", what="playlist"))
+            entries = await self._entries(pid, max_tracks)
+            if max_tracks is not None:
+                break
+            after = to_playlist(await self._call("GET", f"playlists/{pid}", what="playlist"))
+            if after.snapshot_id == meta.snapshot_id:
+                break
+        else:
+            raise ProviderError("this Spotify playlist kept changing while it was read; nothing was changed, "
+                                "try again when it is not being edited")
+        tracks = [to_entry(e) for e in entries]
+        return meta.model_copy(update={"tracks": tracks, "id": meta.id or pid,
+                                       "track_count": meta.track_count if max_tracks else len(tracks)})
+
+    async def _entries(self, pid: str, max_tracks: int | None) -> list[dict[str, Any]]:
+        """Page /items to the end (offset advances by what each page returned, so a short page loses
+        nothing); a full read refuses playlists above MAX_PLAYLIST_ITEMS before reading them."""
+        want = max_tracks if max_tracks is not None else MAX_PLAYLIST_ITEMS
+        out: list[dict[str, Any]] = []
+        total: int | None = None
+        while len(out) < want:
+            body = await self._call("GET", f"playlists/{pid}/items", what="playlist",
+                                    limit=min(LIBRARY_PAGE, want - len(out)), offset=len(out)) or {}
+            total = body.get("total") if isinstance(body.get("total"), int) else total
+            if max_tracks is None and total is not None and total > MAX_PLAYLIST_ITEMS:
+                raise TooLarge(total)
+            page = [e if isinstance(e, dict) else {} for e in body.get("items") or []]
+            out.extend(page)
+            if not page or not body.get("next") or (total is not None and len(out) >= total):
+                break
+        if max_tracks is None and total is not None and len(out) != total:
+            raise ProviderError(f"Spotify listed {len(out)} of this playlist's {total} items; nothing was changed, "
+                                "try again")
+        return out[:want]
 
     # -- writes ---------------------------------------------------------------------------------
     async def create_playlist(self, name: str, description: str = "", public: bool = False,
@@ -182,27 +244,53 @@ class SpotifyProvider(MusicProvider):
     def _uris(track_ids: list[str]) -> list[str]:
         return [f"spotify:track:{track_id_of(t)}" for t in track_ids]
 
-    async def add_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
+    async def add_tracks(self, playlist_id: str, track_ids: list[str], on_step: Step | None = None) -> int:
         pid, uris = playlist_id_of(playlist_id), self._uris(track_ids)
         for start in range(0, len(uris), BATCH):
-            await self._call("POST", f"playlists/{pid}/items", what="playlist",
-                             payload={"uris": uris[start:start + BATCH]})
+            batch = uris[start:start + BATCH]
+            await self._call("POST", f"playlists/{pid}/items", what="playlist", payload={"uris": batch})
+            if on_step:
+                await on_step(len(batch))
         return len(uris)
 
-    async def remove_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
-        pid, uris = playlist_id_of(playlist_id), list(dict.fromkeys(self._uris(track_ids)))
-        for start in range(0, len(uris), BATCH):
-            await self._call("DELETE", f"playlists/{pid}/items", what="playlist",
-                             payload={"items": [{"uri": u} for u in uris[start:start + BATCH]]})
-        return len(uris)
+    async def remove_entries(self, listing: Playlist, positions: list[int], on_step: Step | None = None) -> int:
+        """DELETE by URI *and* position against the snapshot, highest positions first, so each request leaves
+        the positions still to remove where they were and no other occurrence of the URI is touched."""
+        pid, items = playlist_id_of(listing.id), listing.tracks or []
+        todo = sorted(set(positions), reverse=True)
+        if any(not items[p].uri for p in todo):
+            raise ProviderError("some of those items have no Spotify URI (unavailable), so they cannot be removed; "
+                                "nothing was changed")
+        snapshot = listing.snapshot_id
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start:start + BATCH]
+            by_uri: dict[str, list[int]] = {}
+            for p in batch:
+                by_uri.setdefault(items[p].uri or "", []).append(p)
+            payload: dict[str, Any] = {"items": [{"uri": u, "positions": ps} for u, ps in by_uri.items()]}
+            if snapshot:
+                payload["snapshot_id"] = snapshot
+            body = await self._call("DELETE", f"playlists/{pid}/items", what="playlist", payload=payload)
+            snapshot = (body or {}).get("snapshot_id") or snapshot
+            if on_step:
+                await on_step(len(batch))
+        return len(todo)
 
-    async def replace_tracks(self, playlist_id: str, track_ids: list[str]) -> None:
-        """PUT replaces with the first 100; the rest are appended in order (the API's documented way)."""
-        pid, uris = playlist_id_of(playlist_id), self._uris(track_ids)
-        await self._call("PUT", f"playlists/{pid}/items", what="playlist", payload={"uris": uris[:BATCH]})
-        for start in range(BATCH, len(uris), BATCH):
-            await self._call("POST", f"playlists/{pid}/items", what="playlist",
-                             payload={"uris": uris[start:start + BATCH]})
+    async def move(self, listing: Playlist, moves: list[Move], on_step: Step | None = None) -> int:
+        """One reorder request per move (range_start, insert_before, range_length 1), each against the
+        snapshot the previous one returned; items are never rewritten, so added-at dates survive."""
+        pid, size = playlist_id_of(listing.id), len(listing.tracks or [])
+        snapshot = listing.snapshot_id
+        for m in moves:
+            payload: dict[str, Any] = {"range_start": m.index, "insert_before": size if m.before is None else m.before,
+                                       "range_length": 1}
+            if snapshot:
+                payload["snapshot_id"] = snapshot
+            body = await self._call("PUT", f"playlists/{pid}/items", what="playlist", payload=payload)
+            snapshot = (body or {}).get("snapshot_id") or snapshot
+            if on_step:
+                await on_step(1)
+        return len(moves)
 
     async def aclose(self) -> None:
         self._session.close()

@@ -9,6 +9,7 @@ without auth; the library (playlists, history, likes) needs the auth file.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,12 +21,37 @@ from ytmusicapi.exceptions import YTMusicError, YTMusicServerError, YTMusicUserE
 
 from ..telemetry import span
 from .backoff import RateLimitHit, call_with_backoff, parse_retry_after
-from .base import MusicProvider, NotConnected, Playlist, ProviderError, Track
+from .base import MAX_PLAYLIST_ITEMS, Move, MusicProvider, NotConnected, Playlist, ProviderError, Step, TooLarge, Track
 
 YTM_ORIGIN = "https://music.youtube.com"
 TIMEOUT = (5, 30)
 BATCH = 100
 T = TypeVar("T")
+_VIDEO = re.compile(r"^[A-Za-z0-9_-]{11}$")
+_PLAYLIST = re.compile(r"^[A-Za-z0-9_-]{2,64}$")
+_URL = re.compile(r"^https?://(?:music|www)\.youtube\.com/(?:watch|playlist)\?(?:[^#]*&)?(v|list)=([A-Za-z0-9_-]+)")
+
+
+def parse_id(ref: str, kind: str) -> str:
+    """A videoId (11 of A-Z a-z 0-9 _ -) or playlist id (2-64 of them), bare or from a music.youtube.com link.
+
+    Anything else is refused (``ValueError``) before a request is made."""
+    ref = ref.strip()
+    m = _URL.match(ref)
+    if m and m.group(1) == ("v" if kind == "track" else "list"):
+        ref = m.group(2)
+    if (_VIDEO if kind == "track" else _PLAYLIST).match(ref):
+        return ref
+    what = "videoId (11 characters: letters, digits, _ or -)" if kind == "track" else \
+        "playlist id (2-64 characters: letters, digits, _ or -)"
+    raise ValueError(f"{ref[:80]!r} is not a YouTube Music {what} or music.youtube.com link")
+
+
+def _checked(ref: str, kind: str) -> str:
+    try:
+        return parse_id(ref, kind)
+    except ValueError as exc:
+        raise ProviderError(str(exc)) from None
 
 
 class RebasedSession(requests.Session):
@@ -60,6 +86,7 @@ def _seconds(text: str | None) -> int | None:
 
 
 def to_track(item: dict[str, Any]) -> Track:
+    """A search result or playlist item; in a playlist, ``kind`` marks episodes and greyed-out items."""
     secs = item.get("duration_seconds") or _seconds(item.get("duration") or item.get("length"))
     album = item.get("album")
     vid = item.get("videoId") or ""
@@ -69,6 +96,8 @@ def to_track(item: dict[str, Any]) -> Track:
         album=album.get("name") if isinstance(album, dict) else album, duration_ms=secs * 1000 if secs else None,
         explicit=item.get("isExplicit"), release_date=str(item["year"]) if item.get("year") else None,
         url=f"{YTM_ORIGIN}/watch?v={vid}" if vid else None, entry_id=item.get("setVideoId"),
+        kind="episode" if item.get("videoType") == "MUSIC_VIDEO_TYPE_PODCAST_EPISODE" else
+             "unavailable" if item.get("isAvailable") is False or not _VIDEO.match(vid) else "track",
     )
 
 
@@ -127,6 +156,7 @@ class YTMusicProvider(MusicProvider):
         return [to_track(i) for i in items if i.get("videoId")][:limit]
 
     async def get_track(self, track_id: str) -> Track:
+        track_id = _checked(track_id, "track")
         song = await self._run("get_song", lambda yt: yt.get_song(track_id))
         details = song.get("videoDetails") or {}
         if not details.get("videoId"):
@@ -155,11 +185,16 @@ class YTMusicProvider(MusicProvider):
                          url=f"{YTM_ORIGIN}/playlist?list={p['playlistId']}")
                 for p in items[offset:offset + limit] if p.get("playlistId")]
 
-    async def get_playlist(self, playlist_id: str, max_tracks: int = 500) -> Playlist:
-        body = await self._run("get_playlist", lambda yt: yt.get_playlist(playlist_id, limit=max_tracks))
-        return playlist_of(body, playlist_id, max_tracks)
+    async def get_playlist(self, playlist_id: str, max_tracks: int | None = None) -> Playlist:
+        """ytmusicapi follows the continuations to the end when ``limit`` is None (a full read)."""
+        pid = _checked(playlist_id, "playlist")
+        body = await self._run("get_playlist", lambda yt: yt.get_playlist(pid, limit=max_tracks))
+        if max_tracks is None and len(body.get("tracks") or []) > MAX_PLAYLIST_ITEMS:
+            raise TooLarge(len(body["tracks"]))
+        return playlist_of(body, pid, max_tracks)
 
     async def related_tracks(self, track_id: str, limit: int) -> list[Track]:
+        track_id = _checked(track_id, "track")
         body = await self._run("get_watch_playlist",
                                lambda yt: yt.get_watch_playlist(videoId=track_id, radio=True, limit=limit))
         return [to_track(t) for t in body.get("tracks") or [] if t.get("videoId") and t["videoId"] != track_id][:limit]
@@ -172,40 +207,62 @@ class YTMusicProvider(MusicProvider):
         privacy = "PUBLIC" if public else "PRIVATE"
         pid = await self._run("create_playlist", lambda yt: yt.create_playlist(name, description, privacy),
                               needs_auth=True)
-        if not isinstance(pid, str):
+        if not isinstance(pid, str) or not _PLAYLIST.match(pid):
             raise ProviderError(f"YouTube Music did not create the playlist: {str(pid)[:200]}")
         return Playlist(provider="ytmusic", id=pid, name=name, description=description, public=public,
                         collaborative=False, track_count=0, url=f"{YTM_ORIGIN}/playlist?list={pid}")
 
-    async def add_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
-        for start in range(0, len(track_ids), BATCH):
-            batch = track_ids[start:start + BATCH]
+    async def add_tracks(self, playlist_id: str, track_ids: list[str], on_step: Step | None = None) -> int:
+        pid, ids = _checked(playlist_id, "playlist"), [_checked(t, "track") for t in track_ids]
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
             res = await self._run("add_playlist_items",
-                                  lambda yt, b=batch: yt.add_playlist_items(playlist_id, b, duplicates=True),
+                                  lambda yt, b=batch: yt.add_playlist_items(pid, b, duplicates=True),
                                   needs_auth=True)
-            if isinstance(res, dict) and res.get("status") not in (None, "STATUS_SUCCEEDED"):
-                raise ProviderError(f"YouTube Music did not add the tracks: {res.get('status')}")
-        return len(track_ids)
+            _succeeded(res, "add the tracks")
+            if on_step:
+                await on_step(len(batch))
+        return len(ids)
 
-    async def remove_tracks(self, playlist_id: str, track_ids: list[str]) -> int:
-        wanted = set(track_ids)
-        current = await self.get_playlist(playlist_id, max_tracks=5000)
-        entries = [{"videoId": t.id, "setVideoId": t.entry_id} for t in current.tracks or []
-                   if t.id in wanted and t.entry_id]
+    async def remove_entries(self, listing: Playlist, positions: list[int], on_step: Step | None = None) -> int:
+        """remove_playlist_items with exactly those entries' setVideoIds: other copies of a track stay."""
+        pid, items = _checked(listing.id, "playlist"), listing.tracks or []
+        entries = [items[p] for p in sorted(set(positions))]
+        if any(not e.entry_id or not e.id for e in entries):
+            raise ProviderError("YouTube Music gave no entry id (setVideoId) for some of those items, so they cannot "
+                                "be removed one by one (is the playlist yours?); nothing was changed")
         for start in range(0, len(entries), BATCH):
-            batch = entries[start:start + BATCH]
-            await self._run("remove_playlist_items", lambda yt, b=batch: yt.remove_playlist_items(playlist_id, b),
-                            needs_auth=True)
+            batch = [{"videoId": e.id, "setVideoId": e.entry_id} for e in entries[start:start + BATCH]]
+            res = await self._run("remove_playlist_items", lambda yt, b=batch: yt.remove_playlist_items(pid, b),
+                                  needs_auth=True)
+            _succeeded(res, "remove the items")
+            if on_step:
+                await on_step(len(batch))
         return len(entries)
 
-    async def replace_tracks(self, playlist_id: str, track_ids: list[str]) -> None:
-        """No bulk replace exists: remove every entry, then add in the new order."""
-        current = await self.get_playlist(playlist_id, max_tracks=5000)
-        await self.remove_tracks(playlist_id, [t.id for t in current.tracks or []])
-        await self.add_tracks(playlist_id, track_ids)
+    async def move(self, listing: Playlist, moves: list[Move], on_step: Step | None = None) -> int:
+        """edit_playlist(moveItem=(setVideoId, successor's setVideoId)); no successor moves it to the end."""
+        pid = _checked(listing.id, "playlist")
+        if any(not t.entry_id for t in listing.tracks or []):
+            raise ProviderError("YouTube Music gave no entry id (setVideoId) for some items, so they cannot be moved "
+                                "(is the playlist yours?); nothing was changed")
+        for m in moves:
+            item: str | tuple[str, str] = (m.item.entry_id, m.successor.entry_id) if m.successor else m.item.entry_id  # type: ignore[assignment]
+            res = await self._run("edit_playlist", lambda yt, i=item: yt.edit_playlist(pid, moveItem=i),
+                                  needs_auth=True)
+            _succeeded(res, "move the item")
+            if on_step:
+                await on_step(1)
+        return len(moves)
 
     async def aclose(self) -> None:
         self._session.close()
+
+
+def _succeeded(res: Any, what: str) -> None:
+    status = res.get("status") if isinstance(res, dict) else res
+    if status not in (None, "STATUS_SUCCEEDED"):
+        raise ProviderError(f"YouTube Music did not {what}: {str(status)[:200]}")
 
 
 def _count(value: Any) -> int | None:
@@ -215,13 +272,14 @@ def _count(value: Any) -> int | None:
         return None
 
 
-def playlist_of(body: dict[str, Any], playlist_id: str, max_tracks: int) -> Playlist:
+def playlist_of(body: dict[str, Any], playlist_id: str, max_tracks: int | None) -> Playlist:
     privacy = body.get("privacy")
+    tracks = [to_track(t) for t in body.get("tracks") or []][:max_tracks]
     return Playlist(
         provider="ytmusic", id=body.get("id") or playlist_id, name=body.get("title") or "",
         description=body.get("description"), public=(privacy == "PUBLIC") if privacy else None,
         collaborative=bool(body.get("collaborators")) if "collaborators" in body else None,
         owner=(body.get("author") or {}).get("name") if isinstance(body.get("author"), dict) else None,
-        track_count=body.get("trackCount"), url=f"{YTM_ORIGIN}/playlist?list={body.get('id') or playlist_id}",
-        tracks=[to_track(t) for t in body.get("tracks") or [] if t.get("videoId")][:max_tracks],
+        track_count=len(tracks) if max_tracks is None else body.get("trackCount"),
+        url=f"{YTM_ORIGIN}/playlist?list={body.get('id') or playlist_id}", tracks=tracks,
     )

@@ -88,6 +88,10 @@ class Collection(ABC):
     @abstractmethod
     async def count(self, owner: str | None, where: Where | None = None) -> int: ...
 
+    async def purge_expired(self) -> int:
+        """Delete documents whose ``ttl_field`` has passed (they are already hidden); returns how many."""
+        return 0
+
 
 class BlobStore(ABC):
     """Content-addressed bytes: the key is the SHA-256, so writes are idempotent and dedupe for free."""

@@ -58,6 +58,20 @@ class JobRecord(BaseModel):
     trace_context: dict[str, str] = Field(default_factory=dict)
 
 
+class PlaylistSnapshotRecord(BaseModel):
+    """A playlist's items in order, saved before a tool changes it, so restore_playlist can put them back."""
+
+    id: str = Field(default_factory=lambda: new_id("psnap"))
+    owner: str
+    provider: str
+    playlist_id: str
+    tool: str = Field(description="the tool whose change this snapshot precedes")
+    items: list[dict[str, Any]] = Field(default_factory=list)
+    provider_snapshot_id: str | None = None
+    created_at: float = Field(default_factory=now)
+    expires_at: float | None = None
+
+
 class ArtifactRecord(BaseModel):
     id: str = Field(default_factory=lambda: new_id("art"))
     owner: str

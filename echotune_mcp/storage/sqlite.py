@@ -155,6 +155,14 @@ class SqliteCollection(Collection):
         nxt = encode_cursor(docs[-1]["created_at"], docs[-1]["id"]) if more and docs else None
         return Page(items=docs, next_cursor=nxt)
 
+    async def purge_expired(self) -> int:
+        if not self.spec.ttl_field:
+            return 0
+        ttl = _ident(self.spec.ttl_field)
+        cur = await self.backend.run(
+            lambda c: c.execute(f"DELETE FROM {self.table} WHERE {ttl} IS NOT NULL AND {ttl} <= ?", (time.time(),)))
+        return cur.rowcount
+
     async def count(self, owner: str | None, where: Where | None = None) -> int:
         clause, args = self._where_sql(owner, where)
         row = await self.backend.run(lambda c: c.execute(f"SELECT COUNT(*) FROM {self.table}{clause}", args).fetchone())

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ..telemetry import span
 from .base import Collection, CollectionSpec, Page, Where
-from .records import ACTIVE_STATUSES, ArtifactRecord, JobRecord, JobStatus, now
+from .records import ACTIVE_STATUSES, ArtifactRecord, JobRecord, JobStatus, PlaylistSnapshotRecord, now
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -20,7 +20,8 @@ TOKENS = CollectionSpec("tokens", indexed=("provider",))
 LISTENING = CollectionSpec("listening", indexed=("provider", "track_id"))
 TELEMETRY = CollectionSpec("telemetry", indexed=("kind",), ttl_field="expires_at")
 IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires_at")
-ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY)
+PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
+ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS)
 
 
 class RecordStore(Generic[T]):
@@ -104,3 +105,8 @@ class ArtifactStore(RecordStore[ArtifactRecord]):
         """Whether any owner's artifact still points at this blob (blobs are shared across owners)."""
         with self._span("sha_in_use"):
             return await self.coll.count(None, {"sha256": sha256}) > 0
+
+
+class PlaylistSnapshotStore(RecordStore[PlaylistSnapshotRecord]):
+    def __init__(self, collection: Collection):
+        super().__init__(collection, PlaylistSnapshotRecord)

@@ -1,7 +1,9 @@
 """Curation toolset: connect Spotify / YouTube Music, search, read and edit playlists, transfer, curate.
 
 Every mutating tool takes an optional idempotency_key: a retry with the same key returns the first
-call's result instead of changing the playlist again.
+call's result, or finishes a call that failed or was cut off from where it got, instead of starting
+over. Playlist edits never rewrite a playlist: reorders are moves, removals name exact positions, and
+the order before any destructive change is saved as a snapshot that restore_playlist puts back.
 """
 
 
@@ -10,22 +12,30 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from ..app import App
-from ..errors import BadInput
+from ..errors import BadInput, NotFound
 from ..principal import current_principal
-from ..providers.base import Playlist, Track
-from ..providers.curate import CandidateSource, SearchAndLibrary, match_all, select
+from ..providers.base import MusicProvider, Playlist, Track
+from ..providers.curate import Candidate, CandidateSource, SearchAndLibrary, match_all, select
 from ..providers.hub import ConnectResult, ProviderHub, ProviderStatus
-from ..providers.idempotency import once
+from ..providers.idempotency import Progress, once
 from ..providers.matching import MIN_CONFIDENCE
 from ..providers.ordering import (
     FEATURE_KEYS,
     OrderKey,
     TrackFeatures,
+    arrange,
     dedupe,
     missing_features,
+    movable,
     order_by,
+    plan_moves,
 )
+from ..storage.records import PlaylistSnapshotRecord, now
+from ..storage.stores import PlaylistSnapshotStore
 from .base import Toolset
+
+SNAPSHOT_TTL_S = 30 * 24 * 3600
+_SNAPSHOT_FIELDS = {"id", "uri", "title", "artists", "album", "duration_ms", "isrc", "entry_id", "kind"}
 
 Provider = Annotated[Literal["spotify", "ytmusic"], Field(description="spotify or ytmusic (YouTube Music)")]
 PlaylistId = Annotated[str, Field(min_length=1, max_length=200,
@@ -34,7 +44,64 @@ TrackIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]],
                      Field(min_length=1, max_length=2000,
                            description="track ids from search_tracks / get_playlist (Spotify ids or URIs, YouTube videoIds)")]
 IdemKey = Annotated[str | None, Field(min_length=8, max_length=128,
-                                      description="unique per intended change; a retry with the same key does not repeat it")]
+                                      description="unique per intended change; a retry with the same key does not "
+                                                  "repeat it, and finishes it if the first call failed half way")]
+SnapshotId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^psnap_[A-Za-z0-9_-]+$",
+                                  description="the snapshot id a reorder, dedupe or remove result returned")]
+
+
+def parse_playlist_id(provider: str, value: str, field: str = "playlist_id") -> str:
+    """The service's playlist id, or a BadInput naming the field: checked before any request is made."""
+    return _parse(provider, value, "playlist", field)
+
+
+def parse_track_ids(provider: str, values: list[str], field: str = "track_ids") -> list[str]:
+    return [_parse(provider, v, "track", f"{field}[{i}]") for i, v in enumerate(values)]
+
+
+def _parse(provider: str, value: str, kind: str, field: str) -> str:
+    if provider == "spotify":
+        from ..providers.spotify import parse_id
+    else:
+        from ..providers.ytmusic import parse_id
+    try:
+        return parse_id(value, kind)
+    except ValueError as exc:
+        raise BadInput(field, str(exc)) from None
+
+
+def _key(t: Track) -> str:
+    """What identifies an item across reads when its entry id is unknown: its URI or id (unavailable: none)."""
+    return t.uri or t.id or "\x00unidentified"
+
+
+def align(desired: list[Track], current: list[Track]) -> tuple[list[int | None], list[int]]:
+    """Match wanted entries to the current listing: by entry id (YouTube setVideoId) first, then the k-th
+    occurrence of a URI/id to the k-th unmatched one. Returns each wanted entry's current index (None: not
+    there) and the current indices nothing wanted (items added since), in playlist order."""
+    used: set[int] = set()
+    found: list[int | None] = [None] * len(desired)
+    by_entry = {t.entry_id: i for i, t in enumerate(current) if t.entry_id}
+    for k, d in enumerate(desired):
+        i = by_entry.get(d.entry_id) if d.entry_id else None
+        if i is not None and i not in used:
+            found[k] = i
+            used.add(i)
+    queues: dict[str, list[int]] = {}
+    for i, t in enumerate(current):
+        if i not in used:
+            queues.setdefault(_key(t), []).append(i)
+    for k, d in enumerate(desired):
+        if found[k] is None and queues.get(_key(d)):
+            found[k] = queues[_key(d)].pop(0)
+            used.add(found[k])  # type: ignore[arg-type]
+    return found, [i for i in range(len(current)) if i not in used]
+
+
+def target_of(desired: list[Track], current: list[Track]) -> tuple[list[int], list[int]]:
+    """(the current indices in the wanted order, extras last; the wanted positions not in the playlist)."""
+    found, extra = align(desired, current)
+    return [i for i in found if i is not None] + extra, [k for k, i in enumerate(found) if i is None]
 
 
 class TrackList(BaseModel):
@@ -62,17 +129,33 @@ class DisconnectResult(BaseModel):
 class EditResult(BaseModel):
     provider: str
     playlist_id: str
-    changed: int = Field(description="tracks added, removed or moved")
+    changed: int = Field(description="tracks added or removed, or moves made")
+    snapshot: str | None = Field(None, description=(
+        "id of the order saved before this change (kept 30 days): restore_playlist(snapshot=...) puts it back"))
+    resumed: bool = Field(False, description="true when this call finished an earlier, interrupted call with the same key")
     replayed: bool = Field(False, description="true when this is the stored result of an earlier call with the same key")
     message: str
 
 
 class ReorderResult(EditResult):
-    order: list[str]
+    order: list[str] = Field(description="the movable tracks' ids in their new order")
+    kept_in_place: int = Field(0, description="episodes, local files and unavailable items, left where they were")
 
 
 class DedupeResult(EditResult):
     removed: list[Track]
+
+
+class RemoveResult(EditResult):
+    not_in_playlist: list[str] = Field(default_factory=list, description="given ids the playlist did not hold")
+
+
+class RestoreResult(EditResult):
+    readded: int = Field(description="items that were missing and were added back")
+    moved: int = Field(description="moves made to put the items in the saved order")
+    not_restored: list[Track] = Field(description="saved items that cannot be added back (episodes, local files, "
+                                                  "unavailable tracks) and are missing now")
+    kept_extra: int = Field(description="items added after the snapshot: kept, placed after the restored ones")
 
 
 class MatchView(BaseModel):
@@ -181,16 +264,44 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         provider: Provider, playlist_id: PlaylistId,
         max_tracks: Annotated[int, Field(ge=1, le=2000, description="read at most this many items")] = 200,
     ) -> Playlist:
-        """A playlist's details and tracks in order (ids, titles, artists, album, duration, ISRC when known)."""
+        """A playlist's details and items in order (ids, titles, artists, album, duration, ISRC when known).
+        Every kind of item is listed (`kind`: track, episode, local, unavailable), up to max_tracks;
+        track_count is the playlist's total, so a larger total means more items exist past max_tracks."""
+        pid = parse_playlist_id(provider, playlist_id)
         p = await adapter(provider)
         try:
-            return await p.get_playlist(playlist_id, max_tracks)
+            return await p.get_playlist(pid, max_tracks)
         finally:
             await p.aclose()
 
     # -- writes ---------------------------------------------------------------------------------
+    def snapshots() -> PlaylistSnapshotStore:
+        return PlaylistSnapshotStore(app.storage.collection("playlist_snapshots"))
+
     async def _mutate(tool: str, key: str | None, args: dict[str, Any], run) -> tuple[dict[str, Any], bool]:
         return await once(idem_coll(), current_principal(), tool, key, args, run)
+
+    async def _save_snapshot(progress: Progress, tool: str, provider: str, listing: Playlist) -> str:
+        """Save the order before the first change (once per keyed call: a resumed call keeps the first one)."""
+        if progress.state.get("snapshot"):
+            return str(progress.state["snapshot"])
+        rec = await snapshots().insert(PlaylistSnapshotRecord(
+            owner=current_principal(), provider=provider, playlist_id=listing.id, tool=tool,
+            items=[t.model_dump(mode="json", include=_SNAPSHOT_FIELDS) for t in listing.tracks or []],
+            provider_snapshot_id=listing.snapshot_id, expires_at=now() + SNAPSHOT_TTL_S))
+        await progress.save(snapshot=rec.id)
+        return rec.id
+
+    async def _original(progress: Progress, listing: Playlist) -> list[Track]:
+        """The items as they were before this call's first change: the saved snapshot when resuming."""
+        snap = progress.state.get("snapshot")
+        rec = await snapshots().get(current_principal(), snap) if snap else None
+        return [Track(provider=listing.provider, **i) for i in rec.items] if rec else list(listing.tracks or [])
+
+    def _counter(progress: Progress, field: str):
+        async def step(n: int) -> None:
+            await progress.save(**{field: int(progress.state.get(field) or 0) + n})
+        return step
 
     @ts.tool(title="Create playlist", read_only=False, idempotent=False, open_world=True)
     async def create_playlist(
@@ -204,90 +315,146 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         """Create an empty playlist for the connected user; add tracks with add_tracks."""
         args = {"provider": provider, "name": name, "description": description, "public": public, "collaborative": collaborative}
 
-        async def run() -> dict[str, Any]:
+        async def run(progress: Progress) -> dict[str, Any]:
+            if progress.state.get("playlist"):
+                return progress.state["playlist"]
             p = await adapter(provider)
             try:
-                return (await p.create_playlist(name, description, public, collaborative)).model_dump(mode="json")
+                created = (await p.create_playlist(name, description, public, collaborative)).model_dump(mode="json")
             finally:
                 await p.aclose()
+            await progress.save(playlist=created)
+            return created
 
         result, _ = await _mutate("create_playlist", idempotency_key, args, run)
         return Playlist.model_validate(result)
-
-    async def _edit_tracks(tool: str, verb: str, provider: str, playlist_id: str, track_ids: list[str],
-                           idempotency_key: str | None) -> EditResult:
-        """add_tracks / remove_tracks: one adapter call, replayed (not repeated) for a reused idempotency key."""
-        args = {"provider": provider, "playlist_id": playlist_id, "track_ids": track_ids}
-
-        async def run() -> dict[str, Any]:
-            p = await adapter(provider)
-            try:
-                n = await getattr(p, tool)(playlist_id, track_ids)
-            finally:
-                await p.aclose()
-            return EditResult(provider=provider, playlist_id=playlist_id, changed=n,
-                              message=f"{verb} {n} track(s)").model_dump(mode="json")
-
-        result, replayed = await _mutate(tool, idempotency_key, args, run)
-        return EditResult.model_validate({**result, "replayed": replayed})
 
     @ts.tool(title="Add tracks", read_only=False, idempotent=False, open_world=True)
     async def add_tracks(provider: Provider, playlist_id: PlaylistId, track_ids: TrackIds,
                          idempotency_key: IdemKey = None) -> EditResult:
         """Append tracks to a playlist in the given order (duplicates are added again). Any number of
         tracks: requests are batched to the service's limit (100 per request). Pass an idempotency_key so a
-        retried call cannot add them twice."""
-        return await _edit_tracks("add_tracks", "added", provider, playlist_id, track_ids, idempotency_key)
+        retried call cannot add them twice: each accepted batch is recorded, and a retry after a failure
+        adds only the rest."""
+        pid, ids = parse_playlist_id(provider, playlist_id), parse_track_ids(provider, track_ids)
+        args = {"provider": provider, "playlist_id": pid, "track_ids": ids}
+
+        async def run(progress: Progress) -> dict[str, Any]:
+            done = int(progress.state.get("added") or 0)
+            p = await adapter(provider)
+            try:
+                if done < len(ids):
+                    await p.add_tracks(pid, ids[done:], _counter(progress, "added"))
+            finally:
+                await p.aclose()
+            msg = f"added {len(ids)} track(s)" + (f" ({done} by the earlier, interrupted call)" if done else "")
+            return EditResult(provider=provider, playlist_id=pid, changed=len(ids), resumed=progress.resumed,
+                              message=msg).model_dump(mode="json")
+
+        result, replayed = await _mutate("add_tracks", idempotency_key, args, run)
+        return EditResult.model_validate({**result, "replayed": replayed})
 
     @ts.tool(title="Remove tracks", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def remove_tracks(provider: Provider, playlist_id: PlaylistId, track_ids: TrackIds,
-                            idempotency_key: IdemKey = None) -> EditResult:
-        """Remove every occurrence of the given tracks from a playlist. This cannot be undone here
-        (re-add with add_tracks; the original added-at dates are lost)."""
-        return await _edit_tracks("remove_tracks", "removed", provider, playlist_id, track_ids, idempotency_key)
+                            idempotency_key: IdemKey = None) -> RemoveResult:
+        """Remove every occurrence of the given tracks from a playlist (exactly those entries: nothing else
+        is rewritten). The order before is saved first; restore_playlist(snapshot=...) adds them back."""
+        pid, ids = parse_playlist_id(provider, playlist_id), parse_track_ids(provider, track_ids)
+        args = {"provider": provider, "playlist_id": pid, "track_ids": ids}
+        wanted = set(ids)
+
+        async def run(progress: Progress) -> dict[str, Any]:
+            p = await adapter(provider)
+            try:
+                listing = await p.get_playlist(pid)
+                original = await _original(progress, listing)
+                positions = [i for i, t in enumerate(listing.tracks or []) if t.id in wanted]
+                snap = progress.state.get("snapshot")
+                if positions:
+                    snap = await _save_snapshot(progress, "remove_tracks", provider, listing)
+                    await p.remove_entries(listing, positions, _counter(progress, "removed"))
+            finally:
+                await p.aclose()
+            gone = sum(1 for t in original if t.id in wanted)
+            absent = sorted(wanted - {t.id for t in original})
+            return RemoveResult(provider=provider, playlist_id=pid, changed=gone, snapshot=snap, resumed=progress.resumed,
+                                not_in_playlist=absent, message=f"removed {gone} item(s)" +
+                                (f"; {len(absent)} id(s) were not in the playlist" if absent else "")).model_dump(mode="json")
+
+        result, replayed = await _mutate("remove_tracks", idempotency_key, args, run)
+        return RemoveResult.model_validate({**result, "replayed": replayed})
+
+    async def _move_into(p: MusicProvider, progress: Progress, tool: str, provider: str, listing: Playlist,
+                         desired: list[Track]) -> tuple[int, list[int], str | None]:
+        """Move the listing's items into the ``desired`` order (extras last); returns (moves, missing, snapshot)."""
+        current = listing.tracks or []
+        target, missing = target_of(desired, current)
+        moves = plan_moves(current, target)
+        snap = progress.state.get("snapshot")
+        if moves:
+            snap = await _save_snapshot(progress, tool, provider, listing)
+            await p.move(listing, moves, _counter(progress, "moved"))
+        return len(moves), missing, snap
 
     @ts.tool(title="Reorder playlist", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def reorder_playlist(
         provider: Provider, playlist_id: PlaylistId,
-        order: Annotated[list[str] | None, Field(max_length=2000,
-                                                 description="the playlist's track ids in the wanted order")] = None,
+        order: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]] | None, Field(
+            max_length=10000, description="the playlist's track ids in the wanted order")] = None,
         by: Annotated[OrderKey | None, Field(description="or order by a key; tempo, energy and key_flow need features")] = None,
         descending: bool = False,
         features: Annotated[dict[str, TrackFeatures] | None,
                             Field(description="track id -> {tempo_bpm, energy, key} from analysis")] = None,
         idempotency_key: IdemKey = None,
     ) -> ReorderResult:
-        """Reorder a playlist: give `order` (exactly its track ids), or `by` one of release_date,
-        artist_spread (no artist twice in a row), tempo, energy, key_flow (smooth Camelot-wheel moves).
-        The playlist's items are rewritten in the new order (added-at dates reset)."""
+        """Reorder a playlist: give `order` (exactly its track ids, each as often as it occurs), or `by` one
+        of release_date, artist_spread (no artist twice in a row), tempo, energy, key_flow (smooth
+        Camelot-wheel moves). Items are moved, never rewritten (added-at dates stay), with the fewest
+        single-item moves; episodes, local files and unavailable items keep their positions. The order
+        before is saved first: restore_playlist(snapshot=...) puts it back."""
         if (order is None) == (by is None):
             raise BadInput("order/by", "give exactly one of order or by")
-        args = {"provider": provider, "playlist_id": playlist_id, "order": order, "by": by, "descending": descending,
-                    "features": {k: v.model_dump() for k, v in (features or {}).items()}}
+        pid = parse_playlist_id(provider, playlist_id)
+        wanted = parse_track_ids(provider, order, "order") if order is not None else None
+        args = {"provider": provider, "playlist_id": pid, "order": wanted, "by": by, "descending": descending,
+                "features": {k: v.model_dump() for k, v in (features or {}).items()}}
 
-        async def run() -> dict[str, Any]:
+        async def run(progress: Progress) -> dict[str, Any]:
             p = await adapter(provider)
             try:
-                current = (await p.get_playlist(playlist_id, 5000)).tracks or []
-                if order is not None:
-                    if sorted(order) != sorted(t.id for t in current):
-                        raise BadInput("order", "must list exactly the playlist's current track ids, each as often "
-                                                "as it occurs (get_playlist shows them)")
-                    new = order
+                listing = await p.get_playlist(pid)
+                original = await _original(progress, listing)
+                slots = [i for i, t in enumerate(original) if movable(t)]
+                tracks = [original[i] for i in slots]
+                if wanted is not None:
+                    if sorted(wanted) != sorted(t.id for t in tracks):
+                        raise BadInput("order", "must list exactly the playlist's track ids, each as often as it "
+                                                f"occurs ({len(tracks)} of them; episodes, local files and unavailable "
+                                                "items are left in place and not listed; get_playlist shows them)")
+                    queues: dict[str, list[int]] = {}
+                    for i in slots:
+                        queues.setdefault(original[i].id, []).append(i)
+                    new = [queues[t].pop(0) for t in wanted]
                 else:
                     assert by is not None
                     if by in FEATURE_KEYS:
-                        missing = missing_features(current, by, features or {})
+                        missing = missing_features(tracks, by, features or {})
                         if missing:
                             raise BadInput("features", f"ordering by {by} needs it for every track; missing for "
                                                        f"{len(missing)}: {', '.join(missing[:10])}")
-                    new = [t.id for t in order_by(current, by, descending=descending, features=features)]
-                await p.replace_tracks(playlist_id, new)
+                    index = {id(t): i for i, t in zip(slots, tracks, strict=True)}
+                    new = [index[id(t)] for t in order_by(tracks, by, descending=descending, features=features)]
+                desired = [original[i] for i in arrange(original, new)]
+                moved, _, snap = await _move_into(p, progress, "reorder_playlist", provider, listing, desired)
             finally:
                 await p.aclose()
-            moved = sum(1 for a, b in zip(new, [t.id for t in current], strict=True) if a != b)
-            return ReorderResult(provider=provider, playlist_id=playlist_id, changed=moved, order=new,
-                                 message=f"reordered: {moved} position(s) changed").model_dump(mode="json")
+            kept = len(original) - len(slots)
+            return ReorderResult(provider=provider, playlist_id=pid, changed=moved, snapshot=snap,
+                                 resumed=progress.resumed, order=[t.id for t in desired if movable(t)],
+                                 kept_in_place=kept,
+                                 message=f"reordered with {moved} move(s); {len(desired)} item(s) before and after" +
+                                 (f", {kept} left in place (episodes, local files, unavailable)" if kept else "")
+                                 ).model_dump(mode="json")
 
         result, replayed = await _mutate("reorder_playlist", idempotency_key, args, run)
         return ReorderResult.model_validate({**result, "replayed": replayed})
@@ -299,23 +466,85 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         idempotency_key: IdemKey = None,
     ) -> DedupeResult:
         """Remove repeated tracks (same id or same ISRC; optionally near-identical versions), keeping the
-        first occurrence and the order of the rest."""
-        args = {"provider": provider, "playlist_id": playlist_id, "fuzzy": fuzzy}
+        first occurrence: only the repeats are removed, by position, and nothing else is touched
+        (episodes, local files and unavailable items are never removed). The order before is saved
+        first: restore_playlist(snapshot=...) puts the removed copies back."""
+        pid = parse_playlist_id(provider, playlist_id)
+        args = {"provider": provider, "playlist_id": pid, "fuzzy": fuzzy}
+        threshold = 0.95 if fuzzy else None
 
-        async def run() -> dict[str, Any]:
+        def repeats(items: list[Track]) -> list[int]:
+            slots = [i for i, t in enumerate(items) if movable(t)]
+            _, removed = dedupe([items[i] for i in slots], fuzzy_threshold=threshold)
+            gone = {id(t) for t in removed}
+            return [i for i in slots if id(items[i]) in gone]
+
+        async def run(progress: Progress) -> dict[str, Any]:
             p = await adapter(provider)
             try:
-                current = (await p.get_playlist(playlist_id, 5000)).tracks or []
-                kept, removed = dedupe(current, fuzzy_threshold=0.95 if fuzzy else None)
-                if removed:
-                    await p.replace_tracks(playlist_id, [t.id for t in kept])
+                listing = await p.get_playlist(pid)
+                original = await _original(progress, listing)
+                positions = repeats(listing.tracks or [])
+                snap = progress.state.get("snapshot")
+                if positions:
+                    snap = await _save_snapshot(progress, "dedupe_playlist", provider, listing)
+                    await p.remove_entries(listing, positions, _counter(progress, "removed"))
             finally:
                 await p.aclose()
-            return DedupeResult(provider=provider, playlist_id=playlist_id, changed=len(removed), removed=removed,
+            removed = [original[i] for i in repeats(original)]
+            return DedupeResult(provider=provider, playlist_id=pid, changed=len(removed), removed=removed, snapshot=snap,
+                                resumed=progress.resumed,
                                 message=f"removed {len(removed)} duplicate(s)").model_dump(mode="json")
 
         result, replayed = await _mutate("dedupe_playlist", idempotency_key, args, run)
         return DedupeResult.model_validate({**result, "replayed": replayed})
+
+    @ts.tool(title="Restore playlist", read_only=False, destructive=True, idempotent=True, open_world=True)
+    async def restore_playlist(provider: Provider, playlist_id: PlaylistId, snapshot: SnapshotId,
+                               idempotency_key: IdemKey = None) -> RestoreResult:
+        """Put a playlist back the way a snapshot saved it (the `snapshot` a reorder_playlist,
+        dedupe_playlist, remove_tracks or restore_playlist result returned): tracks missing now are added
+        back, then items are moved into the saved order. Nothing is removed: items added since the
+        snapshot are kept, after the restored ones. Episodes, local files and unavailable tracks that are
+        gone cannot be added back and are listed. The order it replaces is itself saved (see `snapshot`
+        in the result). Safe to call again: it only does what is still missing."""
+        pid = parse_playlist_id(provider, playlist_id)
+        rec = await snapshots().get(current_principal(), snapshot)
+        if rec is None:
+            raise NotFound("playlist snapshot", snapshot, "use the snapshot id a reorder_playlist, dedupe_playlist or "
+                                                          "remove_tracks result returned (kept for 30 days)")
+        if rec.provider != provider or rec.playlist_id != pid:
+            raise BadInput("snapshot", f"was taken of {rec.provider} playlist {rec.playlist_id}, not this one",
+                           f"provider={rec.provider}, playlist_id={rec.playlist_id}")
+        args = {"provider": provider, "playlist_id": pid, "snapshot": snapshot}
+
+        async def run(progress: Progress) -> dict[str, Any]:
+            saved = [Track(provider=provider, **i) for i in rec.items]
+            p = await adapter(provider)
+            try:
+                listing = await p.get_playlist(pid)
+                _, missing = target_of(saved, listing.tracks or [])
+                addable = [saved[k].id for k in missing if movable(saved[k])]
+                lost = [saved[k] for k in missing if not movable(saved[k])]
+                if addable:
+                    await _save_snapshot(progress, "restore_playlist", provider, listing)
+                    await p.add_tracks(pid, addable, _counter(progress, "readded"))
+                    listing = await p.get_playlist(pid)
+                moved, _, _ = await _move_into(p, progress, "restore_playlist", provider, listing, saved)
+            finally:
+                await p.aclose()
+            extra = len(listing.tracks or []) - (len(saved) - len(lost))
+            readded = int(progress.state.get("readded") or 0)
+            msg = (f"restored {snapshot}: added back {readded}, made {moved} move(s)" +
+                   (f"; {len(lost)} item(s) could not be added back" if lost else "") +
+                   (f"; {extra} item(s) added since were kept at the end" if extra else ""))
+            return RestoreResult(provider=provider, playlist_id=pid, changed=readded + moved, readded=readded,
+                                 moved=moved, not_restored=lost, kept_extra=max(extra, 0),
+                                 snapshot=progress.state.get("snapshot"), resumed=progress.resumed,
+                                 message=msg).model_dump(mode="json")
+
+        result, replayed = await _mutate("restore_playlist", idempotency_key, args, run)
+        return RestoreResult.model_validate({**result, "replayed": replayed})
 
     @ts.tool(title="Transfer playlist", read_only=False, idempotent=False, open_world=True)
     async def transfer_playlist(
@@ -331,27 +560,37 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         args = {"from_provider": from_provider, "playlist_id": playlist_id, "to_provider": to_provider, "name": name,
                     "min_confidence": min_confidence, "max_tracks": max_tracks}
 
-        async def run() -> dict[str, Any]:
+        pid = parse_playlist_id(from_provider, playlist_id)
+
+        async def run(progress: Progress) -> dict[str, Any]:
             src, dst = await adapter(from_provider), await adapter(to_provider)
             try:
-                original = await src.get_playlist(playlist_id, max_tracks)
-                outcomes = await match_all(dst, original.tracks or [], min_confidence)
-                created = await dst.create_playlist(name or original.name or "Transferred playlist",
-                                                    f"Transferred from {from_provider} by EchoTune")
+                original = await src.get_playlist(pid, max_tracks)
+                items = original.tracks or []
+                outcomes = await match_all(dst, [t for t in items if movable(t)], min_confidence)
+                if progress.state.get("playlist"):  # resuming: the playlist was created by the interrupted call
+                    created = Playlist.model_validate(progress.state["playlist"])
+                else:
+                    created = await dst.create_playlist(name or original.name or "Transferred playlist",
+                                                        f"Transferred from {from_provider} by EchoTune")
+                    await progress.save(playlist=created.model_dump(mode="json"))
                 ids = [o.match.track.id for o in outcomes if o.matched and o.match]
-                if ids:
-                    await dst.add_tracks(created.id, ids)
+                done = int(progress.state.get("added") or 0)
+                if done < len(ids):
+                    await dst.add_tracks(created.id, ids[done:], _counter(progress, "added"))
             finally:
                 await src.aclose()
                 await dst.aclose()
             views = [MatchView(source=o.source, match=o.match.track if o.match else None,
                                confidence=o.match.confidence if o.match else 0.0,
                                method=o.match.method if o.match else None) for o in outcomes]
+            # episodes, local files and unavailable items cannot be matched: reported, not dropped silently
+            skipped = [MatchView(source=t, match=None, confidence=0.0, method=None) for t in items if not movable(t)]
             return TransferResult(
                 from_provider=from_provider, to_provider=to_provider,
                 playlist=created.model_copy(update={"track_count": len(ids)}),
                 matched=[v for v, o in zip(views, outcomes, strict=True) if o.matched],
-                unmatched=[v for v, o in zip(views, outcomes, strict=True) if not o.matched],
+                unmatched=[v for v, o in zip(views, outcomes, strict=True) if not o.matched] + skipped,
             ).model_dump(mode="json")
 
         result, replayed = await _mutate("transfer_playlist", idempotency_key, args, run)
@@ -377,15 +616,27 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
         args = {"provider": provider, "prompt": prompt, "seeds": seeds, "length": length, "name": name, "public": public,
                     "create": create}
 
-        async def run() -> dict[str, Any]:
+        async def run(progress: Progress) -> dict[str, Any]:
             p = await adapter(provider)
             try:
-                picked = select(await source.candidates(p, prompt, list(seeds), length), length)
+                if progress.state.get("picked"):  # resuming: keep the first call's choice
+                    picked = [Candidate(Track.model_validate(t), src) for t, src in progress.state["picked"]]
+                else:
+                    picked = select(await source.candidates(p, prompt, list(seeds), length), length)
                 playlist = None
                 if create and picked:
-                    playlist = await p.create_playlist(name or (prompt or "EchoTune mix")[:100],
-                                                       f"Curated by EchoTune: {prompt or ', '.join(seeds)}"[:300], public)
-                    await p.add_tracks(playlist.id, [c.track.id for c in picked])
+                    if progress.state.get("playlist"):
+                        playlist = Playlist.model_validate(progress.state["playlist"])
+                    else:
+                        playlist = await p.create_playlist(name or (prompt or "EchoTune mix")[:100],
+                                                           f"Curated by EchoTune: {prompt or ', '.join(seeds)}"[:300],
+                                                           public)
+                        await progress.save(playlist=playlist.model_dump(mode="json"),
+                                            picked=[[c.track.model_dump(mode="json"), c.source] for c in picked])
+                    ids = [c.track.id for c in picked]
+                    done = int(progress.state.get("added") or 0)
+                    if done < len(ids):
+                        await p.add_tracks(playlist.id, ids[done:], _counter(progress, "added"))
                     playlist = playlist.model_copy(update={"track_count": len(picked)})
             finally:
                 await p.aclose()

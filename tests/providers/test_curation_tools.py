@@ -21,7 +21,7 @@ from echotune_mcp.toolsets import curation
 from tests.conftest import free_port
 
 from .authserver import CLIENT_ID, TestAuthServer
-from .fake_spotify import FakeSpotify, track
+from .fake_spotify import FakeSpotify, sid, track
 
 
 def text_of(result) -> str:
@@ -87,25 +87,25 @@ async def test_env_token_against_prism(settings, prism):
 
 
 async def test_add_is_batched_and_idempotent(settings, fake):
-    fake.playlists["pl1"] = []
-    ids = [f"t{i:03d}" for i in range(150)]
+    pl1 = fake.make("pl1", [])
+    ids = [sid(f"t{i:03d}") for i in range(150)]
     async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, _):
-        r, first = await call(client, "add_tracks", provider="spotify", playlist_id="pl1", track_ids=ids,
+        r, first = await call(client, "add_tracks", provider="spotify", playlist_id=pl1, track_ids=ids,
                               idempotency_key="add-150-tracks-1")
         assert not r.is_error, text_of(r)
         assert first["changed"] == 150 and first["replayed"] is False
-        assert [w for w in fake.writes if w[0] == "POST"] == [("POST", "pl1", 100), ("POST", "pl1", 50)]
-        r, again = await call(client, "add_tracks", provider="spotify", playlist_id="pl1", track_ids=ids,
+        assert [w for w in fake.writes if w[0] == "POST"] == [("POST", pl1, 100), ("POST", pl1, 50)]
+        r, again = await call(client, "add_tracks", provider="spotify", playlist_id=pl1, track_ids=ids,
                               idempotency_key="add-150-tracks-1")
-        assert again["replayed"] is True and len(fake.playlists["pl1"]) == 150
-        r, _ = await call(client, "add_tracks", provider="spotify", playlist_id="pl1", track_ids=ids[:1],
+        assert again["replayed"] is True and len(fake.playlists[pl1]) == 150
+        r, _ = await call(client, "add_tracks", provider="spotify", playlist_id=pl1, track_ids=ids[:1],
                           idempotency_key="add-150-tracks-1")
         assert r.is_error and "idempotency_key" in text_of(r)
 
 
 async def test_missing_playlist_is_a_clear_404(settings, fake):
     async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, _):
-        r, _ = await call(client, "get_playlist", provider="spotify", playlist_id="doesnotexist")
+        r, _ = await call(client, "get_playlist", provider="spotify", playlist_id=sid("doesnotexist"))
         assert r.is_error and "404" in text_of(r) and "does not exist" in text_of(r)
 
 
@@ -124,46 +124,49 @@ async def test_transfer_matching_isrc_then_fuzzy_and_misses(loopback_api):
     dst = SpotifyProvider("tok", api_base=tapi.base)
     outcomes = await match_all(dst, [to_track(t) for t in CATALOGUE[:1] + CATALOGUE[2:]], 0.75)
     by_src = {o.source.id: o for o in outcomes}
-    assert by_src["a1"].matched and by_src["a1"].match.method == "isrc" and by_src["a1"].match.track.id == "x1"
-    assert by_src["b1"].match.method == "isrc" and by_src["b1"].match.track.id == "x2"
-    assert by_src["c1"].matched and by_src["c1"].match.method == "fuzzy" and by_src["c1"].match.track.id == "x3"
-    assert 0.75 <= by_src["c1"].match.confidence < 1
-    assert not by_src["d1"].matched
+    a1, b1, c1 = by_src[sid("a1")], by_src[sid("b1")], by_src[sid("c1")]
+    assert a1.matched and a1.match.method == "isrc" and a1.match.track.id == sid("x1")
+    assert b1.match.method == "isrc" and b1.match.track.id == sid("x2")
+    assert c1.matched and c1.match.method == "fuzzy" and c1.match.track.id == sid("x3")
+    assert 0.75 <= c1.match.confidence < 1
+    assert not by_src[sid("d1")].matched
 
 
 async def test_transfer_tool_end_to_end(settings, fake):
-    fake.playlists["src"] = ["a1", "b1", "d1"]
+    src = fake.make("src", ["a1", "b1", "d1"])
     async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, _):
-        r, data = await call(client, "transfer_playlist", from_provider="spotify", playlist_id="src",
+        r, data = await call(client, "transfer_playlist", from_provider="spotify", playlist_id=src,
                               to_provider="spotify", name="Copy", idempotency_key="transfer-src-copy")
         assert not r.is_error, text_of(r)
-        assert [m["match"]["id"] for m in data["matched"]] == ["a1", "b1", "d1"]
+        assert [m["match"]["id"] for m in data["matched"]] == [sid("a1"), sid("b1"), sid("d1")]
         assert all(m["method"] == "isrc" and m["confidence"] == 1.0 for m in data["matched"])
         assert data["unmatched"] == []
-        assert fake.playlists[data["playlist"]["id"]] == ["a1", "b1", "d1"]
-        r, again = await call(client, "transfer_playlist", from_provider="spotify", playlist_id="src",
+        assert fake.names(data["playlist"]["id"]) == ["a1", "b1", "d1"]
+        r, again = await call(client, "transfer_playlist", from_provider="spotify", playlist_id=src,
                               to_provider="spotify", name="Copy", idempotency_key="transfer-src-copy")
         assert again["replayed"] is True and fake.created == 1
 
 
 async def test_dedupe_and_reorder(settings, fake):
-    fake.playlists["pl"] = ["a1", "a2", "a1", "b1", "a2", "c1"]
+    pl = fake.make("pl", ["a1", "a2", "a1", "b1", "a2", "c1"])
     async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, _):
-        r, data = await call(client, "dedupe_playlist", provider="spotify", playlist_id="pl")
+        r, data = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pl)
         assert not r.is_error, text_of(r)
-        assert data["changed"] == 2 and fake.playlists["pl"] == ["a1", "a2", "b1", "c1"]
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id="pl", by="artist_spread")
+        assert data["changed"] == 2 and fake.names(pl) == ["a1", "a2", "b1", "c1"]
+        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="artist_spread")
         assert not r.is_error, text_of(r)
-        order = fake.playlists["pl"]
+        order = fake.names(pl)
         assert sorted(order) == ["a1", "a2", "b1", "c1"]
         assert not any(order[i][0] == "a" and order[i + 1][0] == "a" for i in range(3))
-        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id="pl", by="tempo")
+        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="tempo")
         assert r.is_error and "features" in text_of(r)
-        feats = {"a1": {"tempo_bpm": 136}, "a2": {"tempo_bpm": 60}, "b1": {"tempo_bpm": 172}, "c1": {"tempo_bpm": 90}}
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id="pl", by="tempo",
+        feats = {sid("a1"): {"tempo_bpm": 136}, sid("a2"): {"tempo_bpm": 60}, sid("b1"): {"tempo_bpm": 172},
+                 sid("c1"): {"tempo_bpm": 90}}
+        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="tempo",
                              features=feats)
-        assert fake.playlists["pl"] == ["a2", "c1", "a1", "b1"]
-        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id="pl", order=["a1"])
+        assert fake.names(pl) == ["a2", "c1", "a1", "b1"]
+        assert not [w for w in fake.writes if w[0] == "PUT"]  # moves only, never a rewrite
+        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, order=[sid("a1")])
         assert r.is_error and "exactly" in text_of(r)
 
 
@@ -175,7 +178,7 @@ async def test_curate_proposes_then_creates(settings, fake):
         assert data["playlist"] is None and 1 <= len(data["tracks"]) <= 3 and fake.created == 0
         r, data = await call(client, "curate_playlist", provider="spotify", prompt="miles coltrane", length=3,
                              idempotency_key="curate-miles-1")
-        assert data["playlist"]["id"] == "new1" and fake.playlists["new1"] == [t["id"] for t in data["tracks"]]
+        assert data["playlist"]["id"] == sid("new1") and fake.playlists[sid("new1")] == [t["id"] for t in data["tracks"]]
 
 
 @pytest.fixture
@@ -199,12 +202,12 @@ async def test_connect_flow_through_tools(settings, oauth_env, fake):
         r, data = await call(client, "providers_status")
         spotify = next(p for p in data["providers"] if p["provider"] == "spotify")
         assert spotify["connected"] and spotify["source"] == "oauth" and spotify["refreshable"]
-        fake.playlists["pl"] = ["a1"]
-        r, data = await call(client, "get_playlist", provider="spotify", playlist_id="pl")
+        pl = fake.make("pl", ["a1"])
+        r, data = await call(client, "get_playlist", provider="spotify", playlist_id=pl)
         assert not r.is_error, text_of(r)
         r, data = await call(client, "disconnect_provider", provider="spotify")
         assert data["removed_stored_token"] is True
-        r, _ = await call(client, "get_playlist", provider="spotify", playlist_id="pl")
+        r, _ = await call(client, "get_playlist", provider="spotify", playlist_id=pl)
         assert r.is_error and "connect_provider" in text_of(r)
 
 

@@ -9,7 +9,8 @@ import pytest
 import requests
 import yaml
 
-from echotune_mcp.providers.base import ProviderError
+from echotune_mcp.providers.base import Playlist, ProviderError, Track
+from echotune_mcp.providers.ordering import apply_moves, plan_moves
 from echotune_mcp.providers.spotify import SpotifyProvider
 
 
@@ -64,7 +65,10 @@ async def test_reads(spotify, recorded, deprecated_ops):
     playlists = await spotify.list_playlists(20)
     assert playlists and playlists[0].id
     pl = await spotify.get_playlist("3cEYpjA9oz9GiPac4AsH4n", max_tracks=120)
-    assert pl.id and pl.tracks is not None
+    assert pl.id and pl.tracks
+    full = await spotify.get_playlist("3cEYpjA9oz9GiPac4AsH4n")  # pages to the end: Prism's total is 4, 1 a page
+    assert full.track_count == len(full.tracks) == 4 and full.snapshot_id
+    assert all(t.kind == "local" for t in full.tracks)  # Prism's example item is a local file: kept, marked
     _, calls = recorded
     _check(calls, deprecated_ops)
     paths = {p for _, p, _ in calls}
@@ -76,18 +80,25 @@ async def test_writes_use_items_endpoints_and_batch_by_100(spotify, recorded, de
     assert created.id
     ids = [f"{i:022d}" for i in range(250)]
     assert await spotify.add_tracks("3cEYpjA9oz9GiPac4AsH4n", ids) == 250
-    assert await spotify.remove_tracks("3cEYpjA9oz9GiPac4AsH4n", ids[:120]) == 120
-    await spotify.replace_tracks("3cEYpjA9oz9GiPac4AsH4n", ids[:150])
+    listing = Playlist(provider="spotify", id="3cEYpjA9oz9GiPac4AsH4n", name="x", snapshot_id="string",
+                       tracks=[Track(provider="spotify", id=i, uri=f"spotify:track:{i}", title=i) for i in ids])
+    assert await spotify.remove_entries(listing, list(range(0, 240, 2))) == 120  # by URI + position, 100 a request
+    moves = plan_moves(listing.tracks[:6], [5, 0, 1, 2, 4, 3])
+    assert apply_moves(list(range(6)), moves) == [5, 0, 1, 2, 4, 3]
+    assert await spotify.move(listing.model_copy(update={"tracks": listing.tracks[:6]}), moves) == len(moves) == 2
     _, calls = recorded
     _check(calls, deprecated_ops)
     methods = [(m, p) for m, p, _ in calls]
-    assert methods.count(("POST", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items")) == 3 + 1  # 250 -> 3, replace tail 1
+    assert methods.count(("POST", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items")) == 3  # 250 -> 3 batches
     assert methods.count(("DELETE", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items")) == 2
-    assert methods.count(("PUT", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items")) == 1
+    assert methods.count(("PUT", "/playlists/3cEYpjA9oz9GiPac4AsH4n/items")) == 2  # one reorder per move
     assert ("POST", "/me/playlists") in methods
 
 
 async def test_bad_ids_are_refused_before_any_request(spotify, recorded):
     with pytest.raises(ProviderError, match="not a Spotify track id"):
-        await spotify.add_tracks("p", ["not an id!"])
+        await spotify.add_tracks("3cEYpjA9oz9GiPac4AsH4n", ["not an id!"])
+    for bad in ["../me", "3cEYpjA9oz9GiPac4AsH4n/../../me", "3cEYpjA9oz9GiPac4AsH4n?x=1", "p", "spotify:track:" + "a" * 22]:
+        with pytest.raises(ProviderError, match="not a Spotify playlist id"):
+            await spotify.get_playlist(bad)
     assert recorded[1] == []

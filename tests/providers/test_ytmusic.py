@@ -67,5 +67,5 @@ async def test_library_calls_need_the_auth_file(replay):
     with pytest.raises(NotConnected, match="connect_provider"):
         await yt.list_playlists(10)
     with pytest.raises(NotConnected):
-        await yt.add_tracks("PL1", ["abc"])
+        await yt.add_tracks("PL1", ["abcdefghijk"])
     assert not [r for r in api.requests if r[0] == "POST"]
