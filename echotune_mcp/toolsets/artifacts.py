@@ -19,6 +19,7 @@ from ..music.audio_io import AudioError, decode_audio, media_type_for
 from ..principal import current_principal
 from ..views import ArtifactList, ArtifactView
 from .base import Toolset, tool_result
+from .common import cursor_argument
 
 ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
                                    description="an artifact id or its echotune://artifacts/{id} URI")]
@@ -37,7 +38,9 @@ def build(app: App) -> Toolset:
         cursor: Annotated[str | None, Field(max_length=512, description="next_cursor from a previous page")] = None,
     ) -> ArtifactList:
         """List this client's artifacts, newest first; filter by kind or by the job that made them."""
-        recs, nxt = await app.artifacts.list(current_principal(), kind=kind, job_id=job_id, limit=limit, cursor=cursor)
+        with cursor_argument():
+            recs, nxt = await app.artifacts.list(current_principal(), kind=kind, job_id=job_id, limit=limit,
+                                                 cursor=cursor)
         return ArtifactList(artifacts=[ArtifactView.of(r) for r in recs], next_cursor=nxt)
 
     @ts.tool(title="Get artifact", read_only=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -9,6 +11,8 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..app import App
+from ..errors import BadInput
+from ..storage.base import InvalidCursor
 from ..views import ArtifactView, JobView
 from .base import tool_result
 
@@ -36,6 +40,15 @@ async def job_result(app: App, owner: str, job_id: str, wait_seconds: float, ctx
     view = JobView.of(job, arts)
     summary = f"job {job.id} {job.status.value}" + (f": {job.error}" if job.error else "")
     return tool_result(view, links=[ArtifactView.of(a).link() for a in arts], summary=summary)
+
+
+@contextmanager
+def cursor_argument() -> Iterator[None]:
+    """A cursor the storage cannot decode is the caller's mistake: say so about ``cursor``, not crash."""
+    try:
+        yield
+    except InvalidCursor as exc:
+        raise BadInput("cursor", str(exc)) from None
 
 
 def jsonable(value: Any) -> Any:

@@ -14,7 +14,7 @@ from ..errors import NotFound
 from ..principal import current_principal
 from ..views import JobList, JobView
 from .base import Toolset, tool_result
-from .common import WaitSeconds, job_result
+from .common import WaitSeconds, cursor_argument, job_result
 
 JobId = Annotated[str, Field(min_length=1, max_length=64, description="a job id from a job-starting tool or list_jobs")]
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -40,7 +40,8 @@ def build(app: App) -> Toolset:
         cursor: Annotated[str | None, Field(max_length=512, description="next_cursor from a previous page")] = None,
     ) -> JobList:
         """List this client's jobs, newest first, optionally filtered by status; paginated."""
-        jobs, nxt = await app.jobs.list(current_principal(), status=status, limit=limit, cursor=cursor)
+        with cursor_argument():
+            jobs, nxt = await app.jobs.list(current_principal(), status=status, limit=limit, cursor=cursor)
         return JobList(jobs=[JobView.of(j) for j in jobs], next_cursor=nxt)
 
     @ts.tool(title="Cancel job", read_only=False, destructive=False, idempotent=True)
