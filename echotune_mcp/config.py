@@ -184,6 +184,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8770
     engine_url: str | None = None
+    engine_token: str | None = field(default=None, repr=False)  # shared secret of the engine daemon and its clients
+    engine_connect_timeout_s: float = 5.0  # RemoteEngine: connecting to the daemon
+    engine_read_timeout_s: float = 30.0  # RemoteEngine: longest silence (the daemon heartbeats every 2 s)
     device: str | None = None
     models_dir: Path | None = None
     # Music providers (issue #7). Client ids and secrets come from here, never from tool arguments.
@@ -228,6 +231,9 @@ class Settings:
             host=(_env("HOST") or "127.0.0.1").strip(),
             port=_env_int("PORT", 8770),
             engine_url=_env("ENGINE_URL"),
+            engine_token=_env("ENGINE_TOKEN"),
+            engine_connect_timeout_s=_env_float("ENGINE_CONNECT_TIMEOUT_S", 5.0),
+            engine_read_timeout_s=_env_float("ENGINE_READ_TIMEOUT_S", 30.0),
             device=_env("DEVICE"),
             models_dir=Path(models).expanduser() if models else None,
             **_provider_settings(),

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .app import App
 
 HOW_TO_LIST = "call list_jobs to see the job ids you own"
+T = TypeVar("T")
 ProgressFn = Callable[[float, str], Awaitable[None]]
 
 
@@ -84,6 +85,22 @@ class JobContext:
             await self.manager._record_progress(self.job, self._live, fraction, message)
         except Exception:  # progress is best-effort; the job's own result is what matters
             pass
+
+    async def until_cancelled(self, work: Awaitable[T], poll_s: float = 0.1) -> T:
+        """Await ``work``, but end it within ``poll_s`` of cancel_job even while it waits on something that
+        sends nothing (an engine daemon between events): it is cancelled, so its ``finally`` blocks free
+        what it holds (the engine slot), and JobCancelled is raised."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=poll_s))[0]:
+                if self._live.cancel.is_set():
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=1.0)  # its cleanup closes sockets: no network wait
+                    raise JobCancelled()
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """CPU-bound work off the event loop; cancellation is cooperative (``check_cancelled``)."""

@@ -46,7 +46,7 @@ def musicgen_available(settings: Settings, melody: bool = False) -> bool:
     if settings.engine_url:  # the daemon's weights count, not this machine's
         from .remote import RemoteEngine
 
-        return bool(RemoteEngine(settings.engine_url).downloaded(melody=melody))
+        return bool(RemoteEngine.from_settings(settings).downloaded(melody=melody))
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -118,7 +118,7 @@ def get_engine(settings: Settings) -> Any:
     if settings.engine_url:
         from .remote import RemoteEngine
 
-        return RemoteEngine(settings.engine_url)
+        return RemoteEngine.from_settings(settings)
     from .device import generation_dtype, pick_device
     from .engine import Engine
 

@@ -399,11 +399,11 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
                                provenance=complete_provenance(preview_prov, app.settings))
 
     try:
-        res = await generate_musicgen(prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed,
-                                      temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0, melody=melody_audio,
-                                      melody_sr=melody_sr, continuation=clip, continuation_sr=clip_sr,
-                                      on_progress=on_progress, on_preview=on_preview, settings=app.settings)
-    except (FileNotFoundError, LookupError) as exc:
+        res = await job.until_cancelled(generate_musicgen(  # cancel_job ends it even while the engine is silent
+            prompt=prompt, duration_s=resolved.duration_s, model=model, seed=resolved.seed, temperature=1.0, top_k=250,
+            top_p=0.0, guidance_scale=3.0, melody=melody_audio, melody_sr=melody_sr, continuation=clip,
+            continuation_sr=clip_sr, on_progress=on_progress, on_preview=on_preview, settings=app.settings))
+    except (FileNotFoundError, LookupError, RuntimeError) as exc:  # RuntimeError: the engine's own report
         raise JobFailed(str(exc)) from exc
     model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
                   "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
