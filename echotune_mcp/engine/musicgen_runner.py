@@ -12,6 +12,9 @@ modules' weights (taken from a loaded ``MusicgenForConditionalGeneration`` or
   live slots are kept compact at the front, so a step reads views, never gathered copies;
 * cross-attention keys/values of the text are computed once at admission, and only for the
   conditional row (the unconditional row attends to an all-zero text, whose output is exactly 0);
+* pieces longer than the model's window (30 s) are generated window by window as audiocraft does
+  (``window_frames``, ``stride_frames``: the engine worker carries each window's last 10 s into the
+  next as its prompt), so a slot's cache never holds more than one window plus its conditioning;
 * the q/k/v projections and the four LM heads are fused into one matrix each, and on CPU the
   weights are packed once: for the engine's own prefetching float32 kernel (``cpu_gemm``, AVX-512)
   or else for oneDNN, which keeps small-batch matmuls at memory bandwidth.
@@ -106,6 +109,20 @@ def _ln(mod: torch.nn.LayerNorm, device, stored, dtype) -> tuple[torch.Tensor, t
     return mod.weight.detach().to(stored).to(device, dtype), mod.bias.detach().to(stored).to(device, dtype)
 
 
+class CacheBudgetExceeded(RuntimeError):
+    """Growing the KV cache as asked would take more bytes than the caller allows."""
+
+    def __init__(self, need_bytes: int, allowed_bytes: int):
+        super().__init__(f"the KV cache would need {need_bytes / 2**20:.1f} MB; {max(0, allowed_bytes) / 2**20:.1f} MB "
+                         "are left in the model memory budget")
+        self.need_bytes, self.allowed_bytes = need_bytes, allowed_bytes
+
+
+WINDOW_S = 30  # audiocraft's max_duration: the length MusicGen was trained on
+OVERLAP_S = 10  # seconds of one window carried into the next as its prompt (extend_stride = 30 - 10 s)
+MIN_CAPACITY, MIN_TEXT = 256, 16  # the cache's size when idle (and at start)
+
+
 class MusicgenRunner:
     """Owns a MusicGen decoder's weights and KV cache; runs prefills and batched decode steps.
 
@@ -113,7 +130,8 @@ class MusicgenRunner:
     """
 
     def __init__(self, model: torch.nn.Module, *, max_slots: int = 16, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, capacity: int = 256):
+                 dtype: torch.dtype = torch.float32, capacity: int = MIN_CAPACITY,
+                 window_frames: int | None = None, stride_frames: int | None = None):
         self.model = model
         self.device = torch.device(device)
         # Where the CPU kernel runs, bfloat16 means bf16-stored weights (half the bytes to stream, the
@@ -139,13 +157,24 @@ class MusicgenRunner:
         self.frame_rate = int(model.config.audio_encoder.frame_rate)
         self.sample_rate = int(model.config.audio_encoder.sampling_rate)
         self._load_weights(model)
+        self.window_frames = self.stride_frames = 0
+        self.set_window(window_frames or WINDOW_S * self.frame_rate,
+                        stride_frames or (window_frames or WINDOW_S * self.frame_rate) - OVERLAP_S * self.frame_rate)
         self.slots = self.capacity = self.text_capacity = 0
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
         self.xk: list[torch.Tensor] = []
         self.xv: list[torch.Tensor] = []
         self.xlen: list[int] = []
-        self._allocate(1, capacity, 16)
+        self._allocate(1, capacity, MIN_TEXT)
+        self._grow_positions(capacity)
+
+    def set_window(self, window_frames: int, stride_frames: int) -> None:
+        """Longest window (frames) one pass of the model generates, and how far each next window starts on."""
+        if not 0 < stride_frames < window_frames:
+            raise ValueError(f"the window stride ({stride_frames} frames) must be at least 1 and less than the "
+                             f"window ({window_frames} frames)")
+        self.window_frames, self.stride_frames = int(window_frames), int(stride_frames)
 
     # -- weights --------------------------------------------------------------------------------------
     def _load_weights(self, model: torch.nn.Module) -> None:
@@ -172,7 +201,7 @@ class MusicgenRunner:
                 ln3=_ln(layer.final_layer_norm, dev, wdt, dt), fc1=Linear(w(layer.fc1), gelu=True), fc2=Linear(w(layer.fc2))))
         self.final_ln = _ln(dec.layer_norm, dev, wdt, dt)
         self.heads_proj = Linear(torch.cat([w(h) for h in model.decoder.lm_heads]))
-        self.positions = _sinusoids(4096, self.width).to(dev, dt)
+        self.positions = _sinusoids(4096, self.width).to(dev, dt)  # grown by ensure_capacity when a window is longer
         self.has_cross = self.layers[0].cross_q is not None
 
     # -- cache ----------------------------------------------------------------------------------------
@@ -181,39 +210,85 @@ class MusicgenRunner:
 
         Caches grow on demand (slots as requests join, positions as longer ones arrive), so one 30 s
         request does not pay for sixteen: musicgen-small holds 96 kB per position per slot in float32.
+        All new tensors are made before any is swapped in, so a failed allocation (out of memory) leaves
+        the old caches whole.
         """
         L, kw = len(self.layers), dict(device=self.device, dtype=self.dtype)
-        old = (self.k, self.v, self.xk, self.xv)
         n_rows, n_cap, n_text = 2 * min(slots, self.slots), min(capacity, self.capacity), min(text_capacity,
                                                                                                  self.text_capacity)
-        self.k = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
-        self.v = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
+        k = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
+        v = [torch.zeros(2 * slots, self.heads, capacity, self.head_dim, **kw) for _ in range(L)]
+        xk: list[torch.Tensor] = []
+        xv: list[torch.Tensor] = []
         if self.has_cross:
-            self.xk = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
-            self.xv = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
+            xk = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
+            xv = [torch.zeros(slots, self.heads, text_capacity, self.head_dim, **kw) for _ in range(L)]
         if self.slots:
             for i in range(L):
-                self.k[i][:n_rows, :, :n_cap] = old[0][i][:n_rows, :, :n_cap]
-                self.v[i][:n_rows, :, :n_cap] = old[1][i][:n_rows, :, :n_cap]
+                k[i][:n_rows, :, :n_cap] = self.k[i][:n_rows, :, :n_cap]
+                v[i][:n_rows, :, :n_cap] = self.v[i][:n_rows, :, :n_cap]
                 if self.has_cross:
-                    self.xk[i][:n_rows // 2, :, :n_text] = old[2][i][:n_rows // 2, :, :n_text]
-                    self.xv[i][:n_rows // 2, :, :n_text] = old[3][i][:n_rows // 2, :, :n_text]
+                    xk[i][:n_rows // 2, :, :n_text] = self.xk[i][:n_rows // 2, :, :n_text]
+                    xv[i][:n_rows // 2, :, :n_text] = self.xv[i][:n_rows // 2, :, :n_text]
+        self.k, self.v, self.xk, self.xv = k, v, xk, xv
         self.slots, self.capacity, self.text_capacity = slots, capacity, text_capacity
         self.xlen = (self.xlen + [0] * slots)[:slots]
+
+    def bytes_for(self, slots: int, capacity: int, text_capacity: int) -> int:
+        """Bytes the caches take at that size (self-attention rows for both guidance rows, text for one)."""
+        per = len(self.layers) * self.heads * self.head_dim * self.dtype.itemsize * 2  # keys and values
+        return per * (2 * slots * capacity + (slots * text_capacity if self.has_cross else 0))
+
+    def cache_bytes(self) -> int:
+        return self.bytes_for(self.slots, self.capacity, self.text_capacity)
+
+    @torch.inference_mode()
+    def reserve(self, slots: int, capacity: int, text_capacity: int, limit_bytes: int | None = None) -> None:
+        """Room for ``slots`` live slots of ``capacity`` positions and ``text_capacity`` text tokens.
+
+        Grows with headroom (slots doubling up to ``max_slots``, positions rounded up to 256) so growth is
+        rare; where the headroom would pass ``limit_bytes`` only what is asked for is allocated, and where
+        even that would, CacheBudgetExceeded is raised and nothing changes.
+        """
+        if slots > self.max_slots:
+            raise ValueError(f"{slots} slots asked for; this runner holds at most {self.max_slots}")
+        if slots <= self.slots and capacity <= self.capacity and text_capacity <= self.text_capacity:
+            return
+        exact = (max(slots, self.slots), max(-(-capacity // 256) * 256, self.capacity),
+                 max(text_capacity, self.text_capacity))
+        roomy = (min(self.max_slots, max(slots, 2 * self.slots)) if slots > self.slots else self.slots,
+                 exact[1], max(text_capacity, 2 * self.text_capacity) if text_capacity > self.text_capacity
+                 else self.text_capacity)
+        for size in (roomy, exact):
+            if limit_bytes is None or self.bytes_for(*size) <= limit_bytes:
+                self._allocate(*size)
+                self._grow_positions(size[1])
+                return
+        raise CacheBudgetExceeded(self.bytes_for(*exact), limit_bytes)
+
+    def _grow_positions(self, length: int) -> None:
+        if length > self.positions.shape[0]:  # sinusoids do not depend on the table's length
+            self.positions = _sinusoids(-(-length // 1024) * 1024, self.width).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def ensure_capacity(self, length: int) -> None:
         """Room for ``length`` positions per slot (rounded up to 256 so growth is rare)."""
-        if length > self.capacity:
-            self._allocate(self.slots, -(-length // 256) * 256, self.text_capacity)
+        self.reserve(self.slots, length, self.text_capacity)
 
     @torch.inference_mode()
     def ensure_slots(self, count: int) -> None:
         """Room for ``count`` live slots (doubling, up to ``max_slots``)."""
-        if count > self.max_slots:
-            raise ValueError(f"{count} slots asked for; this runner holds at most {self.max_slots}")
-        if count > self.slots:
-            self._allocate(min(self.max_slots, max(count, 2 * self.slots)), self.capacity, self.text_capacity)
+        self.reserve(count, self.capacity, self.text_capacity)
+
+    @torch.inference_mode()
+    def release(self) -> None:
+        """Shrink the caches back to their starting size (no request may be live): the idle engine's memory."""
+        self.k = self.v = self.xk = self.xv = []
+        self.slots = self.capacity = self.text_capacity = 0
+        self.xlen = []
+        self._allocate(1, MIN_CAPACITY, MIN_TEXT)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def move_slot(self, src: int, dst: int) -> None:
@@ -257,7 +332,7 @@ class MusicgenRunner:
         """Cache the conditional rows' cross-attention keys/values (one projection for all ``slots``)."""
         lengths = [1 if s is None else s.shape[0] for s in states]
         if max(lengths) > self.text_capacity:
-            self._allocate(self.slots, self.capacity, max(max(lengths), 2 * self.text_capacity))
+            self.reserve(self.slots, self.capacity, max(lengths))
         real = [s for s in states if s is not None]
         joined = torch.cat(real) if real else None
         for i, layer in enumerate(self.layers):

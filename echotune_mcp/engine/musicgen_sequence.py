@@ -8,6 +8,11 @@ does the same per request, so a request's tokens do not depend on which batch it
 Sampling follows transformers' processors in their order: classifier-free guidance
 (``uncond + (cond - uncond) * scale``), temperature, top-k, top-p, then ``torch.multinomial`` with
 the request's own generator, so a seeded request draws the same random numbers alone or batched.
+
+Pieces longer than the model's window (30 s, the length MusicGen was trained on) are generated as
+audiocraft does (``MusicGen._generate_tokens``): windows of at most ``window`` frames, each after the
+first prompted with the last ``window - stride`` frames of the one before (``extend_stride``);
+``window_plan`` says which windows a request runs.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class TokenSequence:
     """The codes of one request as they are generated, with its delay pattern and sampler."""
 
     def __init__(self, num_codebooks: int, pad: int, new_tokens: int, params: SamplingParams,
-                 prompt: torch.Tensor | None = None):
+                 prompt: torch.Tensor | None = None, generator: torch.Generator | None = None):
         self.K = num_codebooks
         self.pad = pad
         self.prompt_frames = 0 if prompt is None else int(prompt.shape[1])
@@ -58,10 +63,13 @@ class TokenSequence:
         self.pattern = delay_pattern(prompt, num_codebooks, self.length, pad)
         self.tokens = self.pattern.clone()
         self.params = params
-        self.generator = torch.Generator()
-        if params.seed is not None:
+        if generator is not None:  # a later window of the same request: its random stream goes on
+            self.generator = generator
+        elif params.seed is not None:
+            self.generator = torch.Generator()
             self.generator.manual_seed(int(params.seed))
         else:
+            self.generator = torch.Generator()
             self.generator.seed()
         # Decoding starts where codebook 0's first free position is (after the prompt).
         self.t = self.prompt_frames
@@ -107,28 +115,70 @@ class TokenSequence:
         return out
 
 
-def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> None:
+def window_plan(total_frames: int, prompt_frames: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start frame, prompt frames, window frames) of each window that makes ``total_frames`` frames.
+
+    audiocraft's extend loop: a window holds at most ``window`` frames, the first one starts with the
+    caller's prompt (if any), each later one starts ``stride`` frames after the one before with that
+    one's last ``window - stride`` frames as its prompt. A caller's prompt as long as a window or longer
+    is cut to the same overlap (the frames before it are kept in the output, not shown to the model).
+    """
+    if not 0 < stride < window:
+        raise ValueError(f"the window stride must be between 1 and the window ({window} frames) - 1, got {stride}")
+    start, plen = 0, prompt_frames
+    if prompt_frames >= window:
+        start, plen = prompt_frames - (window - stride), window - stride
+    plan = []
+    while start + plen < total_frames:
+        chunk = min(total_frames - start, window)
+        plan.append((start, plen, chunk))
+        start, plen = start + stride, chunk - stride
+    return plan
+
+
+def advance_all(seqs: list[TokenSequence], logits: torch.Tensor) -> dict[int, str]:
     """Choose every request's next K tokens from one step's logits (n, 2, K, vocab) and move each on.
 
     Requests that share warper settings are warped in one go (every operation is per row, so a
-    request's numbers do not depend on its neighbours); the draw uses each request's own generator."""
+    request's numbers do not depend on its neighbours); the draw uses each request's own generator.
+    Returns the requests that could not go on ({index: why}): non-finite scores from the model, or a
+    sampling value that makes no distribution. The others have moved on; those have not.
+    """
+    failed: dict[int, str] = {}
+    finite = torch.isfinite(logits.reshape(logits.shape[0], -1)).all(dim=1).tolist()
     groups: dict[tuple, list[int]] = {}
     for i, seq in enumerate(seqs):
+        if not finite[i]:
+            failed[i] = f"the model produced non-finite scores (NaN or inf) at step {seq.steps_done}"
+            continue
         p = seq.params
         groups.setdefault((p.guidance_scale, p.do_sample, p.temperature, p.top_k, p.top_p), []).append(i)
     for idx in groups.values():
         params = seqs[idx[0]].params
+        why = (f"sampling failed (temperature={params.temperature}, top_k={params.top_k}, top_p={params.top_p}, "
+               f"guidance_scale={params.guidance_scale})")
         sub = logits[idx]
         K, V = sub.shape[2], sub.shape[3]
-        scores = _warp(sub[:, 0].reshape(-1, V), sub[:, 1].reshape(-1, V), params)
-        if not params.do_sample:
-            chosen = torch.argmax(scores, dim=-1).view(len(idx), K)
-            for j, i in enumerate(idx):
-                seqs[i].accept(chosen[j])
+        try:
+            scores = _warp(sub[:, 0].reshape(-1, V), sub[:, 1].reshape(-1, V), params)
+            if not params.do_sample:
+                chosen = torch.argmax(scores, dim=-1).view(len(idx), K)
+            else:
+                probs = torch.softmax(scores, dim=-1).view(len(idx), K, V)
+        except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:  # the same settings fail them all
+            failed.update({i: f"{why}: {exc}" for i in idx})
             continue
-        probs = torch.softmax(scores, dim=-1).view(len(idx), K, V)
         for j, i in enumerate(idx):
-            seqs[i].accept(torch.multinomial(probs[j], num_samples=1, generator=seqs[i].generator).squeeze(1))
+            try:
+                if params.do_sample:  # each draw on its own: a bad row fails alone and draws nothing for others
+                    tokens = torch.multinomial(probs[j], num_samples=1, generator=seqs[i].generator).squeeze(1)
+                else:
+                    tokens = chosen[j]
+            except RuntimeError as exc:
+                failed[i] = f"{why}: {exc}"
+                continue
+            seqs[i].accept(tokens)
+    return failed
 
 
 def _warp(cond: torch.Tensor, uncond: torch.Tensor, p: SamplingParams) -> torch.Tensor:

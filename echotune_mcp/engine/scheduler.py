@@ -66,10 +66,13 @@ class Scheduler:
         left = min(e.steps_left for e in self.running)
         return max(1.0, left / rate)
 
-    def admissions(self) -> list[Entry]:
-        """Waiting requests that take a free slot now (highest priority first), cancelled ones dropped."""
+    def admissions(self, limit: int | None = None) -> list[Entry]:
+        """Waiting requests that take a free slot now (highest priority first), cancelled ones dropped.
+
+        ``limit`` caps the running requests below ``max_slots`` (the KV cache budget allows no more now)."""
         out: list[Entry] = []
-        while self._waiting and len(self.running) < self.max_slots:
+        cap = self.max_slots if limit is None else min(limit, self.max_slots)
+        while self._waiting and len(self.running) < cap:
             _, _, entry = heapq.heappop(self._waiting)
             if entry.cancelled:
                 continue
@@ -83,6 +86,17 @@ class Scheduler:
         if gone:
             self._waiting = [item for item in self._waiting if not item[2].cancelled]
             heapq.heapify(self._waiting)
+        return gone
+
+    def requeue(self, entry: Entry) -> None:
+        """Put an admitted request whose slot was released back in the queue, in its original place."""
+        assert entry.slot is None
+        heapq.heappush(self._waiting, (-entry.priority, entry.order, entry))
+
+    def take_all_waiting(self) -> list[Entry]:
+        """Empty the queue (the worker is stopping), returning what waited."""
+        gone = [e for _, _, e in sorted(self._waiting)]
+        self._waiting = []
         return gone
 
     def release(self, entry: Entry) -> tuple[int, int] | None:
