@@ -18,6 +18,7 @@ import html
 import logging
 import secrets
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,48 +227,82 @@ async def authorize(req: AuthRequest, listener: CallbackListener, timeout_s: flo
 
 
 # -- tokens in use ------------------------------------------------------------------------------
+# One refresh lock per grant for the whole process, whichever TokenKeeper (hub, CLI, toolset) asks:
+# with rotating refresh tokens a second concurrent refresh would spend a token the first one already
+# rotated away. Keyed by event loop too (an asyncio lock belongs to one loop); held weakly, so a lock
+# lives exactly as long as some call is using it.
+_grant_locks: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+_grant_locks_guard = threading.Lock()
+
+
+def grant_lock(owner: str, provider: str) -> asyncio.Lock:
+    key = (id(asyncio.get_running_loop()), owner, provider)
+    with _grant_locks_guard:
+        lock = _grant_locks.get(key)
+        if lock is None:
+            lock = _grant_locks[key] = asyncio.Lock()
+        return lock
+
+
+def _same_grant(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("refresh_token") == b.get("refresh_token") and a.get("access_token") == b.get("access_token")
+
+
 class TokenKeeper:
     """Access tokens for (owner, provider): loaded from the encrypted store, refreshed before expiry."""
 
     def __init__(self, store: TokenStore, configs: Callable[[str], OAuthClientConfig | None]):
         self.store = store
         self.configs = configs
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def save(self, owner: str, provider: str, token: dict[str, Any]) -> None:
         await self.store.save(owner, provider, token)
 
     async def access_token(self, owner: str, provider: str) -> str:
-        # One refresh at a time per grant: with rotation, a second concurrent refresh would use a dead token.
-        lock = self._locks.setdefault((owner, provider), asyncio.Lock())
-        async with lock:
+        async with grant_lock(owner, provider):
             token = await self.store.load(owner, provider)
             if token is None:
                 raise NotConnected(provider)
             cfg = self.configs(provider)
             if cfg is None or not token.get("refresh_token"):
                 return str(token["access_token"])
-
-            def persist(new_token: dict[str, Any], **_: Any) -> None:  # authlib's update hook, on the worker thread
-                anyio.from_thread.run(self.store.save, owner, provider, dict(new_token))
-
-            def ensure() -> dict[str, Any]:
-                with _session(cfg, token=token, update_token=persist) as sess:
-                    sess.ensure_active_token(sess.token)
-                    return dict(sess.token)
-
-            try:
-                fresh = await anyio.to_thread.run_sync(ensure)
-            except OAuthError as exc:
-                if exc.error in DEAD_GRANT:
-                    await self.store.delete(owner, provider)
+            # Two rounds at most: the second uses a grant another process rotated while ours was in flight.
+            for _ in range(2):
+                try:
+                    fresh = await self._ensure_active(cfg, owner, provider, token)
+                except OAuthError as exc:
+                    if exc.error not in DEAD_GRANT:
+                        raise ProviderError(f"refreshing the {DISPLAY.get(provider, provider)} token failed "
+                                            f"({exc.error}); try again shortly") from None
+                    # The provider refused our refresh token. If the store now holds a different grant, another
+                    # process rotated it meanwhile (its refresh spent the token we sent): that grant is good.
+                    current = await self.store.load(owner, provider)
+                    if current is not None and not _same_grant(current, token):
+                        token = current
+                        continue
+                    if current is not None:
+                        await self.store.delete(owner, provider)
                     raise ReconnectNeeded(provider, f"{exc.error}: {exc.description or 'refresh refused'}") from None
-                raise ProviderError(f"refreshing the {DISPLAY.get(provider, provider)} token failed ({exc.error}); "
-                                    "try again shortly") from None
-            except OSError as exc:  # requests' connection errors are OSErrors
-                raise ProviderError(f"could not reach {DISPLAY.get(provider, provider)} to refresh the token "
-                                    f"({exc.__class__.__name__}); try again shortly") from None
-            return str(fresh["access_token"])
+                except OSError as exc:  # requests' connection errors are OSErrors
+                    raise ProviderError(f"could not reach {DISPLAY.get(provider, provider)} to refresh the token "
+                                        f"({exc.__class__.__name__}); try again shortly") from None
+                return str(fresh["access_token"])
+            raise ProviderError(f"the {DISPLAY.get(provider, provider)} grant was rotated twice while refreshing; "
+                                "try again shortly")
+
+    async def _ensure_active(self, cfg: OAuthClientConfig, owner: str, provider: str,
+                             token: dict[str, Any]) -> dict[str, Any]:
+        """Refresh ``token`` if it is (nearly) expired, saving the rotated grant through authlib's hook."""
+
+        def persist(new_token: dict[str, Any], **_: Any) -> None:  # authlib's update hook, on the worker thread
+            anyio.from_thread.run(self.store.save, owner, provider, dict(new_token))
+
+        def ensure() -> dict[str, Any]:
+            with _session(cfg, token=token, update_token=persist) as sess:
+                sess.ensure_active_token(sess.token)
+                return dict(sess.token)
+
+        return await anyio.to_thread.run_sync(ensure)
 
     async def revoke(self, owner: str, provider: str) -> bool:
         """Revoke the grant at the provider where it has an endpoint; True when the provider confirmed."""

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -185,6 +186,9 @@ class TestAuthServer:
         self.db.clients[CLIENT_ID] = Client(CLIENT_ID, redirect_uris)
         self.consent = True
         self.access_ttl = access_ttl
+        self.refreshes = 0  # refresh-token grants received (counted before they are checked)
+        # called with the refresh token of each refresh request before it is handled (outside the db lock)
+        self.before_refresh: Callable[[str], None] | None = None
         self.oauth = build_server(self.db, access_ttl=access_ttl)
         self.httpd = make_server("127.0.0.1", 0, self.app, server_class=_Threaded, handler_class=_Quiet)
         self.port = self.httpd.server_address[1]
@@ -203,6 +207,11 @@ class TestAuthServer:
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         req = WsgiOAuthRequest(method, uri, form, headers)
         path = environ.get("PATH_INFO", "")
+        if path == "/api/token" and form.get("grant_type") == "refresh_token":
+            with self.db.lock:
+                self.refreshes += 1
+            if self.before_refresh is not None:
+                self.before_refresh(form.get("refresh_token", ""))
         with self.db.lock:
             if path == "/authorize":
                 status, body, hdrs = self.oauth.create_authorization_response(

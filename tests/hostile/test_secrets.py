@@ -1,0 +1,117 @@
+"""Issue #13 item 7, secrets and grants: refresh once per grant, never lose a good grant, private files,
+a stretched passphrase with one clear error when it changes, and bounded waits on rate limits.
+
+Everything runs against real loopback servers: the authlib authorization server in
+tests/providers/authserver.py (rotating refresh tokens) and small scripted HTTP APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import requests
+
+from echotune_mcp.app import App
+from echotune_mcp.providers.hub import ProviderHub
+from echotune_mcp.providers.oauth import OAuthClientConfig
+from tests.conftest import free_port
+from tests.providers.authserver import CLIENT_ID, TestAuthServer
+from tests.providers.test_oauth import _connect
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def auth_server(port):
+    srv = TestAuthServer([f"http://127.0.0.1:{port}/callback"])
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def cfg(auth_server, port) -> OAuthClientConfig:
+    return OAuthClientConfig(provider="spotify", client_id=CLIENT_ID, authorize_url=f"{auth_server.base}/authorize",
+                             token_url=f"{auth_server.base}/api/token", revoke_url=f"{auth_server.base}/revoke",
+                             redirect_port=port, scopes=("playlist-read-private",))
+
+
+def _expired(token: dict) -> dict:
+    return {**token, "expires_at": int(time.time()) - 10}
+
+
+# -- one refresh per grant ----------------------------------------------------------------------
+async def test_parallel_calls_needing_a_refresh_refresh_once(settings, cfg, auth_server):
+    """Eight tool calls at once with an expired token: one refresh request, every call gets the new token."""
+    token = await _connect(cfg)
+    async with App(settings) as app:
+        hub = ProviderHub(app, configs={"spotify": cfg})
+        other = ProviderHub(app, configs={"spotify": cfg})  # e.g. a second toolset build in the same process
+        await hub.keeper.save("local", "spotify", _expired(token))
+        calls = [h.provider("local", "spotify") for h in (hub, other) for _ in range(4)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert not errors, errors
+        stored = await hub.keeper.store.load("local", "spotify")
+    assert auth_server.refreshes == 1
+    assert {r._sp._auth for r in results} == {stored["access_token"]} != {token["access_token"]}
+    assert not auth_server.db.token_by("refresh_token", stored["refresh_token"]).revoked
+
+
+async def test_rotation_by_another_process_never_deletes_the_good_grant(settings, cfg, auth_server):
+    """Another process rotates the refresh token while ours is in flight with the old one.
+
+    The server refuses ours (invalid_grant: the old token is spent), but the grant in the store is the
+    other process's fresh one: it must be used, not deleted.
+    """
+    token = await _connect(cfg)
+    rotated: dict = {}
+    started = threading.Event()
+
+    def other_process(refresh_token: str) -> None:
+        if started.is_set():  # the other process's own refresh request comes through here too
+            return
+        started.set()
+        # what a second echotune process does: refresh with the stored token, then save the new grant
+        resp = requests.post(cfg.token_url, data={"grant_type": "refresh_token", "refresh_token": refresh_token,
+                                                  "client_id": CLIENT_ID}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        new = resp.json()
+        new["expires_at"] = int(time.time()) + new["expires_in"]
+        rotated.update(new)
+
+        async def save() -> None:
+            async with App(settings) as second:  # its own connection to the same data directory
+                await ProviderHub(second, configs={"spotify": cfg}).keeper.save("local", "spotify", new)
+
+        asyncio.run(save())
+
+    async with App(settings) as app:
+        hub = ProviderHub(app, configs={"spotify": cfg})
+        await hub.keeper.save("local", "spotify", _expired(token))
+        auth_server.before_refresh = other_process
+        adapter = await hub.provider("local", "spotify")
+        stored = await hub.keeper.store.load("local", "spotify")
+    assert rotated, "the other process did not run"
+    assert stored is not None and stored["refresh_token"] == rotated["refresh_token"]
+    assert adapter._sp._auth == rotated["access_token"]
+    assert not auth_server.db.token_by("refresh_token", rotated["refresh_token"]).revoked
+
+
+async def test_a_really_dead_grant_is_still_removed(settings, cfg, auth_server):
+    """The rotation guard must not keep a grant the provider revoked: that one is removed once."""
+    async with App(settings) as app:
+        hub = ProviderHub(app, configs={"spotify": cfg})
+        await hub.keeper.save("local", "spotify", {"access_token": "old", "refresh_token": "rt_revoked",
+                                                   "token_type": "Bearer", "expires_at": int(time.time()) - 1})
+        from echotune_mcp.providers.base import ReconnectNeeded
+
+        with pytest.raises(ReconnectNeeded, match="invalid_grant"):
+            await hub.provider("local", "spotify")
+        assert await hub.keeper.store.load("local", "spotify") is None
+
