@@ -35,7 +35,6 @@ from ..storage.stores import PlaylistSnapshotStore
 from .base import Toolset
 
 SNAPSHOT_TTL_S = 30 * 24 * 3600
-_SNAPSHOT_FIELDS = {"id", "uri", "title", "artists", "album", "duration_ms", "isrc", "entry_id", "kind"}
 
 Provider = Annotated[Literal["spotify", "ytmusic"], Field(description="spotify or ytmusic (YouTube Music)")]
 PlaylistId = Annotated[str, Field(min_length=1, max_length=200,
@@ -76,9 +75,11 @@ def _key(t: Track) -> str:
 
 
 def align(desired: list[Track], current: list[Track]) -> tuple[list[int | None], list[int]]:
-    """Match wanted entries to the current listing: by entry id (YouTube setVideoId) first, then the k-th
-    occurrence of a URI/id to the k-th unmatched one. Returns each wanted entry's current index (None: not
-    there) and the current indices nothing wanted (items added since), in playlist order."""
+    """Match wanted entries to the current listing: by entry id (YouTube setVideoId) first; then an item
+    already where it is wanted stays matched there; then the k-th remaining occurrence of a URI/id to the
+    k-th remaining one (copies of a track are interchangeable, so this keeps moves few). Returns each
+    wanted entry's current index (None: not there) and the current indices nothing wanted (items added
+    since), in playlist order."""
     used: set[int] = set()
     found: list[int | None] = [None] * len(desired)
     by_entry = {t.entry_id: i for i, t in enumerate(current) if t.entry_id}
@@ -87,6 +88,10 @@ def align(desired: list[Track], current: list[Track]) -> tuple[list[int | None],
         if i is not None and i not in used:
             found[k] = i
             used.add(i)
+    for k, d in enumerate(desired):
+        if found[k] is None and k < len(current) and k not in used and _key(current[k]) == _key(d):
+            found[k] = k
+            used.add(k)
     queues: dict[str, list[int]] = {}
     for i, t in enumerate(current):
         if i not in used:
@@ -96,6 +101,18 @@ def align(desired: list[Track], current: list[Track]) -> tuple[list[int | None],
             found[k] = queues[_key(d)].pop(0)
             used.add(found[k])  # type: ignore[arg-type]
     return found, [i for i in range(len(current)) if i not in used]
+
+
+def assign(wanted: list[str], have: list[str], slots: list[int]) -> list[int]:
+    """Which entry (from ``slots``, whose ids are ``have``) goes to each place of ``wanted``: one already in
+    place stays; other copies of an id are taken in order (so swapping two tracks is two moves, not a
+    shift of every copy between them)."""
+    out: list[int | None] = [slots[i] if wanted[i] == have[i] else None for i in range(len(wanted))]
+    queues: dict[str, list[int]] = {}
+    for i, h in enumerate(have):
+        if out[i] is None:
+            queues.setdefault(h, []).append(slots[i])
+    return [o if o is not None else queues[w].pop(0) for o, w in zip(out, wanted, strict=True)]
 
 
 def target_of(desired: list[Track], current: list[Track]) -> tuple[list[int], list[int]]:
@@ -287,7 +304,7 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
             return str(progress.state["snapshot"])
         rec = await snapshots().insert(PlaylistSnapshotRecord(
             owner=current_principal(), provider=provider, playlist_id=listing.id, tool=tool,
-            items=[t.model_dump(mode="json", include=_SNAPSHOT_FIELDS) for t in listing.tracks or []],
+            items=[t.model_dump(mode="json", exclude={"provider"}) for t in listing.tracks or []],
             provider_snapshot_id=listing.snapshot_id, expires_at=now() + SNAPSHOT_TTL_S))
         await progress.save(snapshot=rec.id)
         return rec.id
@@ -431,10 +448,7 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
                         raise BadInput("order", "must list exactly the playlist's track ids, each as often as it "
                                                 f"occurs ({len(tracks)} of them; episodes, local files and unavailable "
                                                 "items are left in place and not listed; get_playlist shows them)")
-                    queues: dict[str, list[int]] = {}
-                    for i in slots:
-                        queues.setdefault(original[i].id, []).append(i)
-                    new = [queues[t].pop(0) for t in wanted]
+                    new = assign(wanted, [original[i].id for i in slots], slots)
                 else:
                     assert by is not None
                     if by in FEATURE_KEYS:

@@ -118,3 +118,26 @@ async def test_ttl_collection_hides_expired_documents(storage):
     page = await coll.find("a")
     assert [d["id"] for d in page.items] == ["new"]
     assert await coll.get("a", "old") is None
+
+
+async def test_playlist_snapshots_are_owner_scoped_and_expire(storage):
+    import time
+
+    from echotune_mcp.storage.records import PlaylistSnapshotRecord
+    from echotune_mcp.storage.stores import PlaylistSnapshotStore
+
+    snaps = PlaylistSnapshotStore(storage.collection("playlist_snapshots"))
+    rec = await snaps.insert(PlaylistSnapshotRecord(owner="alice", provider="spotify", playlist_id="p" * 22,
+                                                    tool="reorder_playlist", items=[{"id": "t", "kind": "local"}],
+                                                    expires_at=time.time() + 600))
+    assert rec.id.startswith("psnap_") and len(rec.id) >= 22
+    assert (await snaps.get("alice", rec.id)).items == [{"id": "t", "kind": "local"}]
+    assert await snaps.get("bob", rec.id) is None
+    found, _ = await snaps.find("alice", {"provider": "spotify", "playlist_id": "p" * 22})
+    assert [f.id for f in found] == [rec.id]
+    old = await snaps.insert(PlaylistSnapshotRecord(owner="alice", provider="spotify", playlist_id="q" * 22,
+                                                    tool="dedupe_playlist", expires_at=time.time() - 1))
+    assert await snaps.get("alice", old.id) is None
+    assert await storage.collection("playlist_snapshots").purge_expired() == 1
+    assert await storage.collection("playlist_snapshots").purge_expired() == 0
+    assert await snaps.get("alice", rec.id) is not None
