@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -12,12 +14,56 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = (REPO.parent / "shared").resolve()
 
 
+def in_ci() -> bool:
+    """``CI`` set (any non-empty value): a missing dependency or data set is a broken pipeline, not a skip."""
+    return bool(os.environ.get("CI"))
+
+
+def missing(what: str, command: str) -> NoReturn:
+    """Skip on a developer machine, fail under CI; either way name the ``command`` that provides ``what``."""
+    if in_ci():
+        pytest.fail(f"{what} (CI is set, so this is an error, not a skip; `{command}` provides it)", pytrace=False)
+    pytest.skip(f"{what}; run `{command}` to get it")
+
+
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test with the reason when it is absent (a user's fresh clone)."""
+    """A path under ../shared; absent (a user's fresh clone) it skips, or fails under CI."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"../shared/{'/'.join(parts)} is absent (it ships beside the project checkout in CI only)")
+        missing(f"../shared/{'/'.join(parts)} is absent (the shared data and specs ship beside the project "
+                "checkout)", "make test")
     return path
+
+
+_IMPORT_SKIP = "could not import "
+_IMPORT_FIX = "`make test` installs the Python extras (dev, ml) and FluidSynth"
+
+
+def _unhide(report) -> None:
+    """``pytest.importorskip`` skips: name the command that installs the module, and fail instead under CI."""
+    if not report.skipped or not isinstance(report.longrepr, tuple) or len(report.longrepr) != 3:
+        return
+    path, line, reason = report.longrepr
+    reason = str(reason).removeprefix("Skipped: ")
+    if not reason.startswith(_IMPORT_SKIP):
+        return
+    if in_ci():
+        report.outcome = "failed"
+        report.longrepr = f"{path}:{line}: {reason} (CI is set, so a missing module is an error; {_IMPORT_FIX})"
+    else:
+        report.longrepr = (path, line, f"{reason}; {_IMPORT_FIX}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _unhide(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _unhide(outcome.get_result())
 
 
 @pytest.fixture

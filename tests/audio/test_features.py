@@ -9,6 +9,8 @@ import pytest
 
 from echotune_mcp.music.features import analyze, loudness_range
 
+from tests.conftest import missing
+
 from .conftest import dev_excerpt
 
 SR = 44100
@@ -18,7 +20,7 @@ N_CASES = 20
 
 @pytest.fixture(scope="module")
 def renders():
-    """The first N_CASES of the composer's measured prompts, rendered and mastered (skipped without FluidSynth)."""
+    """The first N_CASES of the composer's measured prompts, rendered and mastered (FluidSynth: `make test`)."""
     try:
         from echotune_mcp.music.composer import compose
         from echotune_mcp.music.master import mix_and_master
@@ -26,14 +28,14 @@ def renders():
         from echotune_mcp.music.render import render_stems
         from tests.music.cases import CASES
     except ImportError as exc:
-        pytest.skip(f"composer not available: {exc}")
+        missing(f"the composer cannot be imported ({exc})", "make test")
     out = []
     for prompt, bpm, key in CASES[:N_CASES]:
         p = resolve_params(prompt, duration_s=DURATION)
         try:
             mix, _ = mix_and_master(render_stems(compose(p), SR), SR)
         except FileNotFoundError as exc:  # no soundfont on this machine
-            pytest.skip(str(exc))
+            missing(str(exc), "make test")
         out.append((prompt, bpm, key, mix))
     return out
 

@@ -19,8 +19,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+
+from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / ".node"
@@ -34,10 +37,8 @@ _SCRUB = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so a missing Node install is an error; run `make node`)", pytrace=False)
-    pytest.skip(f"{reason}; run `make node` to install Node 22 and the MCP tools into .node/")
+def _missing(reason: str) -> NoReturn:
+    missing(f"{reason} (Node 22 and the MCP tools live in .node/)", "make node")
 
 
 def _package_bin(package: str, name: str) -> Path:

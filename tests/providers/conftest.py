@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, free_port, shared_path, stop_process
+from tests.conftest import REPO, free_port, missing, shared_path, stop_process
 
 PRISM_VERSION = "5.14.2"
 
@@ -34,7 +34,7 @@ def prism(spotify_spec: Path):
     """``prism mock`` serving Spotify's spec on a free loopback port; every request is validated (422 if not)."""
     exe = _prism_exe()
     if exe is None:
-        pytest.skip(f"@stoplight/prism-cli@{PRISM_VERSION} is not installed in .node/ (run `make setup`)")
+        missing(f"@stoplight/prism-cli@{PRISM_VERSION} is not installed in .node/", "make node")
     port = free_port()
     proc = subprocess.Popen([exe, "mock", "-h", "127.0.0.1", "-p", str(port), str(spotify_spec)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
