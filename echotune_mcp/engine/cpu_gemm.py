@@ -7,18 +7,28 @@ docs/BENCHMARKS.md, "Engine"). It is compiled once per machine with the system C
 user cache (``ECHOTUNE_KERNEL_DIR`` overrides) and linked against the OpenMP runtime torch already
 loaded, so both share one thread pool. Where that cannot be done (no compiler, no AVX-512, another
 OpenMP runtime, ``ECHOTUNE_CPU_GEMM=off``) :func:`load` returns None and the runner keeps oneDNN.
+
+Loading a shared object runs its code, so the cache is treated as hostile until proven ours: the
+folder is created 0700, and a library is loaded only if it and the sha256 recorded when it was built
+are this user's, writable by nobody else, and match (:func:`library`); anything else is rebuilt, and
+a folder that is not this user's is refused (oneDNN then), the reason logged either way.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import hmac
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -54,26 +64,129 @@ def kernel_dir() -> Path:
     return Path(platformdirs.user_cache_dir("echotune-mcp")) / "kernels"
 
 
-def _build(gomp: str) -> Path:
-    """Compile the kernel (once per source, flags and OpenMP runtime) and return the shared object's path."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def compiler() -> str | None:
+    """The system C compiler the kernel is built with (``$CC``, else cc, else gcc), or None."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _private_dir(directory: Path) -> str:
+    """Create ``directory`` 0700, or make sure the existing one is this user's and closed to others.
+
+    Returns '' when what it holds can be trusted, else why not (it was writable by others: now closed,
+    but a library in it may have been swapped). Raises RuntimeError when it is not this user's.
+    """
+    try:
+        directory.mkdir(parents=True, mode=0o700)
+        return ""
+    except FileExistsError:
+        pass
+    st = os.stat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeError(f"the kernel directory {directory} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise RuntimeError(f"the kernel directory {directory} belongs to uid {st.st_uid}, not to this user "
+                           f"(uid {os.geteuid()}); set ECHOTUNE_KERNEL_DIR to a folder of your own")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+    return "its folder was writable by other users" if st.st_mode & 0o022 else ""
+
+
+def _untrusted(path: Path) -> str:
+    """Why a file may not be trusted ('' when it is this user's regular file, writable by nobody else)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "it is missing"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"it belongs to uid {st.st_uid}, not to this user"
+    if st.st_mode & 0o022:
+        return "it is group- or world-writable"
+    return ""
+
+
+def _record(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _unverified(lib: Path) -> str:
+    """Why ``lib`` may not be loaded ('' when it and its hash record are trusted and the hash matches)."""
+    for path, what in ((lib, "the library"), (_record(lib), "its recorded hash")):
+        why = _untrusted(path)
+        if why:
+            return f"{what}: {why}"
+    if not hmac.compare_digest(_sha256(lib), _record(lib).read_text(encoding="ascii", errors="replace").strip()):
+        return "its sha256 differs from the one recorded when it was built"
+    return ""
+
+
+@contextmanager
+def _build_lock(directory: Path, wait_s: float = 300.0) -> Iterator[None]:
+    """One builder at a time per kernel folder (other processes wait, at most ``wait_s``)."""
+    import fcntl
+
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"another process has been building the kernel in {directory} "
+                                       f"for over {wait_s:.0f} s") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def library(gomp: str, directory: Path | None = None) -> Path:
+    """The kernel's shared object, loadable as it is: verified, else (re)built privately.
+
+    Built once per source, flags, compiler and OpenMP runtime into ``directory`` (the kernel folder,
+    created 0700); the library's sha256 is recorded beside it (0600) when it is built. A library is
+    returned only if it and its record are this user's, writable by nobody else, and the hash matches;
+    otherwise (tampered, loosened permissions, a folder others could write to, an older build with no
+    record) it is rebuilt, with the reason logged. Raises RuntimeError when it cannot be built.
+    """
+    cc = compiler()
     if not cc:
         raise RuntimeError("no C compiler (cc/gcc) on PATH")
+    directory = directory or kernel_dir()
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + [cc, gomp]).encode()).hexdigest()[:16]
-    out = kernel_dir() / f"cpu_gemm-{key}.so"
-    if out.exists():
+    out = directory / f"cpu_gemm-{key}.so"
+    open_dir = _private_dir(directory)
+    with _build_lock(directory):
+        why = open_dir or _unverified(out)
+        if not why:
+            return out
+        if out.exists() or out.is_symlink() or _record(out).exists():
+            log.warning("rebuilding the engine CPU kernel %s: %s", out, why)
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:  # mkdtemp: 0700
+            obj, lib, record = Path(tmp) / "cpu_gemm.o", Path(tmp) / "cpu_gemm.so", Path(tmp) / "cpu_gemm.sha256"
+            # link against torch's own libgomp (not the compiler's) so the process keeps one OpenMP runtime
+            for cmd in ([cc, *FLAGS, "-c", str(SOURCE), "-o", str(obj)],
+                        [cc, "-shared", str(obj), gomp, f"-Wl,-rpath,{Path(gomp).parent}", "-o", str(lib)]):
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+                if done.returncode:
+                    raise RuntimeError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-500:]}")
+            os.chmod(lib, 0o700)
+            fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(_sha256(lib) + "\n")
+            os.replace(record, _record(out))  # both renames are atomic, the record first: a reader that
+            os.replace(lib, out)  # sees the new library also sees its hash
+        why = _unverified(out)
+        if why:
+            raise RuntimeError(f"the kernel just built in {directory} does not verify: {why}")
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        obj, lib = Path(tmp) / "cpu_gemm.o", Path(tmp) / "cpu_gemm.so"
-        # link against torch's own libgomp (not the compiler's) so the process keeps one OpenMP runtime
-        for cmd in ([cc, *FLAGS, "-c", str(SOURCE), "-o", str(obj)],
-                    [cc, "-shared", str(obj), gomp, f"-Wl,-rpath,{Path(gomp).parent}", "-o", str(lib)]):
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-            if done.returncode:
-                raise RuntimeError(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-500:]}")
-        os.replace(lib, out)  # atomic: a concurrent builder either sees the whole file or none
-    return out
 
 
 def load() -> ctypes.CDLL | None:
@@ -93,7 +206,7 @@ def load() -> ctypes.CDLL | None:
                 why = f"torch's OpenMP runtime is not a single libgomp ({runtimes or 'none found'})"
             else:
                 try:
-                    lib = ctypes.CDLL(str(_build(gomp[0])))
+                    lib = ctypes.CDLL(str(library(gomp[0])))  # its folder is private: nobody swaps it in between
                     if _loaded_openmp() != runtimes:
                         lib, why = None, "loading the kernel brought in a second OpenMP runtime"
                 except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
