@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -33,17 +34,37 @@ def test_unknown_toolset_is_refused():
     assert "jobs" in ALL_TOOLSETS
 
 
+# Arguments an agent sees with neither a description nor self-describing constraints. This list may only shrink:
+# describe one (pydantic Field(description=...)) and remove it here.
+UNDESCRIBED = {("create_playlist", "description"), ("curate_playlist", "name"),
+               ("curate_playlist", "public"), ("reorder_playlist", "descending")}
+
+
+def _self_describing(prop: dict) -> bool:
+    """A description, or constraints that say everything: the allowed choices, or a closed numeric range."""
+    if prop.get("description"):
+        return True
+    options = [prop, *prop.get("anyOf", [])]
+    return any("enum" in o or ("minimum" in o and "maximum" in o) for o in options)
+
+
 async def test_every_tool_is_typed_and_annotated(make_client):
     async with make_client() as (client, _):
         tools = (await client.list_tools()).tools
+    undescribed = set()
     for tool in tools:
         assert tool.description and len(tool.description) > 40, tool.name
-        assert tool.output_schema is not None, f"{tool.name} has no outputSchema"
+        out = tool.output_schema
+        assert out and out.get("type") == "object" and out.get("properties"), f"{tool.name} has no typed output"
         a = tool.annotations
-        assert a is not None and a.title and a.read_only_hint is not None and a.open_world_hint is not None
+        assert a.title and isinstance(a.read_only_hint, bool) and isinstance(a.open_world_hint, bool), tool.name
+        assert isinstance(a.destructive_hint, bool) and isinstance(a.idempotent_hint, bool), tool.name
         assert not (a.read_only_hint and a.destructive_hint), tool.name
+        assert tool.input_schema.get("type") == "object", tool.name
         for name, prop in tool.input_schema.get("properties", {}).items():
-            assert "description" in prop or "$ref" in prop or "anyOf" in prop or "enum" in prop or prop.get("type"), (tool.name, name)
+            if not _self_describing(prop):
+                undescribed.add((tool.name, name))
+    assert undescribed == UNDESCRIBED
 
 
 async def test_instructions_and_prompts(make_client):
@@ -56,8 +77,10 @@ async def test_instructions_and_prompts(make_client):
         assert "rain on a tin roof" in text and "generate_music" in text
 
 
-def test_http_refuses_non_loopback_bind_without_auth(tmp_path):
+def test_http_refuses_non_loopback_bind(tmp_path):
+    """No switch opens it (there is no HTTP authorization yet); tests/hostile/test_config.py covers the rest."""
     proc = subprocess.run([sys.executable, "-m", "echotune_mcp", "serve", "--transport", "http", "--host", "0.0.0.0",
-                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ECHOTUNE_AUTH": "1"})
     assert proc.returncode == 2
-    assert "refusing to bind 0.0.0.0" in proc.stderr and "auth" in proc.stderr
+    assert "refusing to bind 0.0.0.0" in proc.stderr and "no authorization" in proc.stderr
