@@ -189,6 +189,12 @@ class Settings:
     engine_read_timeout_s: float = 30.0  # RemoteEngine: longest silence (the daemon heartbeats every 2 s)
     device: str | None = None
     models_dir: Path | None = None
+    # The in-process MusicGen engine.
+    engine_slots: int | None = None  # requests decoded together per model; None: 16 on a GPU, 8 on the CPU
+    engine_dtype: str | None = None  # float32, bfloat16 or float16; None: the device's choice
+    preview_every_s: float = 5.0  # seconds of generated audio between live MusicGen previews (0: none)
+    musicgen_latency_s: float = 90.0  # the latency budget model=auto fits its choice to
+    model_memory_mb: int = 16000  # loaded models' weights and KV caches stay under this
     # Music providers (issue #7). Client ids and secrets come from here, never from tool arguments.
     spotify_client_id: str | None = None
     spotify_client_secret: str | None = None  # optional: PKCE works for public clients without one
@@ -236,6 +242,11 @@ class Settings:
             engine_read_timeout_s=_env_float("ENGINE_READ_TIMEOUT_S", 30.0),
             device=_env("DEVICE"),
             models_dir=Path(models).expanduser() if models else None,
+            engine_slots=_env_int("ENGINE_SLOTS", 0) if _env("ENGINE_SLOTS") else None,
+            engine_dtype=_env("ENGINE_DTYPE"),
+            preview_every_s=_env_float("PREVIEW_EVERY_S", 5.0),
+            musicgen_latency_s=_env_float("MUSICGEN_LATENCY_S", 90.0),
+            model_memory_mb=_env_int("MODEL_MEMORY_MB", 16000),
             **_provider_settings(),
             **_otel_settings(),
         )
@@ -250,6 +261,16 @@ class Settings:
             raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
         if not 0 < self.port < 65536:
             raise ValueError(f"ECHOTUNE_PORT (--port) is {self.port}; use a TCP port from 1 to 65535")
+        if self.engine_slots is not None and not 1 <= self.engine_slots <= 256:
+            raise ValueError(f"ECHOTUNE_ENGINE_SLOTS is {self.engine_slots}; use 1 to 256 requests per model")
+        if self.engine_dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"ECHOTUNE_ENGINE_DTYPE is {self.engine_dtype!r}; use float32, bfloat16 or float16")
+        if not (math.isfinite(self.preview_every_s) and self.preview_every_s >= 0):
+            raise ValueError(f"ECHOTUNE_PREVIEW_EVERY_S is {self.preview_every_s}; use 0 (no previews) or more seconds")
+        if not (math.isfinite(self.musicgen_latency_s) and self.musicgen_latency_s > 0):
+            raise ValueError(f"ECHOTUNE_MUSICGEN_LATENCY_S is {self.musicgen_latency_s}; use a positive number of seconds")
+        if self.model_memory_mb <= 0:
+            raise ValueError(f"ECHOTUNE_MODEL_MEMORY_MB is {self.model_memory_mb}; use a positive number of MB")
 
     @property
     def blob_dir(self) -> Path:

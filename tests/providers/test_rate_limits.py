@@ -12,7 +12,7 @@ from echotune_mcp.providers.backoff import parse_retry_after
 from echotune_mcp.providers.base import QuotaExceeded, RateLimited
 from echotune_mcp.providers.spotify import SpotifyProvider
 
-TRACK = {"id": "abc", "name": "So What", "artists": [{"name": "Miles Davis"}], "duration_ms": 545000,
+TRACK = {"id": "4vLYewWIvqHfKtJDk8c8tq", "name": "So What", "artists": [{"name": "Miles Davis"}], "duration_ms": 545000,
          "external_ids": {"isrc": "USSM15900113"}, "album": {"name": "Kind of Blue", "release_date": "1959-08-17"}}
 
 
@@ -38,7 +38,7 @@ async def test_short_retry_after_is_waited_out_without_blocking_the_loop(loopbac
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
         start = time.monotonic()
-        track = await sp.get_track("abc")
+        track = await sp.get_track("4vLYewWIvqHfKtJDk8c8tq")
         elapsed = time.monotonic() - start
         tg.cancel_scope.cancel()
     assert track.title == "So What" and track.isrc == "USSM15900113"
