@@ -350,7 +350,9 @@ class MusicgenWorker(threading.Thread):
             raise ValueError("melody conditioning needs a MusicGen-Melody checkpoint (musicgen-melody)")
         K = r.num_codebooks
         prompt = req.prompt_codes if req.prompt_codes is not None else torch.zeros(K, 0, dtype=torch.long)
-        live.done_codes = prompt.to(torch.long).cpu()
+        if prompt.dim() != 2 or prompt.shape[0] < K:
+            raise ValueError(f"the clip to continue must have codes of shape ({K}, frames), got {tuple(prompt.shape)}")
+        live.done_codes = prompt[:K].to(torch.long).cpu()  # the codec may hand more codebooks than the decoder reads
         total = prompt.shape[1] + req.new_tokens - K + 1  # frames out, the prompt's included
         live.plan = window_plan(total, prompt.shape[1], r.window_frames, r.stride_frames)
         live.total_steps = sum(frames - plen + K - 1 for _, plen, frames in live.plan)

@@ -2,7 +2,9 @@
 
 Weights live in ``ECHOTUNE_MODELS_DIR`` (default ``<data dir>/weights/<model id>/``), each folder with a
 manifest of file hashes written at pull time, so ``verify`` can tell a complete download from a
-damaged one. Loaded models are kept under a memory budget and evicted least recently used first.
+damaged one. Loaded models are kept under a memory budget (``ECHOTUNE_MODEL_MEMORY_MB``, through
+``Settings``; the MusicGen engine counts its KV caches against the same budget) and evicted least
+recently used first.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ModelManager:
         self.settings = settings
         self.cards = cards if cards is not None else load_cards()
         self.weights_dir = settings.weights_dir
-        self.budget_mb = budget_mb if budget_mb is not None else int(os.environ.get("ECHOTUNE_MODEL_MEMORY_MB", "16000"))
+        self.budget_mb = budget_mb if budget_mb is not None else settings.model_memory_mb
         self._loaded: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 

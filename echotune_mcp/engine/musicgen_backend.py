@@ -9,7 +9,6 @@ share one GPU's models.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ TEXT_MODELS = ("musicgen-small", "musicgen-medium", "musicgen-large")
 STEP_RATES = {"cpu": {"musicgen-small": 14.0, "musicgen-medium": 4.5, "musicgen-large": 2.0},
               "mps": {"musicgen-small": 40.0, "musicgen-medium": 18.0, "musicgen-large": 9.0},
               "cuda": {"musicgen-small": 90.0, "musicgen-medium": 55.0, "musicgen-large": 35.0}}
-DEFAULT_LATENCY_S = 90.0
 
 
 @dataclass
@@ -75,7 +73,7 @@ def choose_model(settings: Settings, requested: str, duration_s: float, device: 
             raise ValueError(f"model {requested!r} is not a MusicGen model; use auto or one of {known}")
         manager.require(requested)
         return requested, "requested by the caller"
-    budget = latency_budget_s or float(os.environ.get("ECHOTUNE_MUSICGEN_LATENCY_S", DEFAULT_LATENCY_S))
+    budget = latency_budget_s or settings.musicgen_latency_s
     present = [m for m in TEXT_MODELS if m in manager.cards and manager.is_downloaded(m)]
     if not present:
         manager.require("musicgen-small")  # raises the "not downloaded: run ... pull" error
@@ -123,7 +121,7 @@ def get_engine(settings: Settings) -> Any:
     from .engine import Engine
 
     choice = pick_device(settings.device)
-    dtype = generation_dtype(choice, os.environ.get("ECHOTUNE_ENGINE_DTYPE"))
+    dtype = generation_dtype(choice, settings.engine_dtype)
     key = (str(settings.weights_dir), choice.device)
     with _engine_lock:
         if key not in _engines:
@@ -141,7 +139,7 @@ def get_engine(settings: Settings) -> Any:
                 return load, {"revision": manifest.get("revision"), "license": card.license,
                               "device": choice.device, "dtype": dtype, "memory_mb": card.memory_mb}
 
-            slots = int(os.environ.get("ECHOTUNE_ENGINE_SLOTS", "16" if choice.device != "cpu" else "8"))
+            slots = settings.engine_slots or (16 if choice.device != "cpu" else 8)
             _engines[key] = Engine(loader, max_slots=slots, device=choice.device, dtype=getattr(torch, dtype),
                                    budget_mb=manager.budget_mb)
         return _engines[key]
@@ -163,7 +161,7 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
         model_id, reason = choose_model(settings, model, duration_s, device, melody=melody is not None)
     engine = get_engine(settings)
     if preview_every_s is None:
-        preview_every_s = float(os.environ.get("ECHOTUNE_PREVIEW_EVERY_S", "5"))
+        preview_every_s = settings.preview_every_s
     request = dict(model_id=model_id, prompt=prompt, duration_s=duration_s, seed=seed, temperature=temperature,
                    top_k=top_k, top_p=top_p, guidance_scale=guidance_scale, priority=priority,
                    preview_every_s=preview_every_s,

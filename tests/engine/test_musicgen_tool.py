@@ -56,15 +56,14 @@ def test_auto_model_choice_says_why(tiny_pulled):
         choose_model(tiny_pulled, "htdemucs", 10.0, "cpu")
 
 
-def test_generate_music_runs_musicgen_as_a_job_with_progress_and_previews(tiny_pulled, make_client, monkeypatch):
-    monkeypatch.setenv("ECHOTUNE_PREVIEW_EVERY_S", "0.3")
+def test_generate_music_runs_musicgen_as_a_job_with_progress_and_previews(tiny_pulled, make_client):
     progress = []
 
     async def on_progress(p, total, message):
         progress.append((p, message))
 
     async def scenario():
-        async with make_client() as (client, app):
+        async with make_client(preview_every_s=0.3) as (client, app):  # ECHOTUNE_PREVIEW_EVERY_S
             res = await run_job(client, "generate_music", {"prompt": "lofi hip hop beat with warm piano",
                                                            "duration_s": 1.0, "backend": "auto", "seed": 3},
                                 on_progress)

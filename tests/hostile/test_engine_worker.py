@@ -288,3 +288,43 @@ def test_kv_cache_is_released_when_the_engine_is_idle(tiny):
     finally:
         engine.close()
     assert torch.equal(got.codes, want)
+
+
+# -- the engine's settings come through config.py --------------------------------------------------------
+ENGINE_VARS = ("ENGINE_SLOTS", "ENGINE_DTYPE", "PREVIEW_EVERY_S", "MUSICGEN_LATENCY_S", "MODEL_MEMORY_MB")
+
+
+def test_engine_settings_come_from_the_config_file(tmp_path, monkeypatch):
+    from echotune_mcp.config import Settings
+    from echotune_mcp.engine import musicgen_backend
+    from echotune_mcp.engine.model_manager import ModelManager
+
+    for name in ENGINE_VARS:
+        monkeypatch.delenv(f"ECHOTUNE_{name}", raising=False)
+    defaults = Settings.from_env(data_dir=tmp_path / "d0")
+    assert (defaults.engine_slots, defaults.engine_dtype, defaults.preview_every_s, defaults.musicgen_latency_s,
+            defaults.model_memory_mb) == (None, None, 5.0, 90.0, 16000)
+    config = tmp_path / "config.toml"
+    config.write_text('engine_slots = 3\nengine_dtype = "float32"\npreview_every_s = 0.5\n'
+                      "musicgen_latency_s = 12\nmodel_memory_mb = 1234\n")
+    monkeypatch.setenv("ECHOTUNE_CONFIG", str(config))
+    settings = Settings.from_env(data_dir=tmp_path / "d1", device="cpu")
+    settings.validate()
+    assert (settings.engine_slots, settings.engine_dtype, settings.preview_every_s, settings.musicgen_latency_s,
+            settings.model_memory_mb) == (3, "float32", 0.5, 12.0, 1234)
+    assert ModelManager(settings).budget_mb == 1234
+    engine = musicgen_backend.get_engine(settings)
+    try:
+        assert (engine.max_slots, engine.dtype, engine.budget_mb) == (3, torch.float32, 1234)
+    finally:
+        musicgen_backend.close_engines()
+    monkeypatch.setenv("ECHOTUNE_ENGINE_SLOTS", "many")  # the environment wins, and a typo stops startup
+    with pytest.raises(ValueError, match="ECHOTUNE_ENGINE_SLOTS must be a number"):
+        Settings.from_env()
+    monkeypatch.setenv("ECHOTUNE_ENGINE_SLOTS", "0")
+    with pytest.raises(ValueError, match="ECHOTUNE_ENGINE_SLOTS is 0"):
+        Settings.from_env().validate()
+    monkeypatch.setenv("ECHOTUNE_ENGINE_SLOTS", "2")
+    monkeypatch.setenv("ECHOTUNE_ENGINE_DTYPE", "int8")
+    with pytest.raises(ValueError, match="ECHOTUNE_ENGINE_DTYPE is 'int8'"):
+        Settings.from_env().validate()
