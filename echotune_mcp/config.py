@@ -259,6 +259,10 @@ class Settings:
             raise ValueError(f"unknown toolset(s) {unknown}; valid toolsets are {list(ALL_TOOLSETS)}")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
+        for name, value in (("CONNECT", self.engine_connect_timeout_s), ("READ", self.engine_read_timeout_s)):
+            if not (math.isfinite(value) and 0 < value <= 3600):  # bounded: a wedged daemon must fail the job
+                raise ValueError(f"ECHOTUNE_ENGINE_{name}_TIMEOUT_S is {value}; use more than 0 and at most 3600 "
+                                 "seconds (the read timeout above the daemon's 2 s heartbeat)")
         if not 0 < self.port < 65536:
             raise ValueError(f"ECHOTUNE_PORT (--port) is {self.port}; use a TCP port from 1 to 65535")
         if self.engine_slots is not None and not 1 <= self.engine_slots <= 256:

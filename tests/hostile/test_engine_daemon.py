@@ -373,3 +373,13 @@ def test_heartbeats_keep_a_slow_but_live_daemon_within_the_read_timeout(live_dae
         assert events[-1].kind == "result", [(e.kind, e.message) for e in events]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("field", ["engine_connect_timeout_s", "engine_read_timeout_s"])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan"), 1e9])
+def test_engine_timeouts_must_be_bounded(field, value):
+    from echotune_mcp.config import Settings
+
+    with pytest.raises(ValueError, match=f"ECHOTUNE_ENGINE_{field.split('_')[1].upper()}_TIMEOUT_S"):
+        Settings(**{field: value}).validate()
+    Settings(**{field: 2.5}).validate()
