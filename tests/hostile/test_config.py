@@ -118,12 +118,6 @@ def _environ_reads(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
-# The engine's own variables are being moved into config.py in a parallel change of issue #13; this list must be
-# empty once it lands.
-_MOVING = {"ECHOTUNE_ENGINE_SLOTS", "ECHOTUNE_ENGINE_DTYPE", "ECHOTUNE_PREVIEW_EVERY_S", "ECHOTUNE_MUSICGEN_LATENCY_S",
-           "ECHOTUNE_MODEL_MEMORY_MB"}
-
-
 def test_no_module_reads_echotune_variables_around_config():
     """Settings are parsed in one place, so the config file works for every one of them."""
     offenders = []
@@ -131,7 +125,7 @@ def test_no_module_reads_echotune_variables_around_config():
         if path.name == "config.py" and path.parent == PACKAGE:
             continue
         for line, name in _environ_reads(ast.parse(path.read_text())):
-            if name.startswith(("ECHOTUNE_", "OTEL_")) and name not in _MOVING:
+            if name.startswith(("ECHOTUNE_", "OTEL_")):
                 offenders.append(f"{path.relative_to(REPO)}:{line} reads {name}")
     assert offenders == []
 
