@@ -157,6 +157,7 @@ def _provider_settings() -> dict[str, object]:
         "ytmusic_client_secret": _env("YTMUSIC_CLIENT_SECRET"),
         "ytmusic_api_base": (_env("YTMUSIC_API_BASE") or "").rstrip("/") or None,
         "rate_limit_cap_s": _env_float("RATE_LIMIT_CAP_S", 30.0),
+        "provider_deadline_s": _env_float("PROVIDER_DEADLINE_S", 60.0),
     }
 
 
@@ -208,6 +209,7 @@ class Settings:
     ytmusic_client_secret: str | None = None
     ytmusic_api_base: str | None = None  # another host for https://music.youtube.com (tests, proxies)
     rate_limit_cap_s: float = 30.0  # the longest Retry-After we wait out ourselves before telling the agent
+    provider_deadline_s: float = 60.0  # one provider call, its retries and waits included, ends within this
     # Tracing: the standard OTEL_* variables (the exporter itself reads the rest of them).
     otel_endpoint: str | None = None
     otel_service_name: str = "echotune-mcp"
@@ -257,6 +259,8 @@ class Settings:
         unknown = sorted(set(self.toolsets) - set(ALL_TOOLSETS))
         if unknown:
             raise ValueError(f"unknown toolset(s) {unknown}; valid toolsets are {list(ALL_TOOLSETS)}")
+        if not (math.isfinite(self.provider_deadline_s) and 1 <= self.provider_deadline_s <= 3600):
+            raise ValueError(f"ECHOTUNE_PROVIDER_DEADLINE_S is {self.provider_deadline_s}; use 1 to 3600 seconds")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
         for name, value in (("CONNECT", self.engine_connect_timeout_s), ("READ", self.engine_read_timeout_s)):

@@ -87,6 +87,18 @@ class RateLimited(Busy):
                          retry_after_s=retry_after_s)
 
 
+class ProviderDeadlineExceeded(ProviderError):
+    """One provider call (its retries and waits included) ran past ``ECHOTUNE_PROVIDER_DEADLINE_S``."""
+
+    def __init__(self, provider: str, deadline_s: float):
+        super().__init__(f"{DISPLAY.get(provider, provider)} did not finish this call within its {deadline_s:g} s "
+                         "deadline (ECHOTUNE_PROVIDER_DEADLINE_S); we stopped waiting. A change the call was making "
+                         "may still reach the service: check the playlist before retrying, or retry with the same "
+                         "idempotency key")
+        self.provider = provider
+        self.deadline_s = deadline_s
+
+
 class QuotaExceeded(ProviderError):
     def __init__(self, provider: str, detail: str = ""):
         super().__init__(f"{DISPLAY.get(provider, provider)} says this app's quota is exhausted (QUOTA_EXCEEDED)"
@@ -123,6 +135,9 @@ class MusicProvider(ABC):
     name: str
     #: most items one add/remove request accepts; larger calls are paged by the adapter
     batch_limit: int = 100
+    #: one call's overall limit, retries and rate-limit waits included; the hub sets it from
+    #: ``Settings.provider_deadline_s`` (``ECHOTUNE_PROVIDER_DEADLINE_S``)
+    deadline_s: float = 60.0
 
     @abstractmethod
     async def search_tracks(self, query: str, limit: int) -> list[Track]: ...

@@ -81,6 +81,11 @@ class ProviderHub:
 
     async def provider(self, owner: str, name: str) -> MusicProvider:
         """A ready adapter for ``owner``; raises NotConnected / ReconnectNeeded with what to do."""
+        adapter = await self._adapter(owner, name)
+        adapter.deadline_s = self.settings.provider_deadline_s  # every call ends within it, waits included
+        return adapter
+
+    async def _adapter(self, owner: str, name: str) -> MusicProvider:
         cap = self.settings.rate_limit_cap_s
         if name == "spotify":
             from .spotify import SpotifyProvider

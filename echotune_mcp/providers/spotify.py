@@ -128,7 +128,8 @@ class SpotifyProvider(MusicProvider):
 
         with span("provider.spotify.request", **{"http.request.method": method.upper(), "url.template": path,
                                                   "server.address": self._sp.prefix}):
-            return await call_with_backoff(send, provider="spotify", cap_s=self._cap)
+            return await call_with_backoff(send, provider="spotify", cap_s=self._cap,
+                                           deadline_s=self.deadline_s)
 
     def _translate(self, exc: SpotifyException, what: str) -> Exception:
         text = f"{exc.reason or ''} {exc.msg or ''}"

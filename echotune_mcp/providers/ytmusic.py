@@ -148,7 +148,8 @@ class YTMusicProvider(MusicProvider):
                 raise ProviderError(f"could not reach YouTube Music ({exc.__class__.__name__})") from None
 
         with span(f"provider.ytmusic.{op}"):
-            return await call_with_backoff(call, provider="ytmusic", cap_s=self._cap)
+            return await call_with_backoff(call, provider="ytmusic", cap_s=self._cap,
+                                           deadline_s=self.deadline_s)
 
     # -- reads ----------------------------------------------------------------------------------
     async def search_tracks(self, query: str, limit: int) -> list[Track]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import requests
@@ -115,3 +116,11 @@ async def test_a_really_dead_grant_is_still_removed(settings, cfg, auth_server):
             await hub.provider("local", "spotify")
         assert await hub.keeper.store.load("local", "spotify") is None
 
+
+
+async def test_every_adapter_gets_the_configured_deadline(settings):
+    async with App(replace(settings, provider_deadline_s=7.0)) as app:
+        adapter = await ProviderHub(app).provider("local", "ytmusic")
+    assert adapter.deadline_s == 7.0
+    with pytest.raises(ValueError, match="ECHOTUNE_PROVIDER_DEADLINE_S"):
+        replace(settings, provider_deadline_s=float("inf")).validate()

@@ -53,6 +53,8 @@ def test_provider_settings_from_env(monkeypatch):
     monkeypatch.setenv("ECHOTUNE_SPOTIFY_TOKEN", "tok")
     monkeypatch.setenv("ECHOTUNE_YTMUSIC_API_BASE", "http://127.0.0.1:8")
     monkeypatch.setenv("ECHOTUNE_RATE_LIMIT_CAP_S", "5")
+    monkeypatch.setenv("ECHOTUNE_PROVIDER_DEADLINE_S", "12.5")
     s = Settings.from_env()
+    assert s.provider_deadline_s == 12.5
     assert s.spotify_api_base == "http://127.0.0.1:9/v1" and s.spotify_auth_base == "http://127.0.0.1:9"
     assert s.spotify_token == "tok" and s.ytmusic_api_base == "http://127.0.0.1:8" and s.rate_limit_cap_s == 5
