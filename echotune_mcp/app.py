@@ -2,7 +2,8 @@
 
 Transports come and go (a stdio session, many stateless HTTP requests, in-memory test clients),
 but jobs must outlive any one request. So the App is reference-counted: the first user opens
-storage and recovers interrupted jobs, the last one closes it.
+storage, takes this process's job lease (interrupting only what dead processes left running) and
+starts the CPU pool; the last one closes them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 
 from .artifacts import ArtifactService, PathPolicy
 from .config import Settings
-from .jobs import JobManager
+from .jobs import CpuPool, JobManager
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class App:
         self._storage: Storage | None = None
         self._artifacts: ArtifactService | None = None
         self._jobs: JobManager | None = None
+        self._cpu: CpuPool | None = None
         self.interrupted_at_start = 0
         self._update_listeners: list[Callable[[str], Awaitable[None]]] = []
 
@@ -56,6 +58,12 @@ class App:
         assert self._jobs is not None, "the app is not started"
         return self._jobs
 
+    @property
+    def cpu(self) -> CpuPool:
+        """Where CPU-heavy work runs (job work through ``JobContext.run_in_thread``, heavy resource reads)."""
+        assert self._cpu is not None, "the app is not started"
+        return self._cpu
+
     async def __aenter__(self) -> App:
         async with self._lock:
             if self._users == 0:
@@ -64,10 +72,9 @@ class App:
                 from .licensing import install_hooks
 
                 install_hooks(self)  # signed content-credential manifests for audio artifacts
+                self._cpu = CpuPool(self.settings.cpu_workers)
                 self._jobs = JobManager(self)
-                self.interrupted_at_start = await self._jobs.recover()
-                if self.interrupted_at_start:
-                    log.warning("%d job(s) were interrupted by the previous shutdown", self.interrupted_at_start)
+                self.interrupted_at_start = await self._jobs.start()
             self._users += 1
         return self
 
@@ -77,9 +84,11 @@ class App:
             if self._users == 0:
                 if self._jobs is not None:
                     await self._jobs.shutdown()
+                if self._cpu is not None:
+                    self._cpu.shutdown()
                 if self._storage is not None:
                     await self._storage.close()
-                self._storage = self._artifacts = self._jobs = None
+                self._storage = self._artifacts = self._jobs = self._cpu = None
 
     async def notify_resource_updated(self, uri: str) -> None:
         """Tell ``subscriptions/listen`` clients that a resource (a job, an artifact) changed."""

@@ -176,6 +176,13 @@ class Settings:
     max_generation_seconds: float = 300.0
     max_jobs_per_owner: int = 4
     max_wait_seconds: float = 25.0
+    # CPU-heavy work (rendering, analysis, waveforms) runs in its own pool of this many threads, apart from the
+    # threads storage and provider calls use, so it can never starve them.
+    cpu_workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    # Each server process holds a lease on its running jobs, renewed every third of this; another process on the
+    # same data (a second client window, `echotune-mcp jobs`, a MongoDB replica) marks them interrupted only once
+    # the lease has run out (or, on the same machine, once the holder's process is gone).
+    job_lease_seconds: float = 30.0
     soundfont: Path | None = None
     sample_rate: int = 44100
     secret_key: str | None = None
@@ -233,6 +240,8 @@ class Settings:
             max_audio_seconds=_env_float("MAX_AUDIO_SECONDS", 600.0),
             max_generation_seconds=_env_float("MAX_GENERATION_SECONDS", 300.0),
             max_jobs_per_owner=_env_int("MAX_JOBS_PER_CLIENT", 4),
+            cpu_workers=_env_int("CPU_WORKERS", max(1, min(4, os.cpu_count() or 1))),
+            job_lease_seconds=_env_float("JOB_LEASE_SECONDS", 30.0),
             soundfont=Path(sf).expanduser() if sf else None,
             secret_key=_env("SECRET_KEY"),
             transport=(_env("TRANSPORT") or "stdio").strip().lower(),
@@ -279,6 +288,10 @@ class Settings:
             raise ValueError(f"ECHOTUNE_MUSICGEN_LATENCY_S is {self.musicgen_latency_s}; use a positive number of seconds")
         if self.model_memory_mb <= 0:
             raise ValueError(f"ECHOTUNE_MODEL_MEMORY_MB is {self.model_memory_mb}; use a positive number of MB")
+        if self.cpu_workers < 1:
+            raise ValueError(f"ECHOTUNE_CPU_WORKERS is {self.cpu_workers}; use 1 or more threads")
+        if not 0 < self.job_lease_seconds <= 3600:
+            raise ValueError(f"ECHOTUNE_JOB_LEASE_SECONDS is {self.job_lease_seconds}; use more than 0 and at most 3600")
 
     @property
     def blob_dir(self) -> Path:

@@ -2,17 +2,25 @@
 
 A job-starting tool submits work and waits at most ``wait_seconds`` (under clients' request
 time-outs), forwarding progress as MCP progress notifications; if the job has not finished it
-returns a handle the agent long-polls with ``get_job``. State is persisted on every transition,
-so after a crash ``mark_interrupted`` tells the truth about what was running, and artifacts are
-only ever written whole (see ``artifacts.py``).
+returns a handle the agent long-polls with ``get_job``. State is persisted on every transition, and
+artifacts are only ever written whole (see ``artifacts.py``).
+
+Several server processes may share the data (client windows, ``echotune-mcp jobs``, MongoDB replicas).
+Each holds a lease, renewed by a heartbeat, on the jobs it runs; a process marks a job ``interrupted``
+only once its holder's lease is dead, so a neighbour's live work is never misreported. A client's quota
+is a set of slots taken atomically and held until the work has really stopped, and CPU-heavy work runs
+in its own bounded pool (``CpuPool``), never in the threads storage calls use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +33,7 @@ from .telemetry import attached, capture_context, span
 if TYPE_CHECKING:
     from .app import App
 
+log = logging.getLogger(__name__)
 HOW_TO_LIST = "call list_jobs to see the job ids you own"
 T = TypeVar("T")
 ProgressFn = Callable[[float, str], Awaitable[None]]
@@ -38,6 +47,60 @@ class JobFailed(Exception):
     """Raised by job work for an expected failure; the message is shown to the agent as-is."""
 
 
+class CpuPool:
+    """CPU-heavy work (rendering, analysis, pictures) on its own bounded set of threads.
+
+    Apart from the threads storage and provider calls use, so saturating it slows only other heavy work.
+    A caller that must answer promptly (a resource read) passes ``start_within``: if no thread is free by
+    then the work is withdrawn and the caller is told the server is busy, instead of waiting without bound.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="echotune-cpu")
+
+    async def run(self, fn: Callable[..., Any], *args: Any, start_within: float | None = None,
+                  cancel: threading.Event | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+        context = contextvars.copy_context()  # the caller's trace continues in the thread
+
+        def call() -> Any:
+            try:
+                loop.call_soon_threadsafe(started.set)
+            except RuntimeError:  # the loop is gone; nobody waits for this any more
+                pass
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()  # cancelled while it waited for a thread: never start it
+            return context.run(fn, *args)
+
+        cfut = self._executor.submit(call)
+        fut = asyncio.wrap_future(cfut)
+        if start_within is not None and not fut.done():
+            waiter = asyncio.ensure_future(started.wait())
+            try:
+                await asyncio.wait({waiter, fut}, timeout=start_within, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if not started.is_set() and cfut.cancel():
+                raise Busy(f"the server is busy with other heavy work (all {self.workers} CPU workers, "
+                           f"ECHOTUNE_CPU_WORKERS); nothing was started; retry in a few seconds", retry_after_s=5)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if not cfut.cancel():
+                # A thread cannot be interrupted: wait for it, so what the work holds (a job's quota slot)
+                # stays held until it has really stopped. Shutdown bounds how long it waits for a job.
+                try:
+                    await fut
+                except BaseException:
+                    pass
+            raise
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass
 class _Live:
     """In-process state of a running job: the wake-up signal for waiters and the cancel flag."""
@@ -45,6 +108,7 @@ class _Live:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task[Any] | None = None
+    slot: str | None = None  # the quota slot this job holds until its work has stopped
     last_write: float = 0.0
     progress: tuple[float, str] | None = None  # fresher than the throttled copy in storage
 
@@ -103,8 +167,9 @@ class JobContext:
                 task.cancel()
 
     async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """CPU-bound work off the event loop; cancellation is cooperative (``check_cancelled``)."""
-        return await anyio.to_thread.run_sync(fn, *args)
+        """CPU-bound work in the app's CPU pool; cancellation is cooperative (``check_cancelled``,
+        ``cancelled`` or ``progress_threadsafe`` in the work). Cancelled before a thread is free, it never runs."""
+        return await self.manager.app.cpu.run(fn, *args, cancel=self._live.cancel)
 
     async def add_artifact(self, **kwargs: Any) -> ArtifactRecord:
         self.check_cancelled()
@@ -122,17 +187,80 @@ class JobManager:
     def __init__(self, app: App):
         self.app = app
         self.store = app.storage.jobs
+        self.leases = app.storage.leases
         self._live: dict[str, _Live] = {}
         self._shutting_down = False
+        self.lease_id = ""
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def _ttl(self) -> float:
+        return self.app.settings.job_lease_seconds
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def recover(self) -> int:
-        """Called once at start-up: jobs left queued/running by a previous process are interrupted."""
-        return await self.store.mark_interrupted()
+    async def start(self) -> int:
+        """Take this process's lease, interrupt what dead processes left running, then keep the lease alive.
+
+        Returns how many jobs were interrupted (work of processes that died, not of live neighbours).
+        """
+        lease = await self.leases.register(self._ttl)
+        self.lease_id = lease.id
+        self.app.storage.blobs.writer = lease.id
+        interrupted = await self._reap()
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"job lease {lease.id}")
+        return interrupted
+
+    async def _reap(self) -> int:
+        """Interrupt the jobs and sweep the temp blobs of processes whose lease is dead, then drop those leases."""
+        blobs = self.app.storage.blobs
+        files = blobs.temp_files()  # listed before the leases are read: a new writer registers first
+        interrupted = await self.store.interrupt_dead(self.leases.alive_ids)
+        blobs.sweep_temp_files(files, await self.leases.alive_ids(), grace_s=max(self._ttl, 60.0))
+        await self.leases.drop_dead()
+        if interrupted:
+            log.warning("%d job(s) of a stopped server process were marked interrupted", interrupted)
+        return interrupted
+
+    async def _beat(self) -> None:
+        """Renew the lease every third of its length; check the neighbours on each beat."""
+        last = time.time()
+        quiet_until = 0.0
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            at = time.time()
+            # Far later than planned means this machine slept or this process stalled: every neighbour's lease
+            # looks old for the same reason, so give them a full lease length to renew before judging them.
+            late, last = at - last > self._ttl, at
+            try:
+                await self._renew()
+                if late:
+                    quiet_until = at + self._ttl
+                elif at >= quiet_until:
+                    await self._reap()
+            except Exception:  # storage unreachable for a moment: try again on the next beat
+                log.warning("renewing the job lease failed; retrying", exc_info=True)
+
+    async def _renew(self) -> None:
+        if not await self.leases.renew(self.lease_id, self._ttl):
+            # Dropped as dead while this process was frozen; its jobs were interrupted. Come back under the
+            # same lease (temp blobs carry its id) and stop the work whose result nobody will take any more.
+            await self.leases.register(self._ttl, lease_id=self.lease_id)
+        ids = list(self._live)
+        until = time.time() + self._ttl
+        await self.store.renew_leases(self.lease_id, ids, until)
+        await self.store.renew_slots(self.lease_id, ids, until)
+        # A job cancelled through another process (or interrupted while this one was frozen): stop its work.
+        for job_id, status in (await self.store.statuses(ids)).items():
+            live = self._live.get(job_id)
+            if status.terminal and live is not None and not live.cancel.is_set():
+                live.cancel.set()
+                live.changed.set()
 
     async def shutdown(self) -> None:
         """Stop running work; what was cut short is recorded as interrupted, not cancelled by a user."""
         self._shutting_down = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         for live in list(self._live.values()):
             live.cancel.set()
             if live.task is not None:
@@ -144,24 +272,50 @@ class JobManager:
                         await asyncio.wait_for(asyncio.shield(live.task), 5)
                     except BaseException:
                         pass
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.leases.drop(self.lease_id)  # gone now: neighbours need not wait for it to run out
+            except Exception:
+                log.warning("could not drop this process's job lease; it will run out", exc_info=True)
 
     # -- submission ----------------------------------------------------------------------------
     async def submit(self, *, owner: str, tool: str, params: dict[str, Any], work: JobWork) -> JobRecord:
-        active = await self.store.count(owner, {"status": [s.value for s in ACTIVE_STATUSES]})
         limit = self.app.settings.max_jobs_per_owner
-        if active >= limit:
+        job = JobRecord(owner=owner, tool=tool, params=params, trace_context=capture_context(),
+                        lease_owner=self.lease_id, lease_expires_at=time.time() + self._ttl)
+        # The quota is slots taken atomically (an insert only one caller can win), so concurrent submits from
+        # one client, even through several processes, never exceed it.
+        slot = await self.store.acquire_slot(owner, job.id, limit, self.lease_id, job.lease_expires_at)
+        if slot is None:
+            slot = await self.store.reclaim_slot(owner, job.id, limit, self.lease_id, job.lease_expires_at,
+                                                 alive_leases=self.leases.alive_ids)
+        if slot is None:
             raise Busy(
-                f"this client already has {active} jobs queued or running (limit {limit}); "
+                f"this client already has {limit} jobs queued, running or still stopping (limit {limit}); "
                 "wait for one with get_job or cancel one with cancel_job, then retry",
                 retry_after_s=5,
             )
-        job = JobRecord(owner=owner, tool=tool, params=params, trace_context=capture_context())
-        with span("job.submit", **{"echotune.job.id": job.id, "echotune.job.tool": tool}):
-            await self.store.insert(job)
-        live = _Live()
+        live = _Live(slot=slot)
+        try:
+            with span("job.submit", **{"echotune.job.id": job.id, "echotune.job.tool": tool}):
+                await self.store.insert(job)
+        except BaseException:
+            await self._release(job, live)
+            raise
         self._live[job.id] = live
         live.task = asyncio.create_task(self._run(job, live, work), name=f"job {job.id}")
         return job
+
+    async def _release(self, job: JobRecord, live: _Live) -> None:
+        """Give the job's quota slot back: its work has stopped (or never started)."""
+        slot, live.slot = live.slot, None
+        if slot is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.release_slot(job.owner, slot, job.id)
+            except Exception:  # no longer renewed, it lapses after one lease length
+                log.warning("could not release the quota slot of job %s", job.id, exc_info=True)
 
     async def _run(self, job: JobRecord, live: _Live, work: JobWork) -> None:
         # Runs detached from the request, but inside the caller's trace: the job span is a child of tools/call.
@@ -173,7 +327,10 @@ class JobManager:
                 if started is None:  # cancelled before it started
                     return
                 await self._changed(job, live)
-                result = await work(ctx)
+                try:
+                    result = await work(ctx)
+                finally:
+                    await self._release(job, live)  # the work has stopped, whatever its outcome
                 final = await self.store.set_status(
                     job.owner, job.id, JobStatus.succeeded, expect=[JobStatus.running],
                     result=result, progress=1.0, message="done",
@@ -196,10 +353,9 @@ class JobManager:
                 sp.set_attribute("echotune.job.status", "failed")
                 sp.record_exception(exc)
                 if not isinstance(exc, JobFailed | EchoError | ValueError):
-                    import logging
-
-                    logging.getLogger(__name__).exception("job %s crashed", job.id)
+                    log.exception("job %s crashed", job.id)
             finally:
+                await self._release(job, live)
                 await self._changed(job, live)
                 self._live.pop(job.id, None)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from .base import Backend, BlobStore, Collection, StorageError
 from .records import ArtifactRecord, JobRecord, JobStatus
-from .stores import ALL_SPECS, ArtifactStore, JobStore
+from .stores import ALL_SPECS, ArtifactStore, JobStore, LeaseStore
 
 
 @dataclass
@@ -15,6 +15,7 @@ class Storage:
     backend: Backend
     jobs: JobStore
     artifacts: ArtifactStore
+    leases: LeaseStore
 
     @property
     def blobs(self) -> BlobStore:
@@ -39,7 +40,8 @@ async def open_storage(settings: Settings) -> Storage:
 
         backend = SqliteBackend(settings.data_dir)
     await backend.open(ALL_SPECS)
-    return Storage(backend=backend, jobs=JobStore(backend.collection("jobs")), artifacts=ArtifactStore(backend.collection("artifacts")))
+    return Storage(backend=backend, jobs=JobStore(backend.collection("jobs"), backend.collection("job_slots")),
+                   artifacts=ArtifactStore(backend.collection("artifacts")), leases=LeaseStore(backend.collection("leases")))
 
 
 __all__ = ["Storage", "StorageError", "open_storage", "JobRecord", "ArtifactRecord", "JobStatus"]

@@ -25,6 +25,10 @@ class InvalidCursor(StorageError):
     pass
 
 
+class DuplicateKey(StorageError):
+    """An insert met a document with the same id (the one atomic check both backends share)."""
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """How an aggregate is stored: the fields it is filtered on become real columns / indexes."""
@@ -77,7 +81,8 @@ class Collection(ABC):
         """System-wide update (recovery after a crash); never reachable from a tool."""
 
     @abstractmethod
-    async def delete(self, owner: str, id_: str) -> bool: ...
+    async def delete(self, owner: str, id_: str, *, expect: Where | None = None) -> bool:
+        """Delete the document if it exists and matches ``expect`` (compare-and-delete); whether it did."""
 
     @abstractmethod
     async def find(
@@ -112,6 +117,18 @@ class BlobStore(ABC):
     def local_path(self, sha256: str) -> Path | None:
         """A filesystem path for zero-copy reads when the backend has one."""
         return None
+
+    # Half-written blobs. A store whose writes can leave temp files behind names each after its writer's
+    # lease (``writer``), so a process sweeps only what a dead process left, never a neighbour's write.
+    writer: str | None = None
+
+    def temp_files(self) -> list[Path]:
+        """Temp files present now (list them before reading the leases, so a new writer is never missed)."""
+        return []
+
+    def sweep_temp_files(self, files: list[Path], alive: set[str], grace_s: float) -> int:
+        """Remove those of ``files`` whose writer's lease is not in ``alive`` (untagged ones after ``grace_s``)."""
+        return 0
 
 
 class Backend(ABC):

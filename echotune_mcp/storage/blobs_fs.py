@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import anyio
@@ -32,7 +33,8 @@ class FileBlobStore(BlobStore):
         if final.exists() and final.stat().st_size == len(data):
             return sha
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
+        # The temp name carries the writer's lease, so another process on this data dir leaves it alone.
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f"{TEMP_PREFIX}{self.writer or 'unleased'}.")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -69,11 +71,37 @@ class FileBlobStore(BlobStore):
         path = self._path(sha256)
         return path if path.exists() else None
 
-    def sweep_temp_files(self) -> int:
-        """Remove temp files a killed process left behind; they were never renamed, so nothing refers to them."""
+    def temp_files(self) -> list[Path]:
+        return list(self.root.glob(f"*/{TEMP_PREFIX}*")) if self.root.exists() else []
+
+    def sweep_temp_files(self, files: list[Path], alive: set[str], grace_s: float) -> int:
+        """Remove temp files a dead process left behind; they were never renamed, so nothing refers to them.
+
+        A file is named ``.tmp-<writer lease>.<random>``; it is removed when that lease is not alive. A file
+        without a lease in its name (an older version's) is removed once it is older than ``grace_s``.
+        """
         removed = 0
-        if self.root.exists():
-            for tmp in self.root.glob("*/.tmp-*"):
-                tmp.unlink(missing_ok=True)
+        for tmp in files:
+            writer = writer_of(tmp.name)
+            if writer is not None and writer in alive:
+                continue
+            try:
+                if writer is None and time.time() - tmp.stat().st_mtime < grace_s:
+                    continue
+                tmp.unlink()
                 removed += 1
+            except FileNotFoundError:  # renamed into place or removed meanwhile
+                pass
         return removed
+
+
+TEMP_PREFIX = ".tmp-"
+
+
+def writer_of(name: str) -> str | None:
+    """The lease id in a temp file's name (``.tmp-<lease>.<random>``), or None for an untagged one."""
+    rest = name[len(TEMP_PREFIX):]
+    if not name.startswith(TEMP_PREFIX) or "." not in rest:
+        return None
+    writer = rest.rsplit(".", 1)[0]
+    return writer if writer.startswith("lease_") else None

@@ -16,7 +16,18 @@ from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from .base import Backend, BlobStore, Collection, CollectionSpec, Page, StorageError, Where, decode_cursor, encode_cursor
+from .base import (
+    Backend,
+    BlobStore,
+    Collection,
+    CollectionSpec,
+    DuplicateKey,
+    Page,
+    StorageError,
+    Where,
+    decode_cursor,
+    encode_cursor,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -74,7 +85,7 @@ class MongoCollection(Collection):
         try:
             await self.coll.insert_one(self._prepare(doc))
         except DuplicateKeyError as exc:
-            raise StorageError(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
+            raise DuplicateKey(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
 
     async def get(self, owner: str, id_: str) -> dict[str, Any] | None:
         return _to_doc(await self.coll.find_one(_filter(owner, {"id": id_}, self.spec.ttl_field)))
@@ -91,8 +102,8 @@ class MongoCollection(Collection):
         res = await self.coll.update_many(_filter(None, where, None), {"$set": {k: _plain(v) for k, v in fields.items()}})
         return res.modified_count
 
-    async def delete(self, owner: str, id_: str) -> bool:
-        res = await self.coll.delete_one({"_id": id_, "owner": owner})
+    async def delete(self, owner: str, id_: str, *, expect: Where | None = None) -> bool:
+        res = await self.coll.delete_one(_filter(owner, {"id": id_, **(expect or {})}, None))
         return res.deleted_count > 0
 
     async def find(

@@ -56,6 +56,54 @@ class JobRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     trace_context: dict[str, str] = Field(default_factory=dict)
+    # The server process running it (its lease id) and until when that process last promised to be alive;
+    # another process marks the job interrupted only once this lease is dead (see ``LeaseRecord``).
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+class LeaseRecord(BaseModel):
+    """One running server process (one ``App``) on this data: renewed by its heartbeat until it stops.
+
+    Dead when it has run out, or at once when it names this machine and its process is gone (kill -9 of a
+    client window); a frozen process on any machine loses it after ``ECHOTUNE_JOB_LEASE_SECONDS``.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("lease"))
+    owner: str = "system"
+    created_at: float = Field(default_factory=now)
+    expires_at: float
+    pid: int
+    host: str
+
+    def dead(self, at: float, this_host: str) -> bool:
+        if self.expires_at <= at:
+            return True
+        return self.host == this_host and not _pid_running(self.pid)
+
+
+def this_host() -> str:
+    """This machine as seen by this process: hostname and PID namespace, so containers do not mix up pids."""
+    import os
+    import socket
+
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}|{namespace}"
+
+
+def _pid_running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or a pid this OS cannot check: assume alive, let it expire
+    return True
 
 
 class PlaylistSnapshotRecord(BaseModel):

@@ -16,7 +16,18 @@ from typing import Any
 
 import anyio
 
-from .base import Backend, BlobStore, Collection, CollectionSpec, Page, StorageError, Where, decode_cursor, encode_cursor
+from .base import (
+    Backend,
+    BlobStore,
+    Collection,
+    CollectionSpec,
+    DuplicateKey,
+    Page,
+    StorageError,
+    Where,
+    decode_cursor,
+    encode_cursor,
+)
 from .blobs_fs import FileBlobStore
 
 _BASE_COLUMNS = ("id", "owner", "created_at")
@@ -42,6 +53,7 @@ class SqliteCollection(Collection):
             f"CREATE TABLE IF NOT EXISTS {self.table} "
             f"(id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL{extra}, doc TEXT NOT NULL)"
         )
+        self.migrate_sync(conn)
         name = self.spec.name
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_owner_created ON {self.table} (owner, created_at, id)")
         for col in self.spec.indexed:
@@ -49,6 +61,14 @@ class SqliteCollection(Collection):
                 f"CREATE INDEX IF NOT EXISTS {name}_owner_{col} ON {self.table} (owner, {_ident(col)}, created_at)"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_{col} ON {self.table} ({_ident(col)})")
+
+    def migrate_sync(self, conn: sqlite3.Connection) -> None:
+        """Add the columns a newer version filters on to a table an older one created, filled from the JSON."""
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({self.table})")}
+        for col in self.columns[3:]:
+            if col not in have:
+                conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {_ident(col)}")
+                conn.execute(f"UPDATE {self.table} SET {_ident(col)} = json_extract(doc, ?)", (f"$.{col}",))
 
     # -- helpers ----------------------------------------------------------------------------
     def _row_values(self, doc: dict[str, Any]) -> list[Any]:
@@ -58,7 +78,7 @@ class SqliteCollection(Collection):
             values.append(v.value if hasattr(v, "value") else v)
         return values
 
-    def _where_sql(self, owner: str | None, where: Where | None) -> tuple[str, list[Any]]:
+    def _where_sql(self, owner: str | None, where: Where | None, *, ttl: bool = True) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
         if owner is not None:
@@ -79,7 +99,7 @@ class SqliteCollection(Collection):
             else:
                 clauses.append(f"{_ident(key)} = ?")
                 args.append(want.value if hasattr(want, "value") else want)
-        if self.spec.ttl_field:
+        if self.spec.ttl_field and ttl:
             clauses.append(f"({_ident(self.spec.ttl_field)} IS NULL OR {_ident(self.spec.ttl_field)} > ?)")
             args.append(time.time())
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
@@ -91,7 +111,7 @@ class SqliteCollection(Collection):
         try:
             await self.backend.run(lambda c: c.execute(sql, [*self._row_values(doc), json.dumps(doc)]))
         except sqlite3.IntegrityError as exc:
-            raise StorageError(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
+            raise DuplicateKey(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
 
     async def get(self, owner: str, id_: str) -> dict[str, Any] | None:
         where, args = self._where_sql(owner, {"id": id_})
@@ -133,10 +153,9 @@ class SqliteCollection(Collection):
 
         return await self.backend.run(txn)
 
-    async def delete(self, owner: str, id_: str) -> bool:
-        cur = await self.backend.run(
-            lambda c: c.execute(f"DELETE FROM {self.table} WHERE owner = ? AND id = ?", (owner, id_))
-        )
+    async def delete(self, owner: str, id_: str, *, expect: Where | None = None) -> bool:
+        where, args = self._where_sql(owner, {"id": id_, **(expect or {})}, ttl=False)
+        cur = await self.backend.run(lambda c: c.execute(f"DELETE FROM {self.table}{where}", args))
         return cur.rowcount > 0
 
     async def find(
@@ -179,6 +198,7 @@ class SqliteBackend(Backend):
         self._lock = threading.Lock()
         self._collections: dict[str, SqliteCollection] = {}
         self._blobs = FileBlobStore(data_dir / "blobs")
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def open(self, specs: Iterable[CollectionSpec]) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -187,11 +207,18 @@ class SqliteBackend(Backend):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
-        for spec in specs:
-            coll = SqliteCollection(self, spec)
-            coll.create_sync(conn)
-            self._collections[spec.name] = coll
-        self._blobs.sweep_temp_files()
+        conn.execute("BEGIN IMMEDIATE")  # one schema change at a time when two processes start together
+        try:
+            for spec in specs:
+                coll = SqliteCollection(self, spec)
+                coll.create_sync(conn)
+                self._collections[spec.name] = coll
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        # Storage calls get their own thread (they are serialised anyway), so no other work can starve them.
+        self._limiter = anyio.CapacityLimiter(1)
 
     async def run(self, fn: Any) -> Any:
         """Run ``fn(conn)`` in one transaction on a worker thread, serialised by a lock."""
@@ -210,7 +237,7 @@ class SqliteBackend(Backend):
                 conn.execute("COMMIT")
                 return out
 
-        return await anyio.to_thread.run_sync(call)
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
     def collection(self, name: str) -> Collection:
         return self._collections[name]

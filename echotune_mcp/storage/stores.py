@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from ..telemetry import span
-from .base import Collection, CollectionSpec, Page, Where
-from .records import ACTIVE_STATUSES, ArtifactRecord, JobRecord, JobStatus, PlaylistSnapshotRecord, now
+from .base import Collection, CollectionSpec, DuplicateKey, Page, Where
+from .records import (
+    ACTIVE_STATUSES,
+    ArtifactRecord,
+    JobRecord,
+    JobStatus,
+    LeaseRecord,
+    PlaylistSnapshotRecord,
+    now,
+    this_host,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
-JOBS = CollectionSpec("jobs", indexed=("status", "tool"))
+JOBS = CollectionSpec("jobs", indexed=("status", "tool", "lease_owner", "lease_expires_at"))
+# A client's quota as documents with fixed ids ``slot_<owner>_<n>``, n < quota: taking one is an insert that
+# only one caller can win, on either backend and across processes. Held until the job's work has stopped.
+JOB_SLOTS = CollectionSpec("job_slots", indexed=("job_id", "lease_owner", "lease_expires_at"))
+# One per running server process (``LeaseRecord``).
+LEASES = CollectionSpec("leases", indexed=("expires_at",))
 ARTIFACTS = CollectionSpec("artifacts", indexed=("kind", "sha256", "job_id"))
 # Room for the later aggregates; their collections exist from day one so indexes are in place.
 TOKENS = CollectionSpec("tokens", indexed=("provider",))
@@ -70,31 +87,173 @@ class RecordStore(Generic[T]):
 
 
 class JobStore(RecordStore[JobRecord]):
-    def __init__(self, collection: Collection):
+    def __init__(self, collection: Collection, slots: Collection):
         super().__init__(collection, JobRecord)
 
     async def set_status(
         self, owner: str, id_: str, status: JobStatus, *, expect: Iterable[JobStatus] | None = None, **fields: Any
     ) -> JobRecord | None:
         """Move a job to ``status`` only from one of ``expect`` (compare-and-set, so no lost transitions)."""
+        self.slots = slots
         data = {"status": status.value, "updated_at": now(), **fields}
         if status.terminal:
             data.setdefault("finished_at", now())
         exp = {"status": [s.value for s in expect]} if expect is not None else None
         return await self.update(owner, id_, data, expect=exp)
 
-    async def mark_interrupted(self) -> int:
-        """After a crash: every job that was queued or running did not finish; say so."""
-        with self._span("mark_interrupted"):
-            return await self.coll.update_where(
-                {"status": [s.value for s in ACTIVE_STATUSES]},
-                {
-                    "status": JobStatus.interrupted.value,
-                    "error": "the server stopped while this job was running; start it again",
-                    "finished_at": now(),
-                    "updated_at": now(),
-                },
-            )
+    # -- leases ------------------------------------------------------------------------------------------------
+    async def renew_leases(self, lease_owner: str, job_ids: list[str], expires_at: float) -> int:
+        """The heartbeat: push the lease of these jobs (still active, still held by ``lease_owner``) forward."""
+        with self._span("renew_leases"):
+            if not job_ids:
+                return 0
+            active = [s.value for s in ACTIVE_STATUSES]
+            return await self.coll.update_where({"id": job_ids, "lease_owner": lease_owner, "status": active},
+                                                {"lease_expires_at": expires_at})
+
+    async def interrupt_dead(self, alive_leases: AliveLeases) -> int:
+        """Jobs left queued or running by a process whose lease is dead did not finish; say so.
+
+        Active jobs are read first, then the live leases: a process registers its lease before it inserts a
+        job, so a job seen here whose lease is not alive really belongs to a dead process. Each job is
+        compared and set on the lease it was seen with, so a heartbeat that renews it meanwhile wins.
+        """
+        with self._span("interrupt_dead"):
+            active = [s.value for s in ACTIVE_STATUSES]
+            jobs: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                page = await self.coll.find(None, {"status": active}, limit=500, cursor=cursor)
+                jobs.extend(page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            if not jobs:
+                return 0
+            alive = await alive_leases()
+            at = time.time()
+            interrupted = 0
+            for doc in jobs:
+                lease, until = doc.get("lease_owner"), doc.get("lease_expires_at")
+                if lease in alive and until is not None and until > at:
+                    continue
+                done = await self.coll.update(
+                    doc["owner"], doc["id"],
+                    {"status": JobStatus.interrupted.value, "error": INTERRUPTED, "finished_at": at, "updated_at": at},
+                    expect={"status": active, "lease_owner": lease, "lease_expires_at": until},
+                )
+                interrupted += done is not None
+            return interrupted
+
+    # -- quota -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _slot_id(owner: str, n: int) -> str:
+        return f"slot_{hashlib.sha256(owner.encode()).hexdigest()[:32]}_{n}"
+
+    async def acquire_slot(self, owner: str, job_id: str, limit: int, lease_owner: str, expires_at: float) -> str | None:
+        """Take one of the owner's ``limit`` slots for ``job_id``; its id, or None when all are held."""
+        with self._span("acquire_slot"):
+            for n in range(limit):
+                slot = self._slot_id(owner, n)
+                try:
+                    await self.slots.insert({"id": slot, "owner": owner, "created_at": now(), "job_id": job_id,
+                                             "lease_owner": lease_owner, "lease_expires_at": expires_at})
+                    return slot
+                except DuplicateKey:
+                    continue
+            return None
+
+    async def reclaim_slot(self, owner: str, job_id: str, limit: int, lease_owner: str, expires_at: float,
+                           alive_leases: AliveLeases) -> str | None:
+        """Take over a slot whose holder's lease is dead (it crashed before giving it back); its id or None."""
+        with self._span("reclaim_slot"):
+            held = [d for d in [await self.slots.get(owner, self._slot_id(owner, n)) for n in range(limit)] if d]
+            if len(held) < limit:  # one was given back meanwhile
+                return await self.acquire_slot(owner, job_id, limit, lease_owner, expires_at)
+            alive = await alive_leases()  # read after the slots, as in interrupt_dead
+            at = time.time()
+            for doc in held:
+                if doc.get("lease_owner") in alive and (doc.get("lease_expires_at") or 0) > at:
+                    continue
+                taken = await self.slots.update(
+                    owner, doc["id"], {"job_id": job_id, "lease_owner": lease_owner, "lease_expires_at": expires_at},
+                    expect={"job_id": doc["job_id"], "lease_owner": doc.get("lease_owner"),
+                            "lease_expires_at": doc.get("lease_expires_at")},
+                )
+                if taken is not None:
+                    return doc["id"]
+            return None
+
+    async def release_slot(self, owner: str, slot: str, job_id: str) -> bool:
+        """Give the slot back, if ``job_id`` still holds it (a dead lease's slot may have been taken over)."""
+        with self._span("release_slot"):
+            return await self.slots.delete(owner, slot, expect={"job_id": job_id})
+
+    async def renew_slots(self, lease_owner: str, job_ids: list[str], expires_at: float) -> int:
+        """Keep the slots of work that is still going (a slot whose release failed is left to lapse)."""
+        with self._span("renew_slots"):
+            if not job_ids:
+                return 0
+            return await self.slots.update_where({"lease_owner": lease_owner, "job_id": job_ids},
+                                                 {"lease_expires_at": expires_at})
+
+    async def statuses(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        """System-wide status of these jobs (the heartbeat's check for cancels made by another process)."""
+        if not job_ids:
+            return {}
+        page = await self.coll.find(None, {"id": job_ids}, limit=len(job_ids))
+        return {d["id"]: JobStatus(d["status"]) for d in page.items}
+
+
+class LeaseStore:
+    """The leases of the server processes sharing this storage (one document each)."""
+
+    OWNER = "system"
+
+    def __init__(self, collection: Collection):
+        self.coll = collection
+        self.host = this_host()
+
+    async def register(self, ttl_s: float, *, pid: int | None = None, lease_id: str | None = None) -> LeaseRecord:
+        """A new lease, or ``lease_id`` again after another process dropped it while this one was frozen."""
+        lease = LeaseRecord(expires_at=time.time() + ttl_s, pid=os.getpid() if pid is None else pid, host=self.host)
+        if lease_id is not None:
+            lease.id = lease_id
+        with span("storage.leases.register"):
+            await self.coll.insert(lease.model_dump(mode="json"))
+        return lease
+
+    async def renew(self, lease_id: str, ttl_s: float) -> bool:
+        """Push the lease forward; False when it is gone (another process found it dead and dropped it)."""
+        with span("storage.leases.renew"):
+            return await self.coll.update(self.OWNER, lease_id, {"expires_at": time.time() + ttl_s}) is not None
+
+    async def all(self) -> list[LeaseRecord]:
+        out: list[LeaseRecord] = []
+        cursor = None
+        while True:
+            page = await self.coll.find(self.OWNER, limit=500, cursor=cursor)
+            out.extend(LeaseRecord.model_validate(d) for d in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
+    async def alive_ids(self) -> set[str]:
+        at = time.time()
+        return {lease.id for lease in await self.all() if not lease.dead(at, self.host)}
+
+    async def drop_dead(self) -> int:
+        """Remove dead leases (after their jobs were interrupted); a renewal that races this wins."""
+        at = time.time()
+        dropped = 0
+        for lease in await self.all():
+            if lease.dead(at, self.host):
+                dropped += await self.coll.delete(self.OWNER, lease.id, expect={"expires_at": lease.expires_at})
+        return dropped
+
+    async def drop(self, lease_id: str) -> None:
+        with span("storage.leases.drop"):
+            await self.coll.delete(self.OWNER, lease_id)
 
 
 class ArtifactStore(RecordStore[ArtifactRecord]):

@@ -8,13 +8,13 @@ import os
 from typing import Annotated, Literal
 
 import anyio
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..app import App
 from ..artifacts import KINDS
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Busy, NotFound
 from ..music.audio_io import AudioError, decode_audio, media_type_for
 from ..principal import current_principal
 from ..views import ArtifactList, ArtifactView
@@ -132,6 +132,10 @@ def build(app: App) -> Toolset:
             audio = decode_audio(data, max_seconds=1e9, what=rec.name)
             return waveform_png(audio.samples, audio.sample_rate, title=rec.name)
 
-        return await anyio.to_thread.run_sync(draw)
+        # Heavy: in the CPU pool, answered busy if no thread is free within the longest tool wait.
+        try:
+            return await app.cpu.run(draw, start_within=app.settings.max_wait_seconds)
+        except Busy as exc:
+            raise ResourceError(str(exc)) from None
 
     return ts

@@ -10,13 +10,13 @@ import time
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..app import App
 from ..audio_inputs import AudioInput, load_audio_input
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Busy, NotFound
 from ..jobs import JobContext, JobFailed
 from ..licensing import file_tags
 from ..music.audio_io import (
@@ -185,7 +185,11 @@ def build(app: App) -> Toolset:
             inp = await load_audio_input(app, owner, artifact_id)
         except (NotFound, BadInput) as exc:
             raise ResourceNotFoundError(str(exc)) from None
-        return json.dumps(await _analysis(app, owner, inp))
+        # A resource read answers promptly: if the CPU pool has no free thread soon, the reader is told busy.
+        try:
+            return json.dumps(await _analysis(app, owner, inp, start_within=app.settings.max_wait_seconds))
+        except Busy as exc:
+            raise ResourceError(str(exc)) from None
 
     return ts
 
@@ -320,10 +324,8 @@ def _cache_id(sha256: str) -> str:
     return f"analysis-v{VERSION}-{sha256}"
 
 
-async def _analysis(app: App, owner: str, inp: AudioInput) -> dict[str, Any]:
-    """The cached analysis for this audio content, computing and storing it on a miss."""
-    import anyio
-
+async def _analysis(app: App, owner: str, inp: AudioInput, start_within: float | None = None) -> dict[str, Any]:
+    """The cached analysis for this audio content, computing it on a miss in the CPU pool (bounded work)."""
     from ..music.features import analyze
 
     sha = inp.source.get("sha256") or (inp.artifact.sha256 if inp.artifact else None)
@@ -331,7 +333,7 @@ async def _analysis(app: App, owner: str, inp: AudioInput) -> dict[str, Any]:
     doc = await coll.get(owner, _cache_id(sha)) if sha else None
     if doc is not None:
         return {**doc["analysis"], "cached": True, "sha256": sha}
-    result = await anyio.to_thread.run_sync(analyze, inp.audio.samples, inp.audio.sample_rate)
+    result = await app.cpu.run(analyze, inp.audio.samples, inp.audio.sample_rate, start_within=start_within)
     if sha:
         now = time.time()
         try:

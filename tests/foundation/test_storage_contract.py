@@ -73,14 +73,81 @@ async def test_pagination_and_filters(storage):
         await storage.jobs.find("a", cursor="not-a-cursor")
 
 
-async def test_mark_interrupted_only_touches_active_jobs(storage):
-    running = await storage.jobs.insert(JobRecord(owner="a", tool="t", status=JobStatus.running))
-    queued = await storage.jobs.insert(JobRecord(owner="b", tool="t", status=JobStatus.queued))
-    done = await storage.jobs.insert(JobRecord(owner="a", tool="t", status=JobStatus.succeeded))
-    assert await storage.jobs.mark_interrupted() == 2
-    assert (await storage.jobs.get("a", running.id)).status == JobStatus.interrupted
-    assert (await storage.jobs.get("b", queued.id)).status == JobStatus.interrupted
+async def test_only_jobs_whose_lease_ran_out_are_interrupted(storage):
+    import time
+
+    live = await storage.jobs.insert(JobRecord(owner="a", tool="t", status=JobStatus.running,
+                                               lease_owner="lease_live", lease_expires_at=time.time() + 60))
+    expired = await storage.jobs.insert(JobRecord(owner="a", tool="t", status=JobStatus.running,
+                                                  lease_owner="lease_live", lease_expires_at=time.time() - 1))
+    orphan = await storage.jobs.insert(JobRecord(owner="b", tool="t", status=JobStatus.queued,
+                                                 lease_owner="lease_gone", lease_expires_at=time.time() + 60))
+    legacy = await storage.jobs.insert(JobRecord(owner="b", tool="t", status=JobStatus.running))  # from before leases
+    done = await storage.jobs.insert(JobRecord(owner="a", tool="t", status=JobStatus.succeeded,
+                                               lease_owner="lease_gone", lease_expires_at=time.time() - 1))
+    # The jobs snapshot is read before the leases, so a lease registered meanwhile is never mistaken for dead.
+    assert await storage.jobs.interrupt_dead(alive_leases=lambda: _const({"lease_live"})) == 3
+    assert (await storage.jobs.get("a", live.id)).status == JobStatus.running
+    for job in (expired, orphan, legacy):
+        got = await storage.jobs.get(job.owner, job.id)
+        assert got.status == JobStatus.interrupted and "start it again" in got.error
     assert (await storage.jobs.get("a", done.id)).status == JobStatus.succeeded
+    # A heartbeat renews only its own jobs that are still active (an interrupted job stays interrupted).
+    assert await storage.jobs.renew_leases("lease_live", [live.id, expired.id], time.time() + 60) == 1
+
+
+async def _const(value):
+    return value
+
+
+async def test_job_slots_are_taken_atomically(storage):
+    import asyncio
+    import time
+
+    exp = time.time() + 60
+    got = await asyncio.gather(*(storage.jobs.acquire_slot("alice", f"job_{i}", 3, "lease_a", exp) for i in range(20)))
+    assert sum(s is not None for s in got) == 3
+    assert await storage.jobs.acquire_slot("bob", "job_b", 3, "lease_a", exp) is not None  # per owner
+    slot = next(s for s in got if s is not None)
+    held_by = next(f"job_{i}" for i, s in enumerate(got) if s == slot)
+    # Releasing with the wrong job leaves the slot alone; with its job frees it for the next one.
+    assert await storage.jobs.release_slot("alice", slot, "job_other") is False
+    assert await storage.jobs.acquire_slot("alice", "job_x", 3, "lease_a", exp) is None
+    assert await storage.jobs.release_slot("alice", slot, held_by) is True
+    assert await storage.jobs.acquire_slot("alice", "job_x", 3, "lease_a", exp) is not None
+
+
+async def test_a_dead_lease_gives_its_slots_back(storage):
+    import time
+
+    for i in range(2):
+        assert await storage.jobs.acquire_slot("alice", f"old_{i}", 2, "lease_dead", time.time() + 60)
+    assert await storage.jobs.acquire_slot("alice", "new", 2, "lease_b", time.time() + 60) is None
+    # A live holder keeps its slots; once its lease is gone they can be taken over.
+    assert await storage.jobs.reclaim_slot("alice", "new", 2, "lease_b", time.time() + 60,
+                                           alive_leases=lambda: _const({"lease_dead"})) is None
+    assert await storage.jobs.reclaim_slot("alice", "new", 2, "lease_b", time.time() + 60,
+                                           alive_leases=lambda: _const(set())) is not None
+
+
+async def test_process_leases(storage):
+    import os
+    import time
+
+    leases = storage.leases
+    mine = await leases.register(ttl_s=60)
+    assert mine.pid == os.getpid()
+    assert mine.id in await leases.alive_ids()
+    # A lease on this machine whose process is gone is dead at once; one that ran out is dead anywhere.
+    ghost = await leases.register(ttl_s=60, pid=2**22 + 12345)
+    stale = await leases.register(ttl_s=60)
+    await storage.collection("leases").update("system", stale.id, {"expires_at": time.time() - 1})
+    alive = await leases.alive_ids()
+    assert mine.id in alive and ghost.id not in alive and stale.id not in alive
+    assert await leases.renew(mine.id, 60) is True
+    await leases.drop(mine.id)
+    assert await leases.renew(mine.id, 60) is False
+    assert mine.id not in await leases.alive_ids()
 
 
 async def test_blobs_are_content_addressed(storage):
