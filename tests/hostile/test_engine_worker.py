@@ -91,6 +91,35 @@ def test_long_piece_is_generated_window_by_window_like_generate(tiny):
     assert progress == sorted(progress) and progress[-1] == 1.0
 
 
+def test_melody_windows_follow_the_melody_from_each_window_start():
+    from echotune_mcp.engine.engine import CHROMA_RATE
+    from echotune_mcp.engine.melody_chroma import chroma_onehot
+
+    melody = build_random_musicgen("tiny", seed=4, melody=True)
+    t = torch.arange(32000) / 32000
+    tune = torch.sin(2 * torch.pi * 440 * t) * (t < 0.5) + torch.sin(2 * torch.pi * 330 * t) * (t >= 0.5)
+    chroma = torch.as_tensor(chroma_onehot(tune.numpy(), 32000))
+    window, stride, frames, fps = 300, 200, 450, 500  # two windows; the second starts 0.4 s in
+    first = stock_codes(melody, [5, 6], window + K - 1, chroma=chroma, do_sample=False, guidance_scale=3.0)
+    shift = round(stride / fps * CHROMA_RATE)
+    assert shift % chroma.shape[0]  # the second window really hears the melody from a later point
+    second = stock_codes(melody, [5, 6], frames - window + K - 1, prompt_codes=first[:, stride:],
+                         chroma=torch.roll(chroma, -shift, dims=0), do_sample=False, guidance_scale=3.0)
+    want = torch.cat([first, second[:, window - stride:]], dim=1)
+    engine = Engine(max_slots=2)
+    engine.add_model("melody", melody).runner.set_window(window, stride)
+    try:
+        got = asyncio.run(_one(engine, GenerationRequest("melody", frames + K - 1, [5, 6], GREEDY,
+                                                         melody_chroma=chroma)))
+    finally:
+        engine.close()
+    assert got.codes.shape == (K, frames) and torch.equal(got.codes, want)
+
+
+async def _one(engine, request):
+    return await final(await engine.submit(request))
+
+
 def test_default_window_is_30_s_with_a_10_s_overlap_and_positions_grow(tiny):
     engine = Engine(max_slots=2)
     runner = engine.add_model("tiny", tiny).runner
