@@ -38,7 +38,10 @@ LISTENING = CollectionSpec("listening", indexed=("provider", "track_id"))
 TELEMETRY = CollectionSpec("telemetry", indexed=("kind",), ttl_field="expires_at")
 IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires_at")
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
-ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS)
+ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, JOB_SLOTS,
+             LEASES)
+AliveLeases = Callable[[], Awaitable[set[str]]]
+INTERRUPTED = "the server stopped while this job was running; start it again"
 
 
 class RecordStore(Generic[T]):
@@ -89,12 +92,12 @@ class RecordStore(Generic[T]):
 class JobStore(RecordStore[JobRecord]):
     def __init__(self, collection: Collection, slots: Collection):
         super().__init__(collection, JobRecord)
+        self.slots = slots
 
     async def set_status(
         self, owner: str, id_: str, status: JobStatus, *, expect: Iterable[JobStatus] | None = None, **fields: Any
     ) -> JobRecord | None:
         """Move a job to ``status`` only from one of ``expect`` (compare-and-set, so no lost transitions)."""
-        self.slots = slots
         data = {"status": status.value, "updated_at": now(), **fields}
         if status.terminal:
             data.setdefault("finished_at", now())
