@@ -19,6 +19,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ..private_files import private_dir
+
 log = logging.getLogger(__name__)
 KEY_FILENAME = "content-credentials-ed25519.pem"
 _cache: dict[tuple[str, str | None], SigningKey] = {}
@@ -46,8 +48,7 @@ def key_path(data_dir: Path) -> Path:
 
 
 def _create(path: Path, secret: str | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    private_dir(path.parent, ours=True)  # keys/ and, if missing, the data dir above it: 0700
     key = Ed25519PrivateKey.generate()
     enc = serialization.BestAvailableEncryption(secret.encode()) if secret else serialization.NoEncryption()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..private_files import private_dir
 from ..storage.base import Collection, StorageError
 from ..storage.records import now
 
@@ -36,7 +37,7 @@ def load_key(secret: str | None, data_dir: Path) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"echotune-token-key/v1", info=b"tokens").derive(
             secret.encode())
     path = data_dir / KEY_FILE_NAME
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

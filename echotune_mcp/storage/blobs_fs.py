@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 
+from ..private_files import private_dir
 from .base import BlobStore, StorageError
 
 
@@ -32,7 +33,7 @@ class FileBlobStore(BlobStore):
         final = self._path(sha)
         if final.exists() and final.stat().st_size == len(data):
             return sha
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent, tighten=False)  # 0700 like the data dir; the blob files are 0600 (mkstemp)
         # The temp name carries the writer's lease, so another process on this data dir leaves it alone.
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f"{TEMP_PREFIX}{self.writer or 'unleased'}.")
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from ..private_files import private_dir, private_file, tighten_file
 from .base import (
     Backend,
     BlobStore,
@@ -201,7 +202,12 @@ class SqliteBackend(Backend):
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def open(self, specs: Iterable[CollectionSpec]) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # 0700 folder, 0600 database; SQLite gives its -wal and -shm files the database file's mode
+        private_dir(self.data_dir)
+        private_dir(self.data_dir / "blobs", ours=True)
+        private_file(self.path)
+        for side in ("-wal", "-shm", "-journal"):
+            tighten_file(self.path.with_name(self.path.name + side))
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

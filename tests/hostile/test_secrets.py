@@ -8,14 +8,19 @@ tests/providers/authserver.py (rotating refresh tokens) and small scripted HTTP 
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
 
 from echotune_mcp.app import App
+from echotune_mcp.config import Settings
+from echotune_mcp.licensing.keys import signing_key
 from echotune_mcp.providers.hub import ProviderHub
 from echotune_mcp.providers.oauth import OAuthClientConfig
 from tests.conftest import free_port
@@ -124,3 +129,62 @@ async def test_every_adapter_gets_the_configured_deadline(settings):
     assert adapter.deadline_s == 7.0
     with pytest.raises(ValueError, match="ECHOTUNE_PROVIDER_DEADLINE_S"):
         replace(settings, provider_deadline_s=float("inf")).validate()
+
+
+# -- private files ------------------------------------------------------------------------------
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+async def _touch_everything(settings: Settings) -> None:
+    """Make every kind of file the server keeps: database (+ WAL), blob, token key, token, signing key."""
+    async with App(settings) as app:
+        await app.storage.blobs.put(b"some audio")
+        await ProviderHub(app).keeper.save("local", "spotify", {"access_token": "a"})
+        signing_key(settings.data_dir, settings.secret_key)
+        modes = _modes(settings.data_dir)
+        assert any(name.endswith("-wal") for name in modes), modes  # checked while SQLite has them open
+        _assert_private(modes)
+    _assert_private(_modes(settings.data_dir))
+
+
+def _assert_private(modes: dict[str, int]) -> None:
+    loose = {name: oct(mode) for name, mode in modes.items()
+             if mode & 0o077 or (name == "." and mode != 0o700)}
+    assert not loose, f"group/other can reach: {loose}"
+
+
+async def test_new_data_directory_is_0700_and_its_files_0600(tmp_path, settings):
+    old = os.umask(0o022)  # the common default: without care, files come out 0644 and folders 0755
+    try:
+        data = tmp_path / "fresh" / "data"
+        await _touch_everything(replace(settings, data_dir=data))
+        assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700  # a parent we created, too
+    finally:
+        os.umask(old)
+
+
+async def test_an_existing_loose_data_directory_is_tightened(tmp_path, settings):
+    old = os.umask(0o022)
+    try:
+        data = tmp_path / "data"
+        data.mkdir(mode=0o755)
+        (data / "echotune.sqlite3").touch(mode=0o644)  # as an older version left it
+        (data / "blobs").mkdir(mode=0o755)
+        data.chmod(0o755)
+        await _touch_everything(replace(settings, data_dir=data))
+    finally:
+        os.umask(old)
+
+
+async def test_a_folder_that_is_not_ours_is_not_chmodded(tmp_path, settings, caplog):
+    """Pointing ECHOTUNE_DATA_DIR at a folder holding other things: we warn instead of changing its mode."""
+    data = tmp_path / "shared-folder"
+    data.mkdir()
+    (data / "someone-elses-file.txt").write_text("hello")
+    data.chmod(0o755)
+    async with App(replace(settings, data_dir=data)):
+        pass
+    assert stat.S_IMODE(data.stat().st_mode) == 0o755
+    assert "readable by other users" in caplog.text
+    assert stat.S_IMODE((data / "echotune.sqlite3").stat().st_mode) == 0o600
