@@ -227,8 +227,9 @@ async def test_heavy_resource_reads_are_bounded(make_client):
 
 
 # -- neighbours -------------------------------------------------------------------------------------------------
+LEASE_S = 1.5  # short, so the test is quick; long enough that a loaded machine still renews in time
 async def test_a_second_server_leaves_live_jobs_running_until_their_lease_runs_out(shared_settings):
-    s = replace(shared_settings, job_lease_seconds=0.6)
+    s = replace(shared_settings, job_lease_seconds=LEASE_S)
     gate = asyncio.Event()
 
     async def hold(job: JobContext):
@@ -243,12 +244,12 @@ async def test_a_second_server_leaves_live_jobs_running_until_their_lease_runs_o
         assert stored.lease_owner == first.jobs.lease_id and stored.lease_expires_at > time.time()
         async with App(s) as second:
             assert second.interrupted_at_start == 0
-            await asyncio.sleep(2.0)  # over three lease lengths: the first keeps renewing, the second keeps checking
+            await asyncio.sleep(2.5 * LEASE_S)  # the first keeps renewing, the second keeps checking
             assert (await second.jobs.get("local", job.id)).status == JobStatus.running
             # The first server freezes (as if killed on another machine): its lease runs out, then the second
             # tells the truth about the job.
             first.jobs._heartbeat.cancel()
-            await _until(lambda: _job_status(second, job.id, JobStatus.interrupted), timeout=5)
+            await _until(lambda: _job_status(second, job.id, JobStatus.interrupted), timeout=4 * LEASE_S)
             gone = await second.jobs.get("local", job.id)
             assert "start it again" in gone.error
             gate.set()
@@ -262,7 +263,7 @@ async def _job_status(app: App, job_id: str, status: JobStatus) -> bool:
 
 
 async def test_a_second_server_leaves_live_temp_blobs_alone(settings):
-    s = replace(settings, job_lease_seconds=0.6)
+    s = replace(settings, job_lease_seconds=LEASE_S)
     async with App(s) as first:
         folder = s.data_dir / "blobs" / "ab"
         folder.mkdir(parents=True, exist_ok=True)
@@ -275,7 +276,7 @@ async def test_a_second_server_leaves_live_temp_blobs_alone(settings):
             assert live.exists(), "the second server swept a blob the first is still writing"
             assert not dead.exists()
             first.jobs._heartbeat.cancel()
-            await _until(lambda: _const(not live.exists()), timeout=5)
+            await _until(lambda: _const(not live.exists()), timeout=4 * LEASE_S)
         # A blob written whole leaves no temp file behind.
         sha = await first.storage.blobs.put(b"whole")
         assert first.storage.blobs.local_path(sha).read_bytes() == b"whole"
@@ -301,3 +302,52 @@ async def test_echotune_mcp_jobs_leaves_a_running_server_alone(settings):
         assert (await server.jobs.get("local", job.id)).status == JobStatus.running
         gate.set()
         assert (await server.jobs.wait("local", job.id, 5)).status == JobStatus.succeeded
+
+
+async def test_a_cancel_through_another_server_stops_the_work(shared_settings):
+    s = replace(shared_settings, job_lease_seconds=LEASE_S, max_jobs_per_owner=1)
+    stopped = asyncio.Event()
+
+    async def loop(job: JobContext):
+        try:
+            while True:
+                await job.progress(0.5, "working")  # raises JobCancelled once the cancel is seen
+                await asyncio.sleep(0.02)
+        finally:
+            stopped.set()
+
+    async with App(s) as first, App(s) as second:
+        job = await first.jobs.submit(owner="local", tool="t", params={}, work=loop)
+        await _until(lambda: _job_status(second, job.id, JobStatus.running))
+        assert (await second.jobs.cancel("local", job.id)).status == JobStatus.cancelled
+        # The first server hears of it on its next heartbeat and stops the work; the slot comes back.
+        await asyncio.wait_for(stopped.wait(), 4 * LEASE_S)
+        await _until(lambda: _const(job.id not in first.jobs._live))
+        again = await second.jobs.submit(owner="local", tool="t", params={}, work=_quick)
+        assert (await second.jobs.wait("local", again.id, 5)).status == JobStatus.succeeded
+
+
+async def _quick(job: JobContext):
+    return {}
+
+
+async def test_an_older_data_dir_gains_the_lease_columns(settings):
+    """A database written before leases existed: its tables gain the new columns, and a job it left running
+    (no lease at all) is interrupted at start-up, while its finished jobs are untouched."""
+    import sqlite3
+
+    settings.data_dir.mkdir(parents=True)
+    conn = sqlite3.connect(settings.data_dir / "echotune.sqlite3")
+    conn.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL, "
+                 "status, tool, doc TEXT NOT NULL)")
+    for id_, status in (("job_old_running", "running"), ("job_old_done", "succeeded")):
+        doc = {"id": id_, "owner": "local", "tool": "t", "status": status, "created_at": 1.0, "updated_at": 1.0}
+        conn.execute("INSERT INTO jobs VALUES (?, 'local', 1.0, ?, 't', ?)", (id_, status, json.dumps(doc)))
+    conn.commit()
+    conn.close()
+    async with App(settings) as app:
+        assert app.interrupted_at_start == 1
+        assert (await app.jobs.get("local", "job_old_running")).status == JobStatus.interrupted
+        assert (await app.jobs.get("local", "job_old_done")).status == JobStatus.succeeded
+        job = await app.jobs.submit(owner="local", tool="t", params={}, work=_quick)
+        assert (await app.jobs.wait("local", job.id, 5)).status == JobStatus.succeeded
