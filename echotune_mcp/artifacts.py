@@ -47,16 +47,23 @@ def package_version() -> str:
 
 
 CreatedHook = Callable[["ArtifactService", ArtifactRecord], Awaitable[None]]
+DeletedHook = Callable[["ArtifactService", ArtifactRecord], Awaitable[None]]
 
 
 class ArtifactService:
     def __init__(self, storage: Storage):
         self.storage = storage
         self._created_hooks: list[CreatedHook] = []
+        self._deleted_hooks: list[DeletedHook] = []
 
     def on_created(self, hook: CreatedHook) -> None:
         """Run ``hook`` after each artifact is stored (e.g. to sign a content-credentials manifest)."""
         self._created_hooks.append(hook)
+
+    def on_deleted(self, hook: DeletedHook) -> None:
+        """Run ``hook`` before each artifact's record is deleted (e.g. to keep a tombstone of its rights);
+        a hook that fails stops the delete, so nothing the hook must keep is lost."""
+        self._deleted_hooks.append(hook)
 
     async def create(
         self,
@@ -142,6 +149,8 @@ class ArtifactService:
 
     async def delete(self, owner: str, artifact_id: str) -> ArtifactRecord:
         record = await self.get(owner, artifact_id)
+        for hook in self._deleted_hooks:
+            await hook(self, record)
         await self.storage.artifacts.delete(owner, artifact_id)
         # Blobs are shared by content; drop the bytes only when no record points at them.
         if not await self.storage.artifacts.sha_in_use(record.sha256):

@@ -1,7 +1,8 @@
 """Resolve an audio argument (artifact URI/id or allowed local path) into checked, decoded audio.
 
 One function so every tool that takes audio applies the same rules: artifact ownership, the
-allowed-roots policy (symlinks resolved first, nothing read outside), the format/length/NaN checks.
+allowed-roots policy (symlinks resolved first, nothing read outside), the size caps read from the
+header before anything is decoded, and the format/length/NaN checks.
 """
 
 from __future__ import annotations
@@ -31,10 +32,23 @@ class AudioInput:
     source: dict[str, Any]  # for provenance: where it came from
 
 
-async def load_audio_input(app: App, owner: str, ref: str, *, field: str = "audio") -> AudioInput:
+def read_capped(path: Path, limit: int, field: str, shown: str) -> bytes:
+    """At most ``limit`` bytes of ``path``: one bounded read, so a file that grows after a size check
+    (or a device that never ends) cannot be read past the cap."""
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise BadInput(field, f"{shown} is larger than {limit} bytes", f"files up to {limit} bytes")
+    return data
+
+
+async def load_audio_input(app: App, owner: str, ref: str, *, field: str = "audio",
+                           allow_paths: bool = True) -> AudioInput:
+    """``ref`` as checked, decoded audio. ``allow_paths=False`` (resource URIs) accepts artifacts only:
+    a URI's path segment must never name a local file."""
     ref = ref.strip()
     art_id = parse_artifact_uri(ref)
-    if art_id is None and not ref.startswith("/") and not ref.startswith("~") and ref.startswith("art_"):
+    if art_id is None and (ref.startswith("art_") or not allow_paths):
         art_id = ref
     record = None
     if art_id is not None:
@@ -45,11 +59,15 @@ async def load_audio_input(app: App, owner: str, ref: str, *, field: str = "audi
         source = {"type": "artifact", "artifact_id": record.id, "sha256": record.sha256}
         what = f"artifact {record.id}"
     elif ref.startswith(("/", "~")):
-        path: Path = app.paths.check(ref)
+        try:
+            path: Path = app.paths.check(ref)
+        except BadInput as exc:
+            raise BadInput(field, str(exc).removeprefix("invalid audio: ")) from None
+        limit = app.settings.max_upload_bytes
         size = path.stat().st_size
-        if size > app.settings.max_upload_bytes:
-            raise BadInput(field, f"{ref} is {size} bytes", f"files up to {app.settings.max_upload_bytes} bytes")
-        data = await anyio.to_thread.run_sync(path.read_bytes)
+        if size > limit:
+            raise BadInput(field, f"{ref} is {size} bytes", f"files up to {limit} bytes")
+        data = await anyio.to_thread.run_sync(lambda: read_capped(path, limit, field, ref))
         import hashlib
 
         source = {"type": "local_file", "path": str(path), "sha256": hashlib.sha256(data).hexdigest(),

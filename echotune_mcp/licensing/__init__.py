@@ -31,7 +31,8 @@ __all__ = ["Licensing", "assert_provenance_complete", "complete_provenance", "fi
 
 
 def install_hooks(app: App) -> None:
-    """Sign a content-credentials manifest for each audio artifact right after it is stored.
+    """Sign a content-credentials manifest for each audio artifact right after it is stored, and keep a
+    tombstone of each artifact's rights before it is deleted.
 
     Idempotent per ArtifactService (a second call is a no-op), so wiring it in App and in a test
     never signs twice.
@@ -50,4 +51,8 @@ def install_hooks(app: App) -> None:
             log.exception("could not write content credentials for artifact %s", record.id)
             raise
 
+    async def keep_tombstone(service: ArtifactService, record: ArtifactRecord) -> None:
+        await licensing.keep_tombstone(record)
+
     app.artifacts.on_created(sign_new_artifact)
+    app.artifacts.on_deleted(keep_tombstone)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -110,9 +111,16 @@ class Verification:
         return asdict(self)
 
 
-def verify(manifest_bytes: bytes, content: bytes, trusted_key_id: str) -> Verification:
-    """Check a manifest against content: hash match, Ed25519 signature, and that our key signed it."""
-    actual = hashlib.sha256(content).hexdigest()
+def verify(manifest_bytes: bytes, content: bytes | None, trusted_public_key: bytes, *,
+           content_sha256: str | None = None) -> Verification:
+    """Check a manifest against content (or its ``content_sha256``): hash match, Ed25519 signature, and that
+    our key signed it.
+
+    "Our key" means the manifest's public key is byte for byte the server's 32-byte public key: the
+    key id is a 64-bit fingerprint for people to read, never what trust is decided on.
+    """
+    actual = content_sha256 if content is None else hashlib.sha256(content).hexdigest()
+    assert actual is not None, "give content or content_sha256"
     problems: list[str] = []
     try:
         manifest = json.loads(manifest_bytes)
@@ -131,9 +139,10 @@ def verify(manifest_bytes: bytes, content: bytes, trusted_key_id: str) -> Verifi
         signature_ok = False
         problems.append("the signature does not match the claim: the manifest was changed after signing")
     key_id = key_id_of(public_raw) if len(public_raw) == 32 else None
-    ours = key_id == trusted_key_id and sig.get("key_id") == key_id
+    ours = hmac.compare_digest(public_raw, trusted_public_key) and sig.get("key_id") == key_id
     if not ours:
-        problems.append(f"signed by key {key_id}, not this server's key {trusted_key_id}")
+        problems.append(f"signed by key {key_id} ({sig.get('public_key')!s:.60}), not this server's key "
+                        f"{key_id_of(trusted_public_key)} ({base64.b64encode(trusted_public_key).decode()})")
     matches = claimed == actual
     if not matches:
         problems.append(f"the content's sha256 {actual[:16]}… differs from the signed {str(claimed)[:16]}…: "

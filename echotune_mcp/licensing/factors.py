@@ -61,10 +61,16 @@ def weights_license(provenance: dict[str, Any], card_dirs: Iterable[Path]) -> tu
     return _license_value(model.get("weights_license")), "provenance model.weights_license"
 
 
+SOURCE_KEYS = ("source", "input", "melody_input")  # where tools record outside material they read
+
+
 def _sources(provenance: dict[str, Any]) -> list[dict[str, Any]]:
-    """Outside material recorded in provenance: ``source`` (one or a list) and URI-only ``inputs``."""
-    raw = provenance.get("source")
-    items = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
+    """Outside material recorded in provenance: ``source`` (an upload), ``input``/``melody_input`` (what a
+    separation, remix or continuation read: one or a list), and URI-only ``inputs``."""
+    items: list[Any] = []
+    for key in SOURCE_KEYS:
+        raw = provenance.get(key)
+        items += raw if isinstance(raw, list) else [raw]
     items = [s for s in items if isinstance(s, dict)]
     for inp in provenance.get("inputs") or []:
         if isinstance(inp, dict) and inp.get("uri") and not inp.get("artifact_id"):

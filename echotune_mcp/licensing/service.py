@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..artifacts import HOW_TO_LIST, package_version
+from ..audio_inputs import read_capped
 from ..errors import BadInput
+from ..music.audio_io import MAX_DECODED_BYTES
 from ..storage.records import ArtifactRecord, now
 from . import catalog, credentials
 from .factors import ATTESTATION_KEY, Factor, factors_of
@@ -35,6 +37,14 @@ CREDENTIALS_META_KEY = "content_credentials"  # audio artifact meta -> id of its
 POLICY_MAX_DEPTH = 64  # a licence check reads the whole lineage, up to this many generations
 POLICY_MAX_NODES = 500
 RIGHTS = ("own_work", "licensed", "public_domain")
+# verify_credentials reads files from disk: the audio is hashed in chunks up to the largest audio this
+# server decodes (so it bounds time, not memory), the manifest JSON is read whole up to 1 MiB.
+VERIFY_MAX_BYTES = MAX_DECODED_BYTES
+TOMBSTONES = "tombstones"
+# Provenance a tombstone keeps: exactly what factors_of and get_provenance's summary read for rights.
+TOMBSTONE_PROVENANCE = ("tool", "backend", "model", "soundfont", "source", "input", "melody_input", "inputs",
+                        "rights", "owner", "job_id", "created_at", "artifact_id", "sha256", "package")
+MANIFEST_MAX_BYTES = 1024 * 1024
 ATTESTATION_FIELDS = "holder (who holds the rights), statement (what you attest), " \
                      "rights (own_work | licensed | public_domain), evidence_url (optional, http(s))"
 
@@ -42,6 +52,21 @@ ATTESTATION_FIELDS = "holder (who holds the rights), statement (what you attest)
 def _reason_text(reasons: list[Reason]) -> str:
     return "; ".join(f"{r.explanation} [rule {r.rule}, artifact {r.artifact_id}]" +
                      (f" — to fix: {r.remedy}" if r.remedy else "") for r in reasons)
+
+
+def _sha256_capped(path: Path, limit: int, field: str, shown: str) -> str:
+    """The file's sha256, read in 1 MiB chunks; refused (before reading) when it is over ``limit`` bytes."""
+    size = path.stat().st_size
+    if size > limit:
+        raise BadInput(field, f"{shown} is {size} bytes", f"files up to {limit} bytes")
+    digest, seen = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            seen += len(chunk)
+            if seen > limit:
+                raise BadInput(field, f"{shown} is larger than {limit} bytes", f"files up to {limit} bytes")
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def validate_attestation(raw: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -75,7 +100,28 @@ class Licensing:
 
     # -- lineage and factors ------------------------------------------------------------------------
     async def lineage(self, owner: str, record: ArtifactRecord, depth: int) -> Lineage:
-        return await walk(self.app.storage.artifacts, owner, record, max_depth=depth, max_nodes=POLICY_MAX_NODES)
+        return await walk(self.app.storage.artifacts, owner, record, max_depth=depth, max_nodes=POLICY_MAX_NODES,
+                          tombstones=self.tombstone)
+
+    # -- tombstones ---------------------------------------------------------------------------------
+    async def keep_tombstone(self, record: ArtifactRecord) -> None:
+        """Before ``record`` is deleted, keep what licence checks need of it: its parents, licence, rights
+        attestation and the provenance fields factors read (never its bytes, prompt or parameters).
+
+        Without it, deleting an upload of unknown rights would leave its derivatives with only a
+        "deleted ancestor" and let them be relicensed as if the upload had never been there.
+        """
+        prov = {k: v for k, v in (record.provenance or {}).items() if k in TOMBSTONE_PROVENANCE}
+        meta = {k: v for k, v in (record.meta or {}).items() if k == ATTESTATION_KEY}
+        kept = record.model_copy(update={"provenance": prov, "meta": meta})
+        doc = {"id": record.id, "owner": record.owner, "created_at": now(), "record": kept.model_dump(mode="json")}
+        coll = self.app.storage.collection(TOMBSTONES)
+        if await coll.get(record.owner, record.id) is None:
+            await coll.insert(doc)
+
+    async def tombstone(self, owner: str, artifact_id: str) -> ArtifactRecord | None:
+        doc = await self.app.storage.collection(TOMBSTONES).get(owner, artifact_id)
+        return ArtifactRecord.model_validate(doc["record"]) if doc else None
 
     async def factors(self, owner: str, record: ArtifactRecord) -> tuple[list[Factor], Lineage]:
         """Every licence fact in ``record``'s whole lineage, nearest artifacts first."""
@@ -84,6 +130,8 @@ class Licensing:
         for node in sorted(lin.nodes.values(), key=lambda n: n.depth):
             if node.record is None:
                 out.append(Factor("lineage", "deleted", node.id))
+                if node.tombstone is not None:  # what it contained still binds what was made from it
+                    out.extend(factors_of(node.tombstone, self.card_dirs, is_root=False))
             else:
                 out.extend(factors_of(node.record, self.card_dirs, is_root=node.id == record.id))
             if node.unexpanded_parents:
@@ -202,7 +250,7 @@ class Licensing:
             raise BadInput("artifact", f"{record.id} has no content-credentials manifest",
                            "an audio artifact made after credentials were enabled; " + HOW_TO_LIST)
         content = await self._raw(record)
-        result = credentials.verify(await self._raw(manifest_rec), content, self.key.key_id)
+        result = credentials.verify(await self._raw(manifest_rec), content, self.key.public_raw)
         if result.content_matches and result.content_sha256 != record.sha256:
             result.problems.append("the stored bytes differ from the artifact record's sha256")
             result.valid = False
@@ -213,13 +261,12 @@ class Licensing:
 
     async def verify_file(self, owner: str, path: str, manifest: str | None) -> dict[str, Any]:
         file_path = self._allowed(path, "path")
-        content = await anyio.to_thread.run_sync(file_path.read_bytes)
+        sha = await anyio.to_thread.run_sync(lambda: _sha256_capped(file_path, VERIFY_MAX_BYTES, "path", path))
         if manifest is None:
             sidecar = file_path.with_name(file_path.name + ".manifest.json")
             if sidecar.is_file():
-                manifest = str(sidecar)
+                manifest = str(sidecar)  # read below through the allowed-roots check, like any path
         if manifest is None:
-            sha = hashlib.sha256(content).hexdigest()
             recs, _ = await self.app.storage.artifacts.find(owner, {"sha256": sha}, limit=5)
             for rec in recs:
                 found = await self.manifest_for(owner, rec)
@@ -231,7 +278,9 @@ class Licensing:
                            "and no artifact of this server has these exact bytes — they may have been changed)",
                            "a manifest artifact id/URI, or an absolute path to the manifest JSON inside the allowed roots")
         if manifest.startswith(("/", "~")):
-            manifest_bytes = await anyio.to_thread.run_sync(self._allowed(manifest, "manifest").read_bytes)
+            manifest_path = self._allowed(manifest, "manifest")
+            manifest_bytes = await anyio.to_thread.run_sync(
+                lambda: read_capped(manifest_path, MANIFEST_MAX_BYTES, "manifest", manifest))
             manifest_name = manifest
         else:
             rec = await self.app.artifacts.resolve(owner, manifest)
@@ -239,7 +288,7 @@ class Licensing:
                 raise BadInput("manifest", f"{rec.id} is a {rec.kind} artifact, not a manifest",
                                "the manifest artifact (kind manifest) whose parent is the audio")
             manifest_bytes, manifest_name = await self._raw(rec), rec.id
-        result = credentials.verify(manifest_bytes, content, self.key.key_id)
+        result = credentials.verify(manifest_bytes, None, self.key.public_raw, content_sha256=sha)
         return {"target": str(file_path), "manifest": manifest_name, **result.as_dict()}
 
     def _allowed(self, path: str, field: str) -> Path:

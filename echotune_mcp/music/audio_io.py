@@ -21,6 +21,14 @@ FORMATS = {
 }
 INPUT_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 MEDIA_TYPES = {v[2] for v in FORMATS.values()}
+# What a header may claim before anything is decoded. A few hundred bytes of FLAC can claim gigabytes
+# of samples (and libsndfile allocates the claimed frame count up front), so every input is held to
+# these from its header alone: studio rates up to 384 kHz, up to 7.1 surround, and a decoded size
+# (frames x channels x 4 bytes of float32) of at most 512 MiB, about 10 minutes of 96 kHz stereo.
+MAX_SAMPLE_RATE = 384_000
+MIN_SAMPLE_RATE = 1_000
+MAX_CHANNELS = 8
+MAX_DECODED_BYTES = 512 * 1024 * 1024
 
 
 class AudioError(ValueError):
@@ -42,8 +50,13 @@ class Audio:
         return self.samples.shape[1]
 
 
-def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio") -> Audio:
-    """Decode WAV/FLAC/OGG/MP3 bytes, refusing corrupt, empty, over-long or non-finite audio."""
+def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio",
+                 max_decoded_bytes: int = MAX_DECODED_BYTES) -> Audio:
+    """Decode WAV/FLAC/OGG/MP3 bytes, refusing corrupt, empty, over-long or non-finite audio.
+
+    The sample rate, channel count, length and decoded size are checked from the header before a
+    single sample is decoded (see ``check_header``).
+    """
     if not data:
         raise AudioError(f"{what} is empty (0 bytes); send a WAV, FLAC, OGG or MP3 file")
     try:
@@ -54,11 +67,8 @@ def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio") -> Aud
         _check_wav_complete(data, what)
     if info.format not in INPUT_FORMATS:
         raise AudioError(f"{what} is {info.format}; accepted formats are WAV, FLAC, OGG, MP3")
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"{what} has no samples (zero length)")
-    seconds = info.frames / info.samplerate
-    if seconds > max_seconds:
-        raise AudioError(f"{what} is {seconds:.1f} s long; the maximum is {max_seconds:.0f} s")
+    check_header(info.frames, info.samplerate, info.channels, max_seconds=max_seconds, what=what,
+                 max_decoded_bytes=max_decoded_bytes)
     try:
         samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -68,6 +78,26 @@ def decode_audio(data: bytes, *, max_seconds: float, what: str = "audio") -> Aud
     if not np.isfinite(samples).all():
         raise AudioError(f"{what} contains NaN or infinite samples")
     return Audio(samples=np.ascontiguousarray(samples), sample_rate=int(sr), format=info.format)
+
+
+def check_header(frames: int, sample_rate: int, channels: int, *, max_seconds: float, what: str = "audio",
+                 max_decoded_bytes: int = MAX_DECODED_BYTES) -> None:
+    """Refuse, from what a header claims, audio that is empty, too long, or too big to decode."""
+    if frames <= 0 or sample_rate <= 0 or channels <= 0:
+        raise AudioError(f"{what} has no samples (zero length)")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} claims a sample rate of {sample_rate} Hz; accepted: "
+                         f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"{what} claims {channels} channels; accepted: 1-{MAX_CHANNELS} channels")
+    seconds = frames / sample_rate
+    if seconds > max_seconds:
+        raise AudioError(f"{what} is {seconds:.1f} s long; the maximum is {max_seconds:.0f} s")
+    decoded = frames * channels * 4
+    if decoded > max_decoded_bytes:
+        raise AudioError(f"{what} decodes to {decoded / 2**20:.0f} MiB ({frames} frames x {channels} channels at "
+                         f"{sample_rate} Hz); the maximum is {max_decoded_bytes / 2**20:.0f} MiB: send it shorter, "
+                         "with fewer channels or at a lower sample rate")
 
 
 def _check_wav_complete(data: bytes, what: str) -> None:

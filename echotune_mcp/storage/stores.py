@@ -38,7 +38,9 @@ LISTENING = CollectionSpec("listening", indexed=("provider", "track_id"))
 TELEMETRY = CollectionSpec("telemetry", indexed=("kind",), ttl_field="expires_at")
 IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires_at")
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
-ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, JOB_SLOTS,
+# What a deleted artifact leaves for licence checks: its rights and lineage, never its bytes (licensing.service).
+TOMBSTONES = CollectionSpec("tombstones")
+ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES, JOB_SLOTS,
              LEASES)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"

@@ -54,7 +54,9 @@ def build(app: App) -> Toolset:
     async def delete_artifact(artifact: ArtifactRef) -> ArtifactView:
         """Delete an artifact permanently (its record, and its bytes unless another artifact shares them).
 
-        Artifacts derived from it keep their own bytes and still name it as a parent.
+        Artifacts derived from it keep their own bytes and still name it as a parent. A tombstone of
+        its rights (licence, attestation, where it came from, its parents; not its bytes, prompt or
+        parameters) is kept, so what was made from it stays bound by them in check_usage and set_license.
         """
         rec = await app.artifacts.resolve(current_principal(), artifact)
         await app.artifacts.delete(rec.owner, rec.id)

@@ -182,7 +182,7 @@ def build(app: App) -> Toolset:
     async def artifact_analysis(artifact_id: str) -> str:
         owner = current_principal()
         try:
-            inp = await load_audio_input(app, owner, artifact_id)
+            inp = await load_audio_input(app, owner, artifact_id, allow_paths=False)
         except (NotFound, BadInput) as exc:
             raise ResourceNotFoundError(str(exc)) from None
         # A resource read answers promptly: if the CPU pool has no free thread soon, the reader is told busy.
@@ -304,7 +304,9 @@ async def _run_remix(app: App, job: JobContext, loaded: dict[str, AudioInput], s
     y, stats = await job.run_in_thread(do_remix, stems, sr, spec)
     await job.progress(0.9, "saving the mix")
     prov = {"tool": "remix", "backend": "dsp", "processing": "numpy gains/pans/fades + pedalboard (Rubber Band) "
-            "time-stretch and pitch-shift", "parameters": params, "model": None}
+            "time-stretch and pitch-shift", "parameters": params, "model": None,
+            # outside files (local paths) it read; artifacts are parents, checked through the lineage
+            "input": [i.source for i in loaded.values() if i.artifact is None]}
     data = await job.run_in_thread(lambda: encode_audio(y, sr, fmt, file_tags(prov, None)))
     parents = list(dict.fromkeys(i.artifact.id for i in loaded.values() if i.artifact is not None))
     rec = await job.add_artifact(data=data, kind="audio", media_type=media_type_for(fmt), name=f"remix.{fmt}",

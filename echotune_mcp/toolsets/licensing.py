@@ -120,7 +120,8 @@ def build(app: App) -> Toolset:
         Nodes carry a provenance summary (tool, job, owner, time, backend, model and weights
         licence, soundfont and its licence, prompt, parameters, seed, inputs with sha256, licence,
         rights attestation); edges link each child to the parents it was derived from, e.g.
-        mastered mix -> remix -> separated stem -> upload. Deleted ancestors appear as missing.
+        mastered mix -> remix -> separated stem -> upload. Deleted ancestors appear as missing, with
+        the rights and provenance their tombstone kept (their content cannot be checked).
         """
         owner = current_principal()
         record = await app.artifacts.resolve(owner, artifact)
@@ -128,10 +129,11 @@ def build(app: App) -> Toolset:
         nodes = []
         for n in sorted(lin.nodes.values(), key=lambda n: (n.depth, n.id)):
             r = n.record
+            k = n.known  # a deleted ancestor shows what its tombstone kept (rights, not content)
             nodes.append(ProvenanceNode(artifact_id=n.id, depth=n.depth, missing=r is None,
-                                        more_parents=n.unexpanded_parents, kind=r.kind if r else None,
-                                        name=r.name if r else None, sha256=r.sha256 if r else None,
-                                        provenance=summarize(r, lic.card_dirs) if r else None))
+                                        more_parents=n.unexpanded_parents, kind=k.kind if k else None,
+                                        name=k.name if k else None, sha256=k.sha256 if k else None,
+                                        provenance=summarize(k, lic.card_dirs) if k else None))
         return ProvenanceGraph(artifact_id=record.id, depth=depth, nodes=nodes, truncated=lin.truncated,
                                edges=[{"child": c, "parent": p} for c, p in lin.edges])
 

@@ -92,9 +92,23 @@ async def test_deleted_ancestor_is_reported_not_ignored(licensed_app):
         up, _stem, _pad, _remix, master = await _chain(app)
         await app.artifacts.delete("local", up.id)
         out = await lic.check_usage("local", master.id, "broadcast")
-        assert out["decision"] == "allowed_with_conditions"
+        # its tombstone still says its rights were never attested: deleting it clears nothing
+        assert out["decision"] == "not_allowed"
         assert out["lineage"]["missing"] == [up.id]
         assert any(r["rule"] == "lineage-deleted" and r["artifact_id"] == up.id for r in out["reasons"])
+        assert any(r["rule"] == "upload-unattested" and r["artifact_id"] == up.id for r in out["reasons"])
+
+
+async def test_deleted_attested_ancestor_keeps_its_attestation(licensed_app):
+    async with licensed_app() as (app, lic):
+        up, _stem, _pad, _remix, master = await _chain(app)
+        await lic.set_license("local", up.id, "CC-BY-4.0", {"holder": "me", "statement": "my own take",
+                                                              "rights": "own_work"})
+        await app.artifacts.delete("local", up.id)
+        out = await lic.check_usage("local", master.id, "broadcast")
+        assert out["decision"] == "allowed_with_conditions", out["reasons"]
+        rules = {r["rule"] for r in out["reasons"] if r["artifact_id"] == up.id}
+        assert "lineage-deleted" in rules and "upload-unattested" not in rules, rules
 
 
 async def test_provenance_completeness_helper(licensed_app):
