@@ -51,6 +51,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from .providers.token_store import SecretKeyError, preflight_secrets
+
+    try:  # a changed or missing ECHOTUNE_SECRET_KEY stops the start with one message, not failures per call
+        asyncio.run(preflight_secrets(settings))
+    except SecretKeyError as exc:
+        print(f"echotune-mcp: {exc}", file=sys.stderr)
+        return 2
     setup_telemetry(settings)
     from .app import App
     from .server import build_server

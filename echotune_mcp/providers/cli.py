@@ -17,9 +17,11 @@ from ..principal import LOCAL
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echotune-mcp auth", description="connect music provider accounts")
-    p.add_argument("action", help="spotify | ytmusic (connect), status, or disconnect")
+    p.add_argument("action", help="spotify | ytmusic (connect), status, disconnect, or reset (delete every "
+                                  "stored provider token, e.g. after ECHOTUNE_SECRET_KEY was lost; needs --yes)")
     p.add_argument("provider", nargs="?", help="for disconnect: spotify or ytmusic")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
+    p.add_argument("--yes", action="store_true", help="confirm reset")
     p.add_argument("--data-dir", default=None)
     return p
 
@@ -31,6 +33,8 @@ async def _run(args: argparse.Namespace) -> int:
     from .hub import ProviderHub
 
     settings = Settings.from_env(data_dir=Path(args.data_dir).expanduser() if args.data_dir else None)
+    if args.action == "reset":
+        return await _reset(settings, confirmed=args.yes)
     async with App(settings) as app:
         hub = ProviderHub(app)
         try:
@@ -63,6 +67,28 @@ async def _run(args: argparse.Namespace) -> int:
             return 0 if res.status == "connected" else 1
         finally:
             await hub.aclose()
+
+
+async def _reset(settings: Settings, *, confirmed: bool) -> int:
+    """Delete every stored provider token and the key check, so the server starts with the key it has now.
+
+    The tokens it deletes are the ones the current key cannot open; people reconnect with connect_provider.
+    Storage is opened directly: this must work exactly when the key check stops the server.
+    """
+    from ..storage import open_storage
+    from .token_store import reset_tokens
+
+    if not confirmed:
+        print("this deletes every stored provider token for every client (they reconnect afterwards); "
+              "run `echotune-mcp auth reset --yes` to go ahead", file=sys.stderr)
+        return 2
+    storage = await open_storage(settings)
+    try:
+        removed = await reset_tokens(storage.collection("tokens"))
+    finally:
+        await storage.close()
+    print(f"deleted {removed} stored provider token(s); the next start uses the current key")
+    return 0
 
 
 def auth_main(argv: list[str]) -> int:

@@ -28,7 +28,7 @@ from .oauth import (
     spotify_client_config,
     start_authorization,
 )
-from .token_store import TokenStore, load_key
+from .token_store import TokenKeyring, TokenStore
 
 
 class ConnectResult(BaseModel):
@@ -63,7 +63,7 @@ class ProviderHub:
         self.app = app
         self.settings = app.settings
         self._configs_override = configs or {}
-        self._key: bytes | None = None
+        self._keyring = TokenKeyring(self.settings.secret_key, self.settings.data_dir)  # opened on first use
         self._listeners: dict[int, CallbackListener] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
 
@@ -75,9 +75,7 @@ class ProviderHub:
 
     @property
     def keeper(self) -> TokenKeeper:
-        if self._key is None:
-            self._key = load_key(self.settings.secret_key, self.settings.data_dir)
-        return TokenKeeper(TokenStore(self.app.storage.collection("tokens"), self._key), self.oauth_config)
+        return TokenKeeper(TokenStore(self.app.storage.collection("tokens"), self._keyring), self.oauth_config)
 
     async def provider(self, owner: str, name: str) -> MusicProvider:
         """A ready adapter for ``owner``; raises NotConnected / ReconnectNeeded with what to do."""

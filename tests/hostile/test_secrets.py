@@ -8,6 +8,8 @@ tests/providers/authserver.py (rotating refresh tokens) and small scripted HTTP 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import stat
 import threading
@@ -15,14 +17,28 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
 import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from echotune_mcp.app import App
 from echotune_mcp.config import Settings
 from echotune_mcp.licensing.keys import signing_key
+from echotune_mcp.providers.cli import auth_main
 from echotune_mcp.providers.hub import ProviderHub
 from echotune_mcp.providers.oauth import OAuthClientConfig
+from echotune_mcp.providers.token_store import (
+    KEY_CHECK_ID,
+    KEY_CHECK_OWNER,
+    SecretKeyError,
+    TokenStore,
+    preflight_secrets,
+    token_doc_id,
+)
 from tests.conftest import free_port
 from tests.providers.authserver import CLIENT_ID, TestAuthServer
 from tests.providers.test_oauth import _connect
@@ -188,3 +204,110 @@ async def test_a_folder_that_is_not_ours_is_not_chmodded(tmp_path, settings, cap
     assert stat.S_IMODE(data.stat().st_mode) == 0o755
     assert "readable by other users" in caplog.text
     assert stat.S_IMODE((data / "echotune.sqlite3").stat().st_mode) == 0o600
+
+
+# -- the passphrase: stretched, checked once at startup ------------------------------------------
+TOKEN = {"access_token": "at_keep_me", "refresh_token": "rt_keep_me", "token_type": "Bearer",
+         "expires_at": 4_000_000_000}
+
+
+async def _save_token(settings: Settings) -> None:
+    async with App(settings) as app:
+        await ProviderHub(app).keeper.save("local", "spotify", TOKEN)
+
+
+async def _load_token(settings: Settings) -> dict | None:
+    async with App(settings) as app:
+        return await ProviderHub(app).keeper.store.load("local", "spotify")
+
+
+async def test_passphrase_is_stretched_with_scrypt_and_a_stored_salt(settings):
+    s = replace(settings, secret_key="correct horse battery staple")
+    await _save_token(s)
+    async with App(s) as app:
+        coll = app.storage.collection("tokens")
+        check = await coll.get(KEY_CHECK_OWNER, KEY_CHECK_ID)
+        doc = await coll.get("local", token_doc_id("local", "spotify"))
+    assert check["kdf"] == "scrypt" and check["n"] >= 2**15 and check["r"] >= 8
+    salt = base64.b64decode(check["salt"])
+    assert len(salt) == 16
+    # the key really is scrypt(passphrase, stored salt): derived here independently of our code
+    key = Scrypt(salt=salt, length=32, n=check["n"], r=check["r"], p=check["p"]).derive(b"correct horse battery staple")
+    aad = f"echotune-token/v1|local|spotify".encode()
+    plain = AESGCM(key).decrypt(base64.b64decode(doc["nonce"]), base64.b64decode(doc["ciphertext"]), aad)
+    assert json.loads(plain)["refresh_token"] == "rt_keep_me"
+    assert (await _load_token(s))["access_token"] == "at_keep_me"
+
+
+async def test_changed_secret_key_is_one_clear_startup_error(settings, capsys):
+    await _save_token(replace(settings, secret_key="the original"))
+    changed = replace(settings, secret_key="a typo")
+    with pytest.raises(SecretKeyError, match="different ECHOTUNE_SECRET_KEY.*echotune-mcp auth reset --yes"):
+        await preflight_secrets(changed)
+    # the server refuses to start, with that one line
+    code = await anyio.to_thread.run_sync(_serve_with, changed)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "different ECHOTUNE_SECRET_KEY" in err and "Traceback" not in err
+    # a tool call in a process that skipped the check gets the same message, not "not connected"
+    with pytest.raises(SecretKeyError, match="different ECHOTUNE_SECRET_KEY"):
+        await _load_token(changed)
+    # nothing was touched: the original key still opens the token
+    assert (await _load_token(replace(settings, secret_key="the original")))["refresh_token"] == "rt_keep_me"
+
+
+async def test_missing_secret_key_is_one_clear_startup_error(settings):
+    await _save_token(replace(settings, secret_key="the original"))
+    with pytest.raises(SecretKeyError, match="ECHOTUNE_SECRET_KEY, which is not set"):
+        await preflight_secrets(settings)
+
+
+async def test_reset_lets_a_new_key_start_clean(settings, monkeypatch, capsys):
+    await _save_token(replace(settings, secret_key="lost"))
+    monkeypatch.setenv("ECHOTUNE_SECRET_KEY", "new one")
+    assert await anyio.to_thread.run_sync(auth_main, ["reset", "--data-dir", str(settings.data_dir)]) == 2  # --yes
+    assert await _load_token(replace(settings, secret_key="lost")) is not None  # unconfirmed: nothing deleted
+    assert await anyio.to_thread.run_sync(auth_main, ["reset", "--yes", "--data-dir", str(settings.data_dir)]) == 0
+    assert "deleted 1 stored provider token" in capsys.readouterr().out
+    fresh = replace(settings, secret_key="new one")
+    await preflight_secrets(fresh)
+    assert await _load_token(fresh) is None
+
+
+async def test_tokens_sealed_by_the_old_hkdf_key_are_migrated(settings):
+    """Before this change a passphrase went through HKDF only; those tokens stay readable and are re-sealed."""
+    old_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"echotune-token-key/v1", info=b"tokens").derive(
+        b"kept passphrase")
+    async with App(settings) as app:
+        await TokenStore(app.storage.collection("tokens"), old_key).save("local", "spotify", TOKEN)
+    s = replace(settings, secret_key="kept passphrase")
+    await preflight_secrets(s)
+    assert (await _load_token(s))["refresh_token"] == "rt_keep_me"
+    async with App(settings) as app:  # re-sealed: the old key no longer opens it
+        assert await TokenStore(app.storage.collection("tokens"), old_key).load("local", "spotify") is None
+
+
+async def test_key_file_tokens_move_under_a_newly_set_passphrase(settings):
+    await _save_token(settings)  # no passphrase: the 0600 key file
+    assert (await _load_token(settings))["access_token"] == "at_keep_me"
+    s = replace(settings, secret_key="now with a passphrase")
+    await preflight_secrets(s)
+    assert (await _load_token(s))["access_token"] == "at_keep_me"
+    with pytest.raises(SecretKeyError, match="not set"):  # and from now on the passphrase is required
+        await preflight_secrets(settings)
+
+
+def _serve_with(settings: Settings) -> int:
+    from echotune_mcp.cli import main
+
+    old = {k: os.environ.get(k) for k in ("ECHOTUNE_SECRET_KEY", "ECHOTUNE_DATA_DIR")}
+    os.environ["ECHOTUNE_SECRET_KEY"] = settings.secret_key or ""
+    os.environ["ECHOTUNE_DATA_DIR"] = str(settings.data_dir)
+    try:
+        return main(["serve"])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
