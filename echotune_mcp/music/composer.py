@@ -921,16 +921,42 @@ _INSTRUCTIONS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+_KNOWN_INSTRUCTIONS = ("busier/denser/sparser/simpler, an octave lower/higher, louder/softer, "
+                       "different rhythm")
+_PART_SPLIT = re.compile(r"\s*(?:[,;.!]|\band\b|\bbut\b|\bthen\b|&)\s*", re.IGNORECASE)
+
+
+def explain_instruction(instruction: str | None) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
+    """(option changes, understood parts, ignored parts) for an instruction such as
+    'busier drums, an octave lower and more cowbell'.
+
+    The text is split at commas, 'and', 'but', 'then'; each part either maps to changes the composer
+    knows or is reported as ignored with the reason (unknown words, or a change an earlier part already
+    set, as in 'louder ... softer').
+    """
+    changes: dict[str, Any] = {}
+    understood: list[dict[str, Any]] = []
+    ignored: list[dict[str, str]] = []
+    for part in (p.strip() for p in _PART_SPLIT.split(instruction or "")):
+        if not part:
+            continue
+        low = part.lower()
+        found = {k: v for pattern, change in _INSTRUCTIONS if re.search(pattern, low) for k, v in change.items()}
+        if not found:
+            ignored.append({"text": part, "reason": f"not a change the composer knows ({_KNOWN_INSTRUCTIONS})"})
+            continue
+        clash = [k for k in found if k in changes]
+        if clash:
+            ignored.append({"text": part, "reason": "conflicts with an earlier part of the instruction"})
+            continue
+        changes.update(found)
+        understood.append({"text": part, "changes": found})
+    return changes, understood, ignored
+
+
 def parse_instruction(instruction: str | None) -> dict[str, Any]:
-    """Instruction text → option changes; words it does not know simply leave the options alone."""
-    text = (instruction or "").lower()
-    out: dict[str, Any] = {}
-    for pattern, change in _INSTRUCTIONS:
-        if re.search(pattern, text):
-            for k, v in change.items():
-                if k not in out:
-                    out[k] = v
-    return out
+    """Instruction text → option changes; parts it does not know leave the options alone."""
+    return explain_instruction(instruction)[0]
 
 
 def _merge_options(old: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:

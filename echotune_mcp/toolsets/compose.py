@@ -6,6 +6,8 @@ artifact early, then the mix, stems, MIDI and a waveform picture.
 """
 
 import base64
+import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -75,10 +77,16 @@ def build(app: App) -> Toolset:
         """Generate a piece of music from a text prompt, as a background job.
 
         Returns the finished result if it completes within wait_seconds, else a job handle to poll
-        with get_job. Produces artifacts: a quick preview (first seconds), the mastered mix
-        (-14 LUFS), one stem per instrument, the MIDI file, an arrangement (JSON, used by
-        regenerate_stem/add_stem) and a waveform picture. Explicit arguments override what the
-        prompt says; the result lists which parameters came from the text.
+        with get_job. The result names the backend that ran and why (backend, backend_reason).
+        Composer: produces a quick preview (first seconds), the mastered mix (-14 LUFS), one stem
+        per instrument, the MIDI file, an arrangement (JSON, used by regenerate_stem/add_stem) and a
+        waveform picture; it applies every control; explicit arguments override what the prompt
+        says and the result lists which parameters came from the text.
+        MusicGen: produces previews and the mastered mix. It is conditioned on text only, so genre,
+        mood, bpm, key and instruments given as arguments are added to the prompt it reads (e.g.
+        'ambient pad, calm, 85 bpm, A minor, with piano'; prompt_sent shows the exact text);
+        structure cannot be applied. The result lists applied controls and how, not_applied ones
+        and why, and left_to_model (controls nobody named, which MusicGen chose freely, unmeasured).
         """
         owner = current_principal()
         try:
@@ -101,15 +109,26 @@ def build(app: App) -> Toolset:
             tune = await _musicgen_audio_input(
                 app, owner, backend, melody, "melody", "following a melody needs MusicGen-Melody",
                 "backend=auto or backend=musicgen with musicgen-melody downloaded", melody=True, check=melody_model)
-        chosen = "musicgen" if tune is not None else await _choose_backend(app, backend)
-        args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "model": model,
+        if tune is not None:
+            chosen, why = "musicgen", "a melody was given, and only MusicGen-Melody can follow one"
+        else:
+            chosen, why = await _choose_backend(app, backend)
+            if continuation is not None:
+                why += "; continuing a clip needs MusicGen"
+        explicit = {"genre": genre, "mood": mood, "bpm": bpm, "key": key,
+                    "instruments": list(instruments) if instruments else None, "structure": structure}
+        text = _musicgen_conditioning(prompt, resolved, explicit) if chosen == "musicgen" else None
+        args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "backend_reason": why, "model": model,
                 "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
-                "melody": melody}
+                "melody": melody, **({"prompt_sent": text.prompt} if text else {})}
 
         async def work(job: JobContext) -> dict[str, Any]:
-            if chosen == "musicgen":
-                return await _run_musicgen(app, job, prompt, resolved, model, output_format, continuation, tune)
-            return await _run_composer(app, job, resolved, output_format, prompt=prompt)
+            if text is not None:
+                out = await _run_musicgen(app, job, text, resolved, model, output_format, continuation, tune)
+            else:
+                out = await _run_composer(app, job, resolved, output_format, prompt=prompt)
+                out["not_applied"] = {}  # the composer applies every control
+            return {**out, "backend_reason": why}
 
         job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
         result = await job_result(app, owner, job.id, wait_seconds, ctx)
@@ -125,32 +144,39 @@ def build(app: App) -> Toolset:
         ctx: Context,
         instruction: Annotated[str | None, Field(max_length=300, description="e.g. 'busier drums', "
                                                  "'bass an octave lower', 'sparser', 'softer'")] = None,
-        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None,
+        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
+            "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
         output_format: OutputFormat = "wav",
         wait_seconds: WaitSeconds = 20,
     ) -> Annotated[CallToolResult, JobView]:
         """Re-compose one stem of a generated piece, keeping the others, and re-mix.
 
         The new mix and stem are new artifacts whose parents are the originals; the original
-        piece is untouched, so you can compare versions.
+        piece is untouched, so you can compare versions. The result's instruction field lists the
+        parts of the instruction that were understood (and the changes they made) and those that
+        were ignored, with why; its seed repeats this exact take.
         """
         owner = current_principal()
         mix, arrangement, resolved = await _load_piece(app, owner, artifact)
         names = [t.name for t in arrangement.tracks]
         if stem not in names:
             raise BadInput("stem", f"{stem!r} is not a stem of this piece", names)
+        from ..music.composer import explain_instruction
         from ..music.composer import regenerate_stem as recompose
 
-        new_seed = seed if seed is not None else (resolved.seed + 1) % (2**31)
+        # A fresh seed per call: asking again means "another take", not the same one again.
+        new_seed = seed if seed is not None else secrets.randbelow(2**31)
+        _, understood, ignored = explain_instruction(instruction)
         try:
             new_arr = recompose(arrangement, resolved, stem, instruction, new_seed)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
+        report = {"text": instruction, "understood": understood, "ignored": ignored}
 
         async def work(job: JobContext) -> dict[str, Any]:
             return await _rerender(app, job, mix, new_arr, resolved, changed={stem}, output_format=output_format,
-                                   note={"operation": "regenerate_stem", "stem": stem, "instruction": instruction,
-                                         "seed": new_seed})
+                                   note={"operation": "regenerate_stem", "stem": stem, "instruction": report,
+                                         "seed": new_seed, "seed_given": seed is not None})
 
         job = await app.jobs.submit(owner=owner, tool="regenerate_stem",
                                     params={"artifact": mix.id, "stem": stem, "instruction": instruction,
@@ -195,13 +221,18 @@ def build(app: App) -> Toolset:
 
 
 # -- backends ---------------------------------------------------------------------------------------
-async def _choose_backend(app: App, backend: str) -> str:
+async def _choose_backend(app: App, backend: str) -> tuple[str, str]:
+    """(backend, why it was chosen), for the result."""
     if backend == "composer":
-        return "composer"
+        return "composer", "requested: backend=composer"
     available, why = await _musicgen_status(app)
-    if backend == "musicgen" and not available:
-        raise BadInput("backend", why, "auto, composer")
-    return "musicgen" if available else "composer"
+    if backend == "musicgen":
+        if not available:
+            raise BadInput("backend", why, "auto, composer")
+        return "musicgen", "requested: backend=musicgen"
+    if available:
+        return "musicgen", "backend=auto and MusicGen weights are available"
+    return "composer", f"backend=auto and MusicGen cannot run here ({why.split(': run')[0]}), so the offline composer ran"
 
 
 async def _musicgen_audio_input(app: App, owner: str, backend: str, ref: str, field: str, needs: str,
@@ -368,9 +399,80 @@ async def _load_piece(app: App, owner: str, ref: str) -> tuple[ArtifactRecord, A
     return mix, arrangement, resolved
 
 
-async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, model: str, fmt: str,
+@dataclass
+class Conditioning:
+    """What MusicGen is told, and what became of each control."""
+
+    prompt: str  # the exact text MusicGen reads
+    applied: dict[str, dict[str, Any]]
+    not_applied: dict[str, dict[str, Any]]
+    left_to_model: list[str]
+
+    def parameters(self, resolved: Any) -> dict[str, Any]:
+        """The piece's parameters as far as they were really applied (no composer defaults)."""
+        return {"prompt": resolved.prompt, "prompt_sent": self.prompt, "duration_s": resolved.duration_s,
+                "seed": resolved.seed, **{k: v["value"] for k, v in self.applied.items()}}
+
+
+def _musicgen_conditioning(prompt: str, resolved: Any, explicit: dict[str, Any]) -> Conditioning:
+    """Fold the explicit controls MusicGen can take from text into its prompt; say what happened to each.
+
+    MusicGen is conditioned on text alone (as its users write it: 'lofi, calm, 85 bpm, A minor, with
+    piano'). A control given as an argument is appended unless the prompt already says the same; a
+    control the prompt names is applied by the prompt itself; structure has no text form MusicGen
+    follows, so it is reported as not applied; controls nobody named are left to the model.
+    """
+    said = music_params.parse_prompt(prompt)
+    applied: dict[str, dict[str, Any]] = {}
+    not_applied: dict[str, dict[str, Any]] = {}
+    left: list[str] = []
+    phrases: list[str] = []
+    values = {"genre": resolved.genre, "mood": resolved.mood, "bpm": resolved.bpm, "key": resolved.key,
+              "instruments": list(resolved.instruments)}
+    for name in ("genre", "mood", "bpm", "key", "instruments"):
+        value = values[name]
+        if explicit.get(name) is not None:
+            if name == "instruments":
+                new = [i for i in value if i not in (said.get("instruments") or [])]
+                phrase = f"with {', '.join(new)}" if new else ""
+            elif said.get(name) == value:
+                phrase = ""
+            else:
+                phrase = f"{value:g} bpm" if name == "bpm" else str(value)
+            if phrase:
+                phrases.append(phrase)
+                how = f"added to the MusicGen prompt as '{phrase}'"
+                if said.get(name) not in (None, value) and name != "instruments":
+                    how += f" (the prompt text also says '{said[name]}'; MusicGen reads both)"
+            else:
+                how = "already named in the prompt text, which MusicGen reads"
+            applied[name] = {"value": value, "how": how}
+        elif name in resolved.from_text:
+            word = resolved.tempo_word if name == "bpm" and resolved.tempo_word else None
+            applied[name] = {"value": word or value,
+                             "how": "named in the prompt text, which MusicGen reads" if not word else
+                                    f"named in the prompt text as '{word}', which MusicGen reads (no exact bpm is imposed)"}
+        else:
+            left.append(name)
+    if explicit.get("structure") is not None:
+        not_applied["structure"] = {
+            "value": list(resolved.structure),
+            "reason": "MusicGen makes one continuous piece from text and cannot follow a section plan; "
+                      "use backend=composer for sections"}
+    else:
+        left.append("structure")
+    text = prompt.strip()
+    if phrases:
+        text = f"{text.rstrip(' ,.;')}, {', '.join(phrases)}"
+    return Conditioning(prompt=text, applied=applied, not_applied=not_applied, left_to_model=left)
+
+
+async def _run_musicgen(app: App, job: JobContext, text: Conditioning, resolved: Any, model: str, fmt: str,
                         continuation: Any = None, tune: Any = None) -> dict[str, Any]:
     from ..engine.musicgen_backend import generate_musicgen
+
+    prompt = text.prompt
+    parameters = text.parameters(resolved)
 
     clip, clip_sr, parents = None, None, []
     if continuation is not None:  # the clip's last 10 s, mono: MusicGen's prompt window
@@ -392,7 +494,7 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
         preview_prov = {"tool": "generate_music", "backend": "musicgen", "prompt": prompt,
                         "model": {"model_id": model, "backend": "musicgen",
                                   "weights_license": "CC-BY-NC-4.0"},  # every MusicGen checkpoint's licence
-                        "parameters": resolved.to_dict(), "seed": resolved.seed}
+                        "parameters": parameters, "seed": resolved.seed}
         await job.add_artifact(data=_encode(audio, sample_rate, "ogg", preview_prov), kind="preview",
                                media_type=media_type_for("ogg"), name=f"preview-{sr_holder['previews']}.ogg",
                                meta={"seconds": round(len(audio) / sample_rate, 2)},
@@ -408,7 +510,8 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
     model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
                   "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
     prov_fields = {"tool": "generate_music", "backend": "musicgen", "model": model_info,
-                   "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed}
+                   "prompt": prompt, "parameters": parameters, "not_applied": text.not_applied,
+                   "seed": resolved.seed}
     if continuation is not None:
         prov_fields["input"] = continuation.source  # the continued clip, as separate_stems records its input
     if tune is not None:
@@ -420,11 +523,12 @@ async def _run_musicgen(app: App, job: JobContext, prompt: str, resolved: Any, m
     art = await job.add_artifact(data=_encode(mix, res.sample_rate, fmt, prov), kind="audio",
                                  media_type=media_type_for(fmt), name=f"mix.{fmt}",
                                  meta={"sample_rate": res.sample_rate, "duration_s": round(len(mix) / res.sample_rate, 3),
-                                       "loudness": stats, "params": resolved.to_dict(),
+                                       "loudness": stats, "params": parameters,
                                        "continued_seconds": round(len(clip) / clip_sr, 3) if clip is not None else 0},
                                  provenance=prov, license=None, parents=parents)
     return {"backend": "musicgen", "mix_artifact_id": art.id, "mix_uri": f"echotune://artifacts/{art.id}/content",
-            "model": model_info, "loudness": stats, "parameters": resolved.to_dict()}
+            "model": model_info, "loudness": stats, "prompt_sent": prompt, "parameters": parameters,
+            "applied": text.applied, "not_applied": text.not_applied, "left_to_model": text.left_to_model}
 
 
 # -- helpers ------------------------------------------------------------------------------------------
