@@ -20,14 +20,15 @@ from pathlib import Path
 import anyio
 import pytest
 import requests
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from echotune_mcp.app import App
 from echotune_mcp.config import Settings
-from echotune_mcp.licensing.keys import signing_key
+from echotune_mcp.licensing.keys import salt_path, signing_key
 from echotune_mcp.providers.cli import auth_main
 from echotune_mcp.providers.hub import ProviderHub
 from echotune_mcp.providers.oauth import OAuthClientConfig
@@ -311,3 +312,38 @@ def _serve_with(settings: Settings) -> int:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# -- the content-credentials signing key -------------------------------------------------------
+def _pem_opens(path: Path, password: bytes | None) -> bool:
+    try:
+        serialization.load_pem_private_key(path.read_bytes(), password=password)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def test_signing_key_pem_is_encrypted_under_the_stretched_passphrase(tmp_path):
+    key = signing_key(tmp_path / "data", "pass phrase")
+    salt = salt_path(key.path)
+    assert stat.S_IMODE(salt.stat().st_mode) == 0o600 and len(salt.read_bytes()) == 16
+    stretched = Scrypt(salt=salt.read_bytes(), length=32, n=2**15, r=8, p=1).derive(b"pass phrase").hex().encode()
+    assert _pem_opens(key.path, stretched) and not _pem_opens(key.path, b"pass phrase")
+
+
+async def test_an_older_signing_key_pem_is_reencrypted_and_a_changed_key_stops_startup(settings):
+    from echotune_mcp.licensing import keys
+
+    path = keys.key_path(settings.data_dir)
+    path.parent.mkdir(parents=True)
+    old = Ed25519PrivateKey.generate()  # as versions before the change wrote it: PBKDF2 at 2,048 rounds
+    path.write_bytes(old.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"pass phrase")))
+    keys._cache.clear()
+    loaded = signing_key(settings.data_dir, "pass phrase")
+    assert loaded.public_raw == old.public_key().public_bytes(serialization.Encoding.Raw,
+                                                              serialization.PublicFormat.Raw)
+    assert not _pem_opens(path, b"pass phrase") and salt_path(path).exists()
+    keys._cache.clear()
+    with pytest.raises(SecretKeyError, match="content-credentials key"):
+        await preflight_secrets(replace(settings, secret_key="another phrase"))
