@@ -234,7 +234,7 @@ async def test_passphrase_is_stretched_with_scrypt_and_a_stored_salt(settings):
     assert len(salt) == 16
     # the key really is scrypt(passphrase, stored salt): derived here independently of our code
     key = Scrypt(salt=salt, length=32, n=check["n"], r=check["r"], p=check["p"]).derive(b"correct horse battery staple")
-    aad = f"echotune-token/v1|local|spotify".encode()
+    aad = b"echotune-token/v1|local|spotify"
     plain = AESGCM(key).decrypt(base64.b64decode(doc["nonce"]), base64.b64decode(doc["ciphertext"]), aad)
     assert json.loads(plain)["refresh_token"] == "rt_keep_me"
     assert (await _load_token(s))["access_token"] == "at_keep_me"
