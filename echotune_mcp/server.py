@@ -65,6 +65,40 @@ def _content_mime_middleware(app: App):
     return middleware
 
 
+def _known_arguments_middleware(server: MCPServer):
+    """Refuse a tool argument the tool does not have, and say so in every tool's schema.
+
+    The SDK's argument models drop unknown keys silently, so a misspelt ``duraton_s`` would run with the
+    default and the agent would never learn its control was ignored. Here the call is refused instead, naming
+    the argument and listing the ones the tool takes; ``tools/list`` advertises ``additionalProperties: false``.
+    """
+    known: dict[str, frozenset[str]] = {}
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        name, arguments = params.get("name"), params.get("arguments")
+        if ctx.method == "tools/call" and isinstance(name, str) and isinstance(arguments, dict):
+            if not known:
+                known.update({t.name: frozenset(t.input_schema.get("properties", {})) for t in await server.list_tools()})
+            allowed = known.get(name)
+            unknown = sorted(set(arguments) - allowed) if allowed is not None else []
+            if unknown:
+                text = (f"1 validation error for {name}: unknown argument(s) {', '.join(map(repr, unknown))}; "
+                        f"{name} takes {', '.join(sorted(allowed)) or 'no arguments'}")
+                return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+        result = await call_next(ctx)
+        if ctx.method == "tools/list":
+            tools = result.get("tools") if isinstance(result, dict) else getattr(result, "tools", None)
+            for tool in tools or []:
+                if isinstance(tool, dict):
+                    tool["inputSchema"] = {**tool["inputSchema"], "additionalProperties": False}
+                else:
+                    tool.input_schema = {**tool.input_schema, "additionalProperties": False}
+        return result
+
+    return middleware
+
+
 def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Any:
     """The long-lived connection behind a request (the per-request session wrapper dies with the request)."""
     return getattr(ctx.session, "_connection", ctx.session)
@@ -121,6 +155,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
     server._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
                                                 legacy.unsubscribe)
     app.add_update_listener(legacy.notify)
+    server.middleware.append(_known_arguments_middleware(server))
     registered: dict[str, list[str]] = {}
     for name in ALL_TOOLSETS:
         if name not in settings.toolsets:
