@@ -76,8 +76,9 @@ async def load_audio_input(app: App, owner: str, ref: str, *, field: str = "audi
     else:
         raise BadInput(field, f"{ref!r} is neither an artifact nor an absolute path", ACCEPTED)
     try:
-        audio = await anyio.to_thread.run_sync(
-            lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what=what))
+        # Decoding is CPU-heavy: it runs in the app's CPU pool, and waits a bounded time for a free worker.
+        audio = await app.cpu.run(lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what=what),
+                                  start_within=app.settings.max_wait_seconds)
     except AudioError as exc:
         raise BadInput(field, str(exc)) from None
     return AudioInput(audio=audio, data=data, artifact=record, source=source)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..private_files import private_dir
 from .model_cards import ModelCard, load_cards
 
 MANIFEST = ".echotune-manifest.json"
@@ -77,7 +78,7 @@ class ModelManager:
     def pull(self, model_id: str, *, from_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
         """Download from the hub (or copy a local folder) into a temp folder, hash it, then rename into place."""
         card = self.card(model_id)
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.weights_dir, tighten=False)  # new folders 0700; an operator's own models dir is left as is
         final = self.folder(model_id)
         tmp = self.weights_dir / f".pull-{model_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,7 +7,6 @@ import json
 import os
 from typing import Annotated, Literal
 
-import anyio
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult
 from pydantic import Field
@@ -85,8 +84,9 @@ def build(app: App) -> Toolset:
         except (binascii.Error, ValueError):
             raise BadInput("data_base64", "is not valid base64") from None
         try:
-            audio = await anyio.to_thread.run_sync(
-                lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what="data_base64"))
+            audio = await app.cpu.run(
+                lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what="data_base64"),
+                start_within=app.settings.max_wait_seconds)
         except AudioError as exc:
             raise BadInput("data_base64", str(exc)) from None
         media = media_type_for({"WAV": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3"}[audio.format])

@@ -40,6 +40,7 @@ def test_pull_from_folder_verify_and_detect_damage(settings, tmp_path):
     manifest = manager.pull("htdemucs", from_dir=src, log=lambda _m: None)
     assert manifest["revision"] == "local" and "tiny0001.safetensors" in manifest["files"]
     assert manager.is_downloaded("htdemucs") and manager.verify("htdemucs") == []
+    assert manager.weights_dir.stat().st_mode & 0o777 == 0o700  # a new weights folder is private to the user
     weights = manager.folder("htdemucs") / "tiny0001.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
