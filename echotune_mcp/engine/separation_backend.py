@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,16 +247,20 @@ def residual_db(samples: np.ndarray, stems: dict[str, np.ndarray]) -> float:
 
 
 async def separate(settings: Settings, samples: np.ndarray, sample_rate: int, resolved: Resolved, *,
-                   on_progress: Callable[[float, str], None] | None = None) -> Separation:
+                   on_progress: Callable[[float, str], None] | None = None,
+                   run_cpu: Callable[..., Awaitable[Any]] | None = None) -> Separation:
     """Separate (frames, channels) float32 audio with the resolved model; stems come back like the input.
 
     ``on_progress`` is called from a worker thread after each segment; if it raises (the job was
     cancelled) the remaining segments of this request are dropped and the exception propagates.
+    ``run_cpu`` runs the CPU-heavy steps (the DSP fallback, resampling, stitching): a job passes its
+    bounded CPU pool (``JobContext.run_in_thread``) so they never occupy the threads storage calls use.
     """
+    run = run_cpu or asyncio.to_thread
     if resolved.model_id == "dsp":
-        return await asyncio.to_thread(_separate_dsp, samples, sample_rate, resolved, on_progress)
-    runner = await asyncio.to_thread(get_runner, settings, resolved.model_id)
-    mix, mean, std = await asyncio.to_thread(_prepare, samples, sample_rate, runner.samplerate, runner.audio_channels)
+        return await run(_separate_dsp, samples, sample_rate, resolved, on_progress)
+    runner = await run(get_runner, settings, resolved.model_id)
+    mix, mean, std = await run(_prepare, samples, sample_rate, runner.samplerate, runner.audio_channels)
 
     def on_segment(done: int, total: int) -> None:
         if on_progress is not None:
@@ -268,8 +272,7 @@ async def separate(settings: Settings, samples: np.ndarray, sample_rate: int, re
     except asyncio.CancelledError:
         ticket.cancel()
         raise
-    stems = await asyncio.to_thread(_finish, out, mean, std, runner.sources, runner.samplerate, sample_rate,
-                                    samples.shape[1])
+    stems = await run(_finish, out, mean, std, runner.sources, runner.samplerate, sample_rate, samples.shape[1])
     spec = MODELS[resolved.model_id]
     folder = weights_folder(settings, resolved.model_id)
     info = {"model_id": resolved.model_id, "backend": "demucs", "weights_license": spec.weights_license,

@@ -261,7 +261,8 @@ async def _run_separation(app: App, job: JobContext, inp: AudioInput, resolved: 
     t0 = time.monotonic()
     try:
         sep = await sb.separate(app.settings, audio.samples, audio.sample_rate, resolved,
-                                on_progress=lambda f, m: job.progress_threadsafe(0.02 + 0.85 * f, m))
+                                on_progress=lambda f, m: job.progress_threadsafe(0.02 + 0.85 * f, m),
+                                run_cpu=job.run_in_thread)
     except (sb.WeightsMissing, FileNotFoundError) as exc:
         raise JobFailed(str(exc)) from exc
     elapsed = time.monotonic() - t0
