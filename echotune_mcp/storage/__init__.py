@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from .base import Backend, BlobStore, Collection, StorageError
 from .records import ArtifactRecord, JobRecord, JobStatus
-from .stores import ALL_SPECS, ArtifactStore, JobStore, LeaseStore
+from .stores import ALL_SPECS, ArtifactStore, JobStore, LeaseStore, ListeningEventStore
 
 
 @dataclass
@@ -16,6 +16,7 @@ class Storage:
     jobs: JobStore
     artifacts: ArtifactStore
     leases: LeaseStore
+    listening: ListeningEventStore
 
     @property
     def blobs(self) -> BlobStore:
@@ -41,7 +42,8 @@ async def open_storage(settings: Settings) -> Storage:
         backend = SqliteBackend(settings.data_dir)
     await backend.open(ALL_SPECS)
     return Storage(backend=backend, jobs=JobStore(backend.collection("jobs"), backend.collection("job_slots")),
-                   artifacts=ArtifactStore(backend.collection("artifacts")), leases=LeaseStore(backend.collection("leases")))
+                   artifacts=ArtifactStore(backend.collection("artifacts")), leases=LeaseStore(backend.collection("leases")),
+                   listening=ListeningEventStore(backend.collection("listening_events")))
 
 
 __all__ = ["Storage", "StorageError", "open_storage", "JobRecord", "ArtifactRecord", "JobStatus"]

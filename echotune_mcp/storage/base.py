@@ -93,6 +93,16 @@ class Collection(ABC):
     @abstractmethod
     async def count(self, owner: str | None, where: Where | None = None) -> int: ...
 
+    @abstractmethod
+    async def insert_absent(self, docs: Sequence[dict[str, Any]]) -> int:
+        """Insert those of ``docs`` whose id is not stored yet (nor repeated earlier in ``docs``), as one batch;
+        how many were inserted. The deduplicating write: an id derived from what the document says makes a
+        second write of the same thing a no-op, on either backend and across processes."""
+
+    @abstractmethod
+    async def delete_where(self, owner: str, where: Where) -> int:
+        """Delete the owner's documents matching ``where`` (an owner's bulk undo); how many were deleted."""
+
     async def purge_expired(self) -> int:
         """Delete documents whose ``ttl_field`` has passed (they are already hidden); returns how many."""
         return 0

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from .base import (
     Backend,
@@ -86,6 +86,26 @@ class MongoCollection(Collection):
             await self.coll.insert_one(self._prepare(doc))
         except DuplicateKeyError as exc:
             raise DuplicateKey(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
+
+    async def insert_absent(self, docs: Sequence[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        try:
+            res = await self.coll.insert_many([self._prepare(d) for d in docs], ordered=False)
+            return len(res.inserted_ids)
+        except BulkWriteError as exc:
+            details = exc.details or {}
+            others = [e for e in details.get("writeErrors", []) if e.get("code") != 11000]
+            if others or details.get("writeConcernErrors"):
+                first = (others or details.get("writeConcernErrors"))[0]
+                raise StorageError(f"writing to {self.spec.name} failed: {first.get('errmsg', first)}") from exc
+            return int(details.get("nInserted", 0))
+
+    async def delete_where(self, owner: str, where: Where) -> int:
+        if owner is None:
+            raise StorageError("delete_where is owner-scoped; an owner is required")
+        res = await self.coll.delete_many(_filter(owner, where, None))
+        return res.deleted_count
 
     async def get(self, owner: str, id_: str) -> dict[str, Any] | None:
         return _to_doc(await self.coll.find_one(_filter(owner, {"id": id_}, self.spec.ttl_field)))

@@ -120,6 +120,36 @@ class PlaylistSnapshotRecord(BaseModel):
     expires_at: float | None = None
 
 
+class ListeningEventRecord(BaseModel):
+    """One play from a listening history the owner imported (or, later, synced from a provider).
+
+    The id is derived from the owner and the event's identity (source, time, track), so the same play
+    imported twice is one document: re-importing adds nothing. It is never a capability; every read is
+    owner-scoped anyway. Only what recommendation needs is kept (no IP address, country or device).
+    """
+
+    id: str
+    owner: str
+    created_at: float = Field(default_factory=now, description="when it was stored")
+    source: str = Field(description="spotify | listenbrainz | lastfm | tsv")
+    format: str = Field(description="the file format it came from")
+    import_id: str = Field(description="the import (job) that stored it; undone together")
+    played_at: float | None = Field(default=None, description="epoch seconds, UTC, as the source records it")
+    track: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    item_key: str = Field(description="the best stable identity known: spotify:track:..., mbid:..., item:..., "
+                                      "or name:artist\x1ftrack (case- and space-folded)")
+    spotify_uri: str | None = None
+    recording_mbid: str | None = None
+    isrc: str | None = None
+    ms_played: int | None = None
+    skipped: bool | None = None
+    reason_end: str | None = None
+    external_user: str | None = Field(default=None, description="the user column of a TSV interactions file")
+    weight: float = Field(default=1.0, description="plays this event stands for (a TSV row's weight)")
+
+
 class ArtifactRecord(BaseModel):
     id: str = Field(default_factory=lambda: new_id("art"))
     owner: str

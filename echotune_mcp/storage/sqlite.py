@@ -114,6 +114,29 @@ class SqliteCollection(Collection):
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey(f"{self.spec.name} {doc.get('id')!r} already exists") from exc
 
+    async def insert_absent(self, docs: Sequence[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        cols = ", ".join(_ident(c) for c in self.columns)
+        # ON CONFLICT(id) only: any other constraint still fails the whole batch (INSERT OR IGNORE would hide it).
+        sql = (f"INSERT INTO {self.table} ({cols}, doc) VALUES ({','.join('?' * (len(self.columns) + 1))}) "
+               "ON CONFLICT(id) DO NOTHING")
+        rows = [[*self._row_values(d), json.dumps(d)] for d in docs]  # serialised before taking the lock
+
+        def txn(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+        return await self.backend.run(txn)
+
+    async def delete_where(self, owner: str, where: Where) -> int:
+        if owner is None:
+            raise StorageError("delete_where is owner-scoped; an owner is required")
+        clause, args = self._where_sql(owner, where, ttl=False)
+        cur = await self.backend.run(lambda c: c.execute(f"DELETE FROM {self.table}{clause}", args))
+        return cur.rowcount
+
     async def get(self, owner: str, id_: str) -> dict[str, Any] | None:
         where, args = self._where_sql(owner, {"id": id_})
         row = await self.backend.run(lambda c: c.execute(f"SELECT doc FROM {self.table}{where}", args).fetchone())

@@ -18,6 +18,7 @@ from .records import (
     JobRecord,
     JobStatus,
     LeaseRecord,
+    ListeningEventRecord,
     PlaylistSnapshotRecord,
     now,
     this_host,
@@ -34,13 +35,14 @@ LEASES = CollectionSpec("leases", indexed=("expires_at",))
 ARTIFACTS = CollectionSpec("artifacts", indexed=("kind", "sha256", "job_id"))
 # Room for the later aggregates; their collections exist from day one so indexes are in place.
 TOKENS = CollectionSpec("tokens", indexed=("provider",))
-LISTENING = CollectionSpec("listening", indexed=("provider", "track_id"))
+# Plays imported from listening histories (``ListeningEventRecord``); ids derived from the event, so re-imports dedupe.
+LISTENING_EVENTS = CollectionSpec("listening_events", indexed=("source", "import_id", "played_at", "item_key"))
 TELEMETRY = CollectionSpec("telemetry", indexed=("kind",), ttl_field="expires_at")
 IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires_at")
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
 # What a deleted artifact leaves for licence checks: its rights and lineage, never its bytes (licensing.service).
 TOMBSTONES = CollectionSpec("tombstones")
-ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES, JOB_SLOTS,
+ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES, JOB_SLOTS,
              LEASES)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"
@@ -274,3 +276,20 @@ class ArtifactStore(RecordStore[ArtifactRecord]):
 class PlaylistSnapshotStore(RecordStore[PlaylistSnapshotRecord]):
     def __init__(self, collection: Collection):
         super().__init__(collection, PlaylistSnapshotRecord)
+
+
+class ListeningEventStore(RecordStore[ListeningEventRecord]):
+    """The owner's listening events: written in deduplicating batches, undone per import."""
+
+    def __init__(self, collection: Collection):
+        super().__init__(collection, ListeningEventRecord)
+
+    async def insert_absent(self, docs: list[dict[str, Any]]) -> int:
+        """Store the events not stored yet (documents of ``ListeningEventRecord``); how many were new."""
+        with self._span("insert_absent", **{"db.operation.batch.size": len(docs)}):
+            return await self.coll.insert_absent(docs)
+
+    async def delete_import(self, owner: str, import_id: str) -> int:
+        """Remove what one import stored (a failed or cancelled import leaves nothing behind)."""
+        with self._span("delete_import"):
+            return await self.coll.delete_where(owner, {"import_id": import_id})

@@ -208,3 +208,32 @@ async def test_playlist_snapshots_are_owner_scoped_and_expire(storage):
     assert await storage.collection("playlist_snapshots").purge_expired() == 1
     assert await storage.collection("playlist_snapshots").purge_expired() == 0
     assert await snaps.get("alice", rec.id) is not None
+
+
+async def test_listening_events_insert_absent_in_batches_owner_scoped(storage):
+    from echotune_mcp.storage.records import ListeningEventRecord
+
+    def event(owner: str, n: int, import_id: str = "imp_1") -> dict:
+        return ListeningEventRecord(id=f"lev_{owner}_{n}", owner=owner, source="spotify", format="spotify_extended",
+                                    import_id=import_id, played_at=1000.0 + n, track=f"T{n}", artist="A",
+                                    item_key=f"spotify:track:{n}").model_dump(mode="json")
+
+    events = storage.listening
+    assert await events.insert_absent([event("alice", i) for i in range(5)]) == 5
+    # stored ones and a repeat inside the batch are skipped; the new ones still go in (unordered batch)
+    assert await events.insert_absent([event("alice", i) for i in (3, 4, 5, 5, 6)]) == 2
+    assert await events.insert_absent([]) == 0
+    assert await events.count("alice") == 7
+    got = await events.get("alice", "lev_alice_2")
+    assert got is not None and got.played_at == 1002.0 and got.item_key == "spotify:track:2"
+    # another principal sees none of it
+    assert await events.count("bob") == 0 and await events.get("bob", "lev_alice_2") is None
+    assert (await events.find("bob", limit=50))[0] == []
+    # undo is per import and owner-scoped: bob's undo of alice's import id deletes nothing of hers
+    assert await events.insert_absent([event("alice", 10, "imp_2"), event("bob", 10, "imp_1")]) == 2
+    assert await events.count("alice", {"import_id": "imp_1"}) == 7
+    assert await events.delete_import("bob", "imp_1") == 1
+    assert await events.delete_import("alice", "imp_2") == 1
+    assert await events.count("alice") == 7 and await events.count("bob") == 0
+    found, _ = await events.find("alice", {"source": "spotify", "item_key": ["spotify:track:0", "spotify:track:6"]})
+    assert sorted(e.id for e in found) == ["lev_alice_0", "lev_alice_6"]
