@@ -55,6 +55,21 @@ def _loaded_openmp() -> list[str]:
     return sorted(p for p in paths if Path(p).name.startswith(("libgomp", "libiomp", "libomp")))
 
 
+def _torch_libgomp(runtimes: list[str]) -> str | None:
+    """The libgomp torch runs its thread pool on, which the kernel links against (one runtime, torch's pool).
+
+    Other packages may have mapped their own vendored copy already (scikit-learn's, imported by librosa for
+    audio analysis); that one is theirs and stays theirs, so torch's is picked by where it lives. A torch
+    that uses the system's runtime instead counts only when it is the one OpenMP runtime in the process.
+    """
+    gomp = [p for p in runtimes if Path(p).name.startswith("libgomp")]
+    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+    own = [p for p in gomp if Path(p).resolve().parent == torch_lib]
+    if len(own) == 1:
+        return own[0]
+    return gomp[0] if len(runtimes) == 1 and len(gomp) == 1 else None
+
+
 def kernel_dir() -> Path:
     explicit = _env("KERNEL_DIR")
     if explicit:
@@ -201,12 +216,12 @@ def load() -> ctypes.CDLL | None:
             why = "the CPU has no AVX-512"
         else:
             runtimes = _loaded_openmp()
-            gomp = [p for p in runtimes if Path(p).name.startswith("libgomp")]
-            if len(runtimes) != 1 or not gomp:
-                why = f"torch's OpenMP runtime is not a single libgomp ({runtimes or 'none found'})"
+            gomp = _torch_libgomp(runtimes)
+            if gomp is None:
+                why = f"torch's OpenMP runtime is not one libgomp ({runtimes or 'none found'})"
             else:
                 try:
-                    lib = ctypes.CDLL(str(library(gomp[0])))  # its folder is private: nobody swaps it in between
+                    lib = ctypes.CDLL(str(library(gomp)))  # its folder is private: nobody swaps it in between
                     if _loaded_openmp() != runtimes:
                         lib, why = None, "loading the kernel brought in a second OpenMP runtime"
                 except (OSError, RuntimeError, subprocess.SubprocessError) as exc:

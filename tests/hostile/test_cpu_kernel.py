@@ -180,3 +180,17 @@ def test_a_build_failure_falls_back_to_onednn_with_the_reason(kernel_env, monkey
     assert reload() is None
     assert "building it failed" in cpu_gemm.unavailable_reason()
     assert not marker.exists()
+
+
+def test_the_kernel_loads_after_another_package_mapped_its_own_libgomp():
+    """Audio analysis imports librosa, which maps scikit-learn's vendored libgomp before torch's: the kernel
+    must still link against torch's runtime, not switch itself off for the rest of the process."""
+    import sys
+
+    code = ("import sklearn.utils, torch\n"
+            "from echotune_mcp.engine import cpu_gemm\n"
+            "gomps = [p for p in cpu_gemm._loaded_openmp() if 'libgomp' in p]\n"
+            "assert len(gomps) >= 2, gomps\n"
+            "assert cpu_gemm.load() is not None, cpu_gemm.unavailable_reason()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
