@@ -1,0 +1,97 @@
+"""``echotune-mcp recommend batch|evaluate``: offline recommendation from files, and its measurement.
+
+``batch`` is the file-in/file-out contract of issue #14 item 5 (see recommend/batch.py for what it guarantees).
+``evaluate`` runs the protocol of docs/RECOMMENDATION.md on the public data sets under ``--data``
+(Last.fm-2k and the TidyTuesday Spotify playlists) and prints a table (or JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .batch import K_MAX, run_batch
+from .interactions import InputError
+
+
+def _k(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer (allowed: 1 to {K_MAX})") from None
+    if not 1 <= value <= K_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: 1 to {K_MAX})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="echotune-mcp recommend", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("batch", help="TRAIN.tsv + USERS.txt -> RECS.tsv with K rows per user")
+    b.add_argument("--train", required=True, help="TSV with header user<TAB>item<TAB>weight")
+    b.add_argument("--users", required=True, help="one user id per line")
+    b.add_argument("--k", required=True, type=_k, help=f"rows per user, 1 to {K_MAX}")
+    b.add_argument("--out", required=True, help="RECS.tsv to write (header user<TAB>item<TAB>rank<TAB>score)")
+    b.add_argument("--item-features", default=None,
+                   help="CSV: item id first, then numeric or text (tokens split on '|') feature columns")
+    b.add_argument("--seed", type=int, default=0, help="seed for the validation split and ALS (default 0)")
+    e = sub.add_parser("evaluate", help="recall@K and NDCG@K of every model on Last.fm-2k and the playlists")
+    e.add_argument("--data", default="../shared/data/recsys",
+                   help="folder holding hetrec2011_lastfm_2k/ and tidytuesday_spotify_songs_2020/")
+    e.add_argument("--dataset", choices=["lastfm", "playlists", "all"], default="all")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    return p
+
+
+def recommend_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.action == "batch":
+        try:
+            report = run_batch(args.train, args.users, args.k, args.out, args.item_features, seed=args.seed)
+        except InputError as exc:
+            print(f"echotune-mcp recommend batch: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({"recommend_batch": report.__dict__}), file=sys.stderr)
+        return 0
+    return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import load_lastfm, load_playlists, run
+
+    root = Path(args.data)
+    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    results: dict[str, dict] = {}
+    if args.dataset in ("lastfm", "all"):
+        folder = root / "hetrec2011_lastfm_2k"
+        if not (folder / "user_artists.dat").is_file():
+            print(f"echotune-mcp recommend evaluate: {folder}/user_artists.dat not found (--data)", file=sys.stderr)
+            return 2
+        results["lastfm"] = run(load_lastfm(folder), holdout=0.2, seed=args.seed, log=log)
+    if args.dataset in ("playlists", "all"):
+        folder = root / "tidytuesday_spotify_songs_2020"
+        if not list(folder.glob("spotify_songs_part*.csv")):
+            print(f"echotune-mcp recommend evaluate: no spotify_songs_part*.csv in {folder} (--data)",
+                  file=sys.stderr)
+            return 2
+        data, feats = load_playlists(folder)
+        results["playlists"] = run(data, features=feats.aligned(data.item_ids), holdout=0.5, seed=args.seed,
+                                   log=log)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for name, res in results.items():
+        proto = res["_protocol"]
+        print(f"\n{name}: {proto['users']} users x {proto['items']} items, {proto['interactions']} interactions; "
+              f"test users {proto['test_users']}, hidden fraction {proto['holdout']}, seed {proto['seed']}")
+        print(f"blend weights (validation users): {proto['blend_weights']}")
+        print(f"| model | recall@10 | NDCG@10 | recall@20 | NDCG@20 | fit s |\n|---|---|---|---|---|---|")
+        for model, m in res.items():
+            if model.startswith("_"):
+                continue
+            print(f"| {model} | {m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {m['recall@20']:.4f} | "
+                  f"{m['ndcg@20']:.4f} | {m['fit_s']:.2f} |")
+    return 0

@@ -1,0 +1,238 @@
+"""Offline evaluation: user-level random splits, recall@K / NDCG@K, validation tuning, the two public data sets.
+
+Protocol (docs/RECOMMENDATION.md): users are split at random with a fixed seed into train / validation / test.
+For a validation or test user a random ``holdout`` fraction of their items is hidden; the rest stays in the
+matrix as what we know about them. Tuning (hyper-parameters, blend weights) sees only train users plus the
+visible part of validation users — test users are absent from the matrix until the single final run, which
+refits on train + validation users and the visible part of test users and scores the test users' hidden items.
+
+recall@K = hits in the top K / min(K, hidden items) (so 1.0 is reachable); NDCG@K with binary relevance and
+the ideal DCG of min(K, hidden) hits. Known (visible) items are never recommended.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .interactions import Interactions, ItemFeatures, _unit_rows, _unit_rows_sparse
+from .models import ALS, EASE, Blend, Content, ItemKNN, Model, Popularity, RandomModel, batched, top_k, zscore
+
+
+@dataclass
+class Split:
+    """One phase's view: ``matrix`` to fit on, ``rows`` to evaluate, ``hidden[r]`` their hidden item indices."""
+
+    matrix: sp.csr_matrix
+    rows: np.ndarray
+    hidden: list[np.ndarray]
+
+
+@dataclass
+class UserSplit:
+    data: Interactions
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    hidden: dict[int, np.ndarray]  # user index -> hidden item indices (val and test users only)
+
+    def phase(self, which: str) -> Split:
+        """``validation``: train users + visible part of validation users (no test user at all).
+        ``test``: train + validation users in full + visible part of test users."""
+        if which == "validation":
+            full, partial = self.train, self.val
+        elif which == "test":
+            full, partial = np.concatenate([self.train, self.val]), self.test
+        else:
+            raise ValueError(which)
+        users = np.concatenate([full, partial])
+        m = self.data.matrix[users].tolil(copy=True)
+        base = len(full)
+        for r, u in enumerate(partial):
+            m[base + r, self.hidden[int(u)]] = 0
+        matrix = m.tocsr()
+        matrix.eliminate_zeros()
+        return Split(matrix, np.arange(base, len(users)), [self.hidden[int(u)] for u in partial])
+
+
+def split_users(data: Interactions, *, val_frac: float = 0.1, test_frac: float = 0.2, holdout: float = 0.2,
+                seed: int = 0) -> UserSplit:
+    """Random user-level split with a fixed seed; users with fewer than 2 items always train."""
+    rng = np.random.default_rng(seed)
+    counts = np.diff(data.matrix.indptr)
+    eligible = np.flatnonzero(counts >= 2)
+    perm = rng.permutation(eligible)
+    n_test = int(round(test_frac * data.n_users))
+    n_val = int(round(val_frac * data.n_users))
+    test, val = np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_val])
+    train = np.setdiff1d(np.arange(data.n_users), np.concatenate([test, val]))
+    hidden: dict[int, np.ndarray] = {}
+    for u in np.concatenate([val, test]):
+        items = data.matrix.indices[data.matrix.indptr[u]:data.matrix.indptr[u + 1]]
+        n_hide = min(len(items) - 1, max(1, int(round(holdout * len(items)))))
+        hidden[int(u)] = np.sort(rng.choice(items, size=n_hide, replace=False))
+    return UserSplit(data, train, val, test, hidden)
+
+
+def metrics(ranked: np.ndarray, hidden: list[np.ndarray], ks: tuple[int, ...]) -> dict[str, float]:
+    """Mean recall@K and NDCG@K over users; ``ranked`` is (users × max K) item indices, best first."""
+    out: dict[str, float] = {}
+    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
+    for k in ks:
+        rec, ndcg = [], []
+        for items, truth in zip(ranked[:, :k], hidden):
+            hit = np.isin(items, truth)
+            ideal = min(k, len(truth))
+            rec.append(hit.sum() / ideal)
+            ndcg.append(float(discounts[:k][hit].sum() / discounts[:ideal].sum()))
+        out[f"recall@{k}"] = float(np.mean(rec))
+        out[f"ndcg@{k}"] = float(np.mean(ndcg))
+    return out
+
+
+def rank(model: Model, split: Split, k: int) -> np.ndarray:
+    out = np.empty((len(split.rows), k), dtype=np.int64)
+    for b in batched(len(split.rows), 256):
+        rows = split.rows[b]
+        out[b] = top_k(model.score(rows), split.matrix[rows], k)[0]
+    return out
+
+
+def evaluate(model: Model, split: Split, ks: tuple[int, ...] = (10, 20)) -> dict[str, float]:
+    t0 = time.perf_counter()
+    model.fit(split.matrix)
+    fit_s = time.perf_counter() - t0
+    res = metrics(rank(model, split, max(ks)), split.hidden, ks)
+    res["fit_s"] = round(fit_s, 2)
+    res["total_s"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def tune_blend(components: dict[str, Model], split: Split, k: int = 20, metric: str = "ndcg",
+               grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0), rounds: int = 2) -> dict[str, float]:
+    """Coordinate search over blend weights maximising mean NDCG@k (or recall) on validation users.
+    Component scores for the validation rows are computed once and z-scored, so each trial is a sum + top-k."""
+    z = {}
+    for key, model in components.items():
+        model.fit(split.matrix)
+        z[key] = zscore(model.score(split.rows))
+    known = split.matrix[split.rows]
+
+    def value(weights: dict[str, float]) -> float:
+        total = sum(np.float32(w) * z[key] for key, w in weights.items() if w)
+        if isinstance(total, int):
+            return -1.0
+        ranked = top_k(total, known, k)[0]
+        return metrics(ranked, split.hidden, (k,))[f"{metric}@{k}"]
+
+    keys = list(components)
+    weights = {key: 1.0 for key in keys}
+    best = value(weights)
+    for _ in range(rounds):
+        for key in keys:
+            for w in grid:
+                trial = dict(weights, **{key: w})
+                v = value(trial)
+                if v > best + 1e-9:
+                    best, weights = v, trial
+    return weights
+
+
+# -- data sets -------------------------------------------------------------------------------------------------
+def load_lastfm(folder: Path) -> Interactions:
+    """HetRec 2011 Last.fm-2k ``user_artists.dat`` (userID, artistID, weight = play count)."""
+    users, items, weights = [], [], []
+    with (folder / "user_artists.dat").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) == 3:
+                users.append(parts[0])
+                items.append(parts[1])
+                weights.append(float(parts[2]))
+    return Interactions.from_triples(users, items, weights)
+
+
+SPOTIFY_NUMERIC = ("danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
+                   "instrumentalness", "liveness", "valence", "tempo", "duration_ms")
+
+
+def load_playlists(folder: Path) -> tuple[Interactions, ItemFeatures]:
+    """TidyTuesday 2020 Spotify songs (3 CSV parts concatenated): playlists as users, tracks as items (weight 1).
+    Track features: the audio features, release year, artist and album. The playlist's genre labels are NOT
+    used as track features: they describe the playlist being predicted and would leak the answer."""
+    users, items = [], []
+    feats: dict[str, tuple[list[float], str, str]] = {}
+    for part in sorted(folder.glob("spotify_songs_part*.csv")):
+        with part.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                users.append(row["playlist_id"])
+                items.append(row["track_id"])
+                if row["track_id"] not in feats:
+                    year = (row["track_album_release_date"] or "")[:4]
+                    nums = [float(row[c]) if row[c] else np.nan for c in SPOTIFY_NUMERIC]
+                    nums.append(float(year) if year.isdigit() else np.nan)
+                    feats[row["track_id"]] = (nums, row["track_artist"], row["track_album_id"])
+    data = Interactions.from_triples(users, items, [1.0] * len(users))
+    data.matrix.data[:] = 1.0  # a track listed twice in one playlist is still one membership
+    ids = data.item_ids
+    dense = np.array([feats[i][0] for i in ids], dtype=np.float64)
+    col_mean = np.nanmean(dense, axis=0)
+    dense = np.where(np.isnan(dense), col_mean, dense)
+    std = dense.std(axis=0)
+    dense = (dense - dense.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    blocks = [sp.csr_matrix(_unit_rows(dense.astype(np.float32)))]
+    for col in (1, 2):
+        vocab: dict[str, int] = {}
+        cols = [vocab.setdefault(feats[i][col].lower(), len(vocab)) for i in ids]
+        blocks.append(sp.csr_matrix((np.ones(len(ids), dtype=np.float32), (np.arange(len(ids)), cols)),
+                                    shape=(len(ids), len(vocab))))
+    features = ItemFeatures(ids, _unit_rows_sparse(sp.hstack(blocks, format="csr")),
+                            [*SPOTIFY_NUMERIC, "release_year"], ["track_artist", "track_album_id"])
+    return data, features
+
+
+def candidate_models(features: sp.csr_matrix | None = None, seed: int = 0) -> dict[str, Callable[[], Model]]:
+    """The baselines and the components of our blend, with the defaults chosen on validation users."""
+    out: dict[str, Callable[[], Model]] = {
+        "random": lambda: RandomModel(seed),
+        "popularity": Popularity,
+        "itemknn": ItemKNN,
+        "ease": EASE,
+        "als": lambda: ALS(seed=seed),
+    }
+    if features is not None:
+        out["content"] = lambda: Content(features)
+    return out
+
+
+def run(data: Interactions, *, features: sp.csr_matrix | None = None, holdout: float = 0.2, seed: int = 0,
+        ks: tuple[int, ...] = (10, 20), log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """The whole protocol on one data set: tune the blend on validation users, then report every model once on
+    test users. Returns {model: metrics} for the test phase plus ``blend_weights``."""
+    split = split_users(data, holdout=holdout, seed=seed)
+    makers = candidate_models(features, seed)
+    val = split.phase("validation")
+    blend_keys = [k for k in makers if k != "random"]
+    log(f"tuning blend weights on {len(val.rows)} validation users ({len(split.train)} train users)")
+    weights = tune_blend({k: makers[k]() for k in blend_keys}, val, k=max(ks))
+    log(f"blend weights: {weights}")
+    test = split.phase("test")
+    results: dict[str, dict[str, float]] = {}
+    for name, make in makers.items():
+        results[name] = evaluate(make(), test, ks)
+        log(f"{name}: {results[name]}")
+    blend = Blend({k: makers[k]() for k in blend_keys}, weights)
+    results["blend"] = evaluate(blend, test, ks)
+    log(f"blend: {results['blend']}")
+    results["_protocol"] = {"users": data.n_users, "items": data.n_items, "interactions": int(data.matrix.nnz),
+                            "train_users": len(split.train), "val_users": len(split.val),
+                            "test_users": len(split.test), "holdout": holdout, "seed": seed,
+                            "blend_weights": weights}
+    return results
