@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ALL_TOOLSETS, Settings, is_loopback
+from .recommend.history import FORMAT_NAMES as HISTORY_FORMATS
 
 
 def _settings_from_args(args: argparse.Namespace) -> Settings:
@@ -150,6 +151,50 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return asyncio.run(_in_process_call(_settings_from_args(args), "list_jobs", arguments, as_table=True))
 
 
+def cmd_history_import(args: argparse.Namespace) -> int:
+    """Import history files as the local user (the owner the stdio server uses); prints the import report."""
+    return asyncio.run(_history_import(_settings_from_args(args), args.files, args.format))
+
+
+async def _history_import(settings: Settings, files: list[str], fmt: str) -> int:
+    from .app import App
+    from .clientutil import progress_bar
+    from .principal import LOCAL
+    from .recommend.history import HistoryFileError
+    from .recommend.importer import import_history, path_source
+    from .storage.records import new_id
+
+    sources = []
+    for raw in files:
+        path = Path(raw).expanduser().resolve()
+        try:
+            if not path.is_file():
+                raise HistoryFileError("is not a file")
+            sources.append(path_source(path, None if fmt == "auto" else fmt, shown=raw))
+        except (HistoryFileError, OSError) as exc:
+            print(f"echotune-mcp: {raw} {exc}" if isinstance(exc, HistoryFileError) else f"echotune-mcp: {exc}",
+                  file=sys.stderr)
+            return 2
+
+    async def on_progress(fraction: float, message: str) -> None:
+        if sys.stderr.isatty():
+            print("\r" + progress_bar(fraction, message).ljust(100), end="", file=sys.stderr, flush=True)
+
+    async with App(settings) as app:
+        try:
+            report = await import_history(app.storage.listening, LOCAL, sources, new_id("imp"),
+                                          run=app.cpu.run, progress=on_progress)
+        except HistoryFileError as exc:
+            print(f"\nechotune-mcp: {exc}; nothing was imported", file=sys.stderr)
+            return 1
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(json.dumps(report.model_dump(mode="json"), indent=2))
+    print(f"read {report.read}, imported {report.imported}, duplicates {report.duplicates}, ignored "
+          f"{report.ignored}, malformed {report.malformed}; {report.events_stored} plays stored", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -200,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--status", default=None)
     j.add_argument("--limit", type=int, default=20)
     j.set_defaults(func=cmd_jobs)
+
+    h = sub.add_parser("history", help="your listening history: history import FILE... [--format F]")
+    hsub = h.add_subparsers(dest="history_command", required=True)
+    hi = hsub.add_parser("import", help="import Spotify / ListenBrainz / Last.fm exports or a user,item,weight TSV; "
+                                        "re-importing adds only what is new")
+    hi.add_argument("files", nargs="+", help="history files (several files of one export at once are fine)")
+    hi.add_argument("--format", default="auto", choices=["auto", *HISTORY_FORMATS],
+                    help="auto (default): detected from the content; naming one refuses a file of another format")
+    hi.add_argument("--data-dir", default=None, help="where jobs, artifacts and blobs live (ECHOTUNE_DATA_DIR)")
+    hi.set_defaults(func=cmd_history_import)
 
     for name, module, func, help_ in (
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),

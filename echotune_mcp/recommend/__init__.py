@@ -1,0 +1,1 @@
+"""Listening intelligence: the owner's listening history, and (later) recommendation built on it."""

@@ -1,0 +1,208 @@
+"""Import listening-history files into the owner's ``listening_events``: streamed, deduplicated, all or nothing.
+
+Rows are parsed in a worker thread a batch at a time (``history.iter_rows``) and written as one
+deduplicating batch (``insert_absent``), so memory stays bounded whatever the file's size. Every event
+stored carries the import's id: if the import fails or is cancelled part-way, what it stored is deleted
+again, so a file is never half-imported; plays that were already stored (an earlier import) stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from pydantic import BaseModel, Field
+
+from ..storage.stores import ListeningEventStore
+from .history import FORMATS, HEAD_BYTES, HistoryFileError, Row, event_id, iter_rows, resolve_format
+
+log = logging.getLogger(__name__)
+BATCH = 1000  # events per write
+EXAMPLES = 5  # malformed rows shown per file
+Run = Callable[..., Awaitable[Any]]  # runs a blocking function off the event loop: (fn, *args) -> result
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+# -- the report ------------------------------------------------------------------------------------------
+class MalformedExample(BaseModel):
+    where: str = Field(description="'line N' (text formats, 1-based) or 'element N' (JSON arrays, 0-based)")
+    problem: str
+
+
+class TimeRange(BaseModel):
+    first: str = Field(description="earliest play, ISO 8601 UTC")
+    last: str = Field(description="latest play, ISO 8601 UTC")
+
+
+class Counts(BaseModel):
+    read: int = Field(0, description="rows read (events + ignored + malformed)")
+    imported: int = Field(0, description="new events stored")
+    duplicates: int = Field(0, description="events already stored (an earlier import, or repeated in the file)")
+    ignored: int = Field(0, description="well-formed rows that are not music plays (podcast episodes, ...)")
+    malformed: int = Field(0, description="rows that could not be read; nothing of them is stored")
+
+
+class FileReport(Counts):
+    file: str = Field(description="the path, or the filename given with data_base64")
+    format: str
+    bytes: int
+    ignored_reasons: dict[str, int] = Field(default_factory=dict)
+    malformed_examples: list[MalformedExample] = Field(default_factory=list, description=f"the first {EXAMPLES}")
+    time_range: TimeRange | None = None
+
+
+class FormatCounts(Counts):
+    files: int = 0
+
+
+class ImportReport(Counts):
+    import_id: str = Field(description="every event this import stored carries it")
+    files: list[FileReport]
+    by_format: dict[str, FormatCounts]
+    time_range: TimeRange | None = Field(None, description="of the events read (new and duplicate)")
+    events_stored: int = Field(description="this owner's listening events in storage after the import")
+    seconds: float
+
+
+# -- sources ---------------------------------------------------------------------------------------------
+@dataclass
+class HistorySource:
+    """One file to import: its name in reports, its size, how to open it, and its (resolved) format."""
+
+    name: str
+    size: int
+    open: Callable[[], IO[bytes]]
+    format: str
+
+
+def path_source(path: Path, wanted: str | None, shown: str | None = None) -> HistorySource:
+    """A local file, its format resolved from its first bytes (blocking: call it off the event loop)."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    fmt = resolve_format(head, path.name, wanted)
+    return HistorySource(name=shown or str(path), size=path.stat().st_size, open=lambda: open(path, "rb"), format=fmt)
+
+
+def bytes_source(data: bytes, filename: str, wanted: str | None) -> HistorySource:
+    import io
+
+    fmt = resolve_format(data[:HEAD_BYTES], filename, wanted)
+    return HistorySource(name=filename, size=len(data), open=lambda: io.BytesIO(data), format=fmt)
+
+
+# -- the import ------------------------------------------------------------------------------------------
+@dataclass
+class _Tally:
+    report: FileReport
+    first: float | None = None
+    last: float | None = None
+    done: bool = False
+    ignored_reasons: dict[str, int] = field(default_factory=dict)
+
+    def take(self, rows: Iterator[Row], owner: str, import_id: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` events as storage documents (runs in a worker thread)."""
+        docs: list[dict[str, Any]] = []
+        r = self.report
+        now = time.time()
+        for row in rows:
+            r.read += 1
+            if row.event is not None:
+                ev = row.event
+                played = ev["played_at"]
+                if played is not None:
+                    self.first = played if self.first is None else min(self.first, played)
+                    self.last = played if self.last is None else max(self.last, played)
+                docs.append({"id": event_id(owner, ev), "owner": owner, "created_at": now, "import_id": import_id,
+                             **ev})
+                if len(docs) >= limit:
+                    return docs
+            elif row.ignored is not None:
+                r.ignored += 1
+                self.ignored_reasons[row.ignored] = self.ignored_reasons.get(row.ignored, 0) + 1
+            else:
+                r.malformed += 1
+                if len(r.malformed_examples) < EXAMPLES:
+                    r.malformed_examples.append(MalformedExample(where=row.where, problem=row.malformed or "?"))
+        self.done = True
+        return docs
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _range(first: float | None, last: float | None) -> TimeRange | None:
+    return TimeRange(first=_iso(first), last=_iso(last)) if first is not None and last is not None else None
+
+
+async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def import_history(store: ListeningEventStore, owner: str, sources: list[HistorySource], import_id: str, *,
+                         run: Run = _blocking, progress: Progress | None = None,
+                         batch_size: int = BATCH) -> ImportReport:
+    """Import ``sources`` for ``owner``; the report counts every row. On any failure (a broken file part-way,
+    storage, cancellation) the events this import stored are deleted again and the error is raised."""
+    t0 = time.monotonic()
+    total = max(1, sum(s.size for s in sources))
+    before = 0
+    reports: list[FileReport] = []
+    first: float | None = None
+    last: float | None = None
+    try:
+        for n, src in enumerate(sources):
+            tally = _Tally(FileReport(file=src.name, format=src.format, bytes=src.size))
+            label = f"file {n + 1}/{len(sources)} ({FORMATS[src.format].name})"
+            fh = await run(src.open)
+            rows = iter_rows(fh, src.format)
+            try:
+                while not tally.done:
+                    try:
+                        docs = await run(tally.take, rows, owner, import_id, batch_size)
+                    except HistoryFileError as exc:
+                        raise HistoryFileError(f"{src.name} {exc} (after {tally.report.read} rows)") from None
+                    if docs:
+                        inserted = await store.insert_absent(docs)
+                        tally.report.imported += inserted
+                        tally.report.duplicates += len(docs) - inserted
+                    if progress is not None:
+                        pos = fh.tell()
+                        r = tally.report
+                        await progress(min(0.99, (before + min(pos, src.size)) / total),
+                                       f"{label}: {r.read} rows, {r.imported} new, {r.duplicates} already stored")
+            finally:
+                rows.close()  # the parser lets go of the file first (it runs in no thread now)
+                fh.close()
+            tally.report.ignored_reasons = tally.ignored_reasons
+            tally.report.time_range = _range(tally.first, tally.last)
+            reports.append(tally.report)
+            before += src.size
+            if tally.first is not None:
+                first = tally.first if first is None else min(first, tally.first)
+                last = tally.last if last is None else max(last, tally.last)  # type: ignore[type-var]
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            try:
+                removed = await store.delete_import(owner, import_id)
+                log.info("import %s stopped; removed the %d events it had stored", import_id, removed)
+            except Exception:
+                log.warning("import %s stopped and its events could not be removed", import_id, exc_info=True)
+        raise
+    by_format: dict[str, FormatCounts] = {}
+    totals = Counts()
+    for r in reports:
+        fc = by_format.setdefault(r.format, FormatCounts())
+        fc.files += 1
+        for name in Counts.model_fields:
+            setattr(fc, name, getattr(fc, name) + getattr(r, name))
+            setattr(totals, name, getattr(totals, name) + getattr(r, name))
+    return ImportReport(import_id=import_id, files=reports, by_format=by_format, time_range=_range(first, last),
+                        events_stored=await store.count(owner), seconds=round(time.monotonic() - t0, 3),
+                        **totals.model_dump())
