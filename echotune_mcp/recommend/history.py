@@ -524,11 +524,17 @@ def iter_rows(fh: IO[bytes], fmt: str) -> Iterator[Row]:
 # -- detection ---------------------------------------------------------------------------------------------
 def candidates(head: bytes) -> tuple[set[str], str]:
     """The formats the start of a file fits, and what it looks like in words (for the error message)."""
-    text = head.decode("utf-8-sig", errors="ignore").lstrip()
+    if b"\x00" in head[:4096]:
+        return set(), "a binary file"
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut in two by the end of the head
+            return set(), f"text that is not UTF-8 (byte {exc.start}); save it as UTF-8"
+        text = head[:exc.start].decode("utf-8-sig")
+    text = text.lstrip()
     if not text:
         return set(), "an empty file"
-    if "\x00" in text[:4096]:
-        return set(), "a binary file"
     if text[0] == "[":
         try:
             first = next(iter(JsonArrayReader(_string_reader(text))), None)

@@ -18,9 +18,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..app import App
-from ..errors import BadInput
+from ..errors import BadInput, Busy
 from ..jobs import JobContext
 from ..principal import current_principal
+from ..storage.records import JobStatus
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
 from ..recommend.importer import HistorySource, ImportReport, bytes_source, import_history, path_source
 from ..views import JobView
@@ -74,7 +75,8 @@ def build(app: App) -> Toolset:
         and not stored again, so re-importing a file, or an export that overlaps an earlier one, adds
         only what is new. A row that cannot be read is counted as malformed, with the first few
         examples (line or element, and why), and nothing of it is stored. If the job fails or is
-        cancelled, everything it stored is removed again. The result reports, per file and in total:
+        cancelled, everything it stored is removed again; one import runs at a time (a second is
+        refused, naming the running job). The result reports, per file and in total:
         rows read, imported, duplicates, ignored (with reasons), malformed, counts by format, and the
         time range of the plays. A file whose format is not one of these (or not the format you named)
         is refused before anything starts, with the format expected.
@@ -103,6 +105,7 @@ def build(app: App) -> Toolset:
             sources.append(await _resolved(lambda: bytes_source(data, name, wanted), "data_base64", name))
         params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources],
                   "format": format, "upload": data_base64 is not None}
+        await _one_import_at_a_time(app, owner)
 
         async def work(job: JobContext) -> dict:
             report = await import_history(app.storage.listening, owner, sources, job.job.id,
@@ -115,14 +118,28 @@ def build(app: App) -> Toolset:
     return ts
 
 
+async def _one_import_at_a_time(app: App, owner: str) -> None:
+    """One import per owner at a time: a failed import removes what it stored, and a neighbour that counted
+    those plays as already stored would otherwise lose them."""
+    running, _ = await app.storage.jobs.find(owner, {"tool": "import_listening_history",
+                                                     "status": [JobStatus.queued.value, JobStatus.running.value]},
+                                             limit=1)
+    if running:
+        raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
+                   f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
+
+
 def _checked_path(app: App, raw: str, field: str) -> Path:
     """The real path of ``raw`` if it is a file inside the allowed roots; else an error about ``field``."""
+    allowed = (f"absolute paths of files under {', '.join(str(r) for r in app.paths.roots) or '(no root configured)'}"
+               "; set ECHOTUNE_ALLOWED_ROOTS to widen, or pass the file's bytes as data_base64")
+    if "\x00" in raw:
+        raise BadInput(field, "contains a NUL character", allowed)
     try:
         return app.paths.check(raw)
     except BadInput as exc:
-        problem = str(exc).removeprefix("invalid audio: ").replace("or use import_audio", "or pass its bytes as "
-                                                                                          "data_base64")
-        raise BadInput(field, problem) from None
+        problem = str(exc).removeprefix("invalid audio: ").split(" (allowed: ")[0]
+        raise BadInput(field, problem, allowed) from None
 
 
 def _decoded(data_base64: str, limit: int) -> bytes:

@@ -3,6 +3,7 @@ in bounded memory, owner scoping, the tool end to end and the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,8 +95,20 @@ EXPECTED = {"spotify_account": (3, 0), "spotify_extended": (2, 1), "listenbrainz
             "tsv": (3, 0)}  # (events, ignored)
 
 
+@pytest.fixture(params=["sqlite", "mongodb"])
+async def storage(request, settings):
+    """Both backends: the import's dedupe and undo rest on their insert_absent / delete_where."""
+    if request.param == "mongodb":
+        settings = replace(settings, mongodb_uri=request.getfixturevalue("mongo_uri"),
+                           mongodb_db=f"t_{uuid.uuid4().hex[:10]}")
+    st = await open_storage(settings)
+    assert st.backend.name == request.param
+    yield st
+    await st.close()
+
+
 @pytest.fixture
-async def storage(settings):
+async def sqlite_storage(settings):
     st = await open_storage(settings)
     yield st
     await st.close()
@@ -315,7 +330,8 @@ def write_extended(path: Path, n: int) -> None:
         fh.write("]\n")
 
 
-async def test_100k_events_stream_in_bounded_memory(storage, tmp_path):
+async def test_100k_events_stream_in_bounded_memory(sqlite_storage, tmp_path):
+    storage = sqlite_storage
     n = 100_000
     path = tmp_path / "Streaming_History_Audio_2020-2023_0.json"
     write_extended(path, n)
@@ -393,16 +409,47 @@ async def test_import_tool_end_to_end(make_client, settings, tmp_path):
         assert await app.storage.listening.count("local") == 9
 
 
+async def test_a_cancelled_import_job_leaves_nothing_and_imports_run_one_at_a_time(make_client, settings):
+    root = settings.allowed_roots[0]
+    big = root / "Streaming_History_Audio_2020_0.json"
+    write_extended(big, 30_000)
+    small = write(root / NAMES["tsv"], "tsv")
+    async with make_client() as (client, app):
+        r = await client.call_tool("import_listening_history", {"paths": [str(big)], "wait_seconds": 0})
+        job = r.structured_content
+        assert job["status"] in ("queued", "running"), job
+        busy = await client.call_tool("import_listening_history", {"paths": [str(small)]})
+        assert busy.is_error and job["job_id"] in text_of(busy) and "already running" in text_of(busy)
+        deadline = time.monotonic() + 120
+        while await app.storage.listening.count("local") == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert await app.storage.listening.count("local") > 0  # batches are being written
+        cancelled = await client.call_tool("cancel_job", {"job_id": job["job_id"]})
+        assert cancelled.structured_content["status"] == "cancelled"
+        # the work stops at its next batch and removes every event it stored
+        while await app.storage.listening.count("local") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await app.storage.listening.count("local") == 0
+        ok = await client.call_tool("import_listening_history", {"paths": [str(small)]})
+        assert ok.structured_content["result"]["imported"] == 3, text_of(ok)
+
+
 async def test_import_tool_refuses_bad_input_before_any_job(make_client, settings, tmp_path):
     root = settings.allowed_roots[0]
     csv_file = write(root / "scrobbles.csv", "lastfm_csv")
     outside = write(tmp_path / "outside.csv", "lastfm_csv")
+    latin1 = root / "latin1.csv"
+    latin1.write_bytes('"Björk","Homogenic","Jóga","31 Jan 2021 14:05"\n'.encode("latin-1"))
+    (root / "folder").mkdir()
     async with make_client(max_upload_bytes=10_000) as (client, app):
         cases = [
             ({"paths": [str(csv_file)], "format": "spotify_extended"},
              ["paths[0]", "is not spotify_extended (", "master_metadata_track_name", "Last.fm scrobble CSV"]),
             ({"paths": [str(outside)]}, ["paths[0]", "outside the allowed roots", "data_base64"]),
-            ({"paths": ["relative.csv"]}, ["paths[0]", "not an absolute path"]),
+            ({"paths": ["relative.csv"]}, ["paths[0]", "not an absolute path", "ECHOTUNE_ALLOWED_ROOTS"]),
+            ({"paths": [str(root / "x\x00.csv")]}, ["paths[0]", "NUL"]),
+            ({"paths": [str(root / "folder")]}, ["paths[0]", "is not a file"]),
+            ({"paths": [str(latin1)]}, ["paths[0]", "not UTF-8 (byte 3)"]),
             ({"paths": [str(csv_file), str(csv_file)]}, ["paths[1]", "already in the list"]),
             ({}, ["paths", "exactly one of paths or data_base64"]),
             ({"data_base64": "QQ==", "paths": [str(csv_file)]}, ["exactly one of"]),
