@@ -181,12 +181,13 @@ def build(app: App) -> Toolset:
                  description="analyze_audio's result for an audio artifact (computed on first read, then cached).")
     async def artifact_analysis(artifact_id: str) -> str:
         owner = current_principal()
+        # A resource read answers promptly: if the CPU pool has no free thread soon (to decode, then to
+        # analyse), the reader is told busy.
         try:
-            inp = await load_audio_input(app, owner, artifact_id, allow_paths=False)
-        except (NotFound, BadInput) as exc:
-            raise ResourceNotFoundError(str(exc)) from None
-        # A resource read answers promptly: if the CPU pool has no free thread soon, the reader is told busy.
-        try:
+            try:
+                inp = await load_audio_input(app, owner, artifact_id, allow_paths=False)
+            except (NotFound, BadInput) as exc:
+                raise ResourceNotFoundError(str(exc)) from None
             return json.dumps(await _analysis(app, owner, inp, start_within=app.settings.max_wait_seconds))
         except Busy as exc:
             raise ResourceError(str(exc)) from None
