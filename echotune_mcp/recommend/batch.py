@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,10 +50,11 @@ class BatchReport:
     total_s: float = 0.0
 
 
-def _components(features) -> dict[str, Model]:
-    out: dict[str, Model] = {"popularity": Popularity(), "itemknn": ItemKNN(), "ease": EASE(), "als": ALS()}
+def _components(features, seed: int) -> dict[str, Callable[[], Model]]:
+    out: dict[str, Callable[[], Model]] = {"popularity": Popularity, "itemknn": ItemKNN, "ease": EASE,
+                                           "als": lambda: ALS(seed=seed)}
     if features is not None:
-        out["content"] = Content(features)
+        out["content"] = lambda: Content(features)
     return out
 
 
@@ -73,19 +75,20 @@ def run_batch(train: str | Path, users: str | Path, k: int, out: str | Path,
     report = BatchReport(users=len(wanted), items=data.n_items,
                          feature_items=len(feats.item_ids) if feats is not None else 0)
 
+    components = _components(features, seed)
     eligible = int((np.diff(data.matrix.indptr) >= 2).sum())
     if eligible >= MIN_TUNE_USERS:
         split = split_users(data, val_frac=0.1, test_frac=0.0, holdout=0.2, seed=seed)
-        weights = tune_blend(_components(features), split.phase("validation"), k=min(max(k, 10), 50))
+        weights = tune_blend(components, [split.phase("validation")], k=min(max(k, 10), 50))
         report.weights_from = f"tuned on {len(split.val)} validation users carved from TRAIN"
     else:
-        weights = {key: DEFAULT_WEIGHTS[key] for key in _components(features)}
+        weights = {key: DEFAULT_WEIGHTS[key] for key in components}
         report.weights_from = f"defaults (TRAIN has {eligible} users with 2+ items, fewer than {MIN_TUNE_USERS})"
     if not any(weights.values()):
         weights = {key: DEFAULT_WEIGHTS[key] for key in weights}
     report.weights = weights
     t_fit = time.perf_counter()
-    blend = Blend(_components(features), weights).fit(data.matrix)
+    blend = Blend({key: make() for key, make in components.items()}, weights).fit(data.matrix)
     popular = Popularity().fit(data.matrix)
     report.fit_s = round(time.perf_counter() - t_fit, 2)
 

@@ -72,12 +72,36 @@ def split_users(data: Interactions, *, val_frac: float = 0.1, test_frac: float =
     n_val = int(round(val_frac * data.n_users))
     test, val = np.sort(perm[:n_test]), np.sort(perm[n_test:n_test + n_val])
     train = np.setdiff1d(np.arange(data.n_users), np.concatenate([test, val]))
+    hidden = _hide(data, np.concatenate([val, test]), holdout, rng)
+    return UserSplit(data, train, val, test, hidden)
+
+
+def validation_folds(split: UserSplit, folds: int, *, holdout: float, seed: int = 0) -> list[Split]:
+    """``folds`` validation phases over disjoint sets of non-test users (fold 0 is ``split``'s own validation
+    users), each the size of ``split.val``: averaging the tuning objective over them steadies blend weights
+    fitted on few users. Test users stay out of every matrix."""
+    out = [split.phase("validation")]
+    rng = np.random.default_rng(seed + 1)
+    counts = np.diff(split.data.matrix.indptr)
+    others = rng.permutation(split.train[counts[split.train] >= 2])
+    size = len(split.val)
+    for f in range(folds - 1):
+        val = np.sort(others[f * size:(f + 1) * size])
+        if len(val) < size:
+            break
+        train = np.setdiff1d(np.concatenate([split.train, split.val]), val)
+        hidden = _hide(split.data, val, holdout, rng)
+        out.append(UserSplit(split.data, train, val, split.test, hidden).phase("validation"))
+    return out
+
+
+def _hide(data: Interactions, users: np.ndarray, holdout: float, rng: np.random.Generator) -> dict[int, np.ndarray]:
     hidden: dict[int, np.ndarray] = {}
-    for u in np.concatenate([val, test]):
+    for u in users:
         items = data.matrix.indices[data.matrix.indptr[u]:data.matrix.indptr[u + 1]]
         n_hide = min(len(items) - 1, max(1, int(round(holdout * len(items)))))
         hidden[int(u)] = np.sort(rng.choice(items, size=n_hide, replace=False))
-    return UserSplit(data, train, val, test, hidden)
+    return hidden
 
 
 def metrics(ranked: np.ndarray, hidden: list[np.ndarray], ks: tuple[int, ...]) -> dict[str, float]:
@@ -114,33 +138,39 @@ def evaluate(model: Model, split: Split, ks: tuple[int, ...] = (10, 20)) -> dict
     return res
 
 
-def tune_blend(components: dict[str, Model], split: Split, k: int = 20, metric: str = "ndcg",
-               grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0), rounds: int = 2) -> dict[str, float]:
-    """Coordinate search over blend weights maximising mean NDCG@k (or recall) on validation users.
-    Component scores for the validation rows are computed once and z-scored, so each trial is a sum + top-k."""
-    z = {}
-    for key, model in components.items():
-        model.fit(split.matrix)
-        z[key] = zscore(model.score(split.rows))
-    known = split.matrix[split.rows]
+def tune_blend(components: dict[str, Callable[[], Model]], splits: list[Split], k: int = 20, metric: str = "ndcg",
+               grid: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), rounds: int = 3) -> dict[str, float]:
+    """Blend weights maximising mean NDCG@k (or recall) over the validation ``splits``: start from the better
+    of "all components equal" and "best single component", then coordinate ascent over ``grid``. Component
+    scores for the validation rows are computed once per split and z-scored, so each trial is a sum + top-k."""
+    z: list[dict[str, np.ndarray]] = []
+    for split in splits:
+        z.append({key: zscore(make().fit(split.matrix).score(split.rows)) for key, make in components.items()})
+    known = [split.matrix[split.rows] for split in splits]
 
     def value(weights: dict[str, float]) -> float:
-        total = sum(np.float32(w) * z[key] for key, w in weights.items() if w)
-        if isinstance(total, int):
+        if not any(weights.values()):
             return -1.0
-        ranked = top_k(total, known, k)[0]
-        return metrics(ranked, split.hidden, (k,))[f"{metric}@{k}"]
+        found = []
+        for split, zs, kn in zip(splits, z, known):
+            total = sum(np.float32(w) * zs[key] for key, w in weights.items() if w)
+            ranked = top_k(total, kn, k)[0]
+            found.append(metrics(ranked, split.hidden, (k,))[f"{metric}@{k}"])
+        return float(np.mean(found))
 
     keys = list(components)
-    weights = {key: 1.0 for key in keys}
-    best = value(weights)
+    starts = [{key: 1.0 for key in keys}] + [{key: float(key == one) for key in keys} for one in keys]
+    best, weights = max(((value(w), w) for w in starts), key=lambda vw: vw[0])
     for _ in range(rounds):
+        improved = False
         for key in keys:
             for w in grid:
                 trial = dict(weights, **{key: w})
                 v = value(trial)
                 if v > best + 1e-9:
-                    best, weights = v, trial
+                    best, weights, improved = v, trial, True
+        if not improved:
+            break
     return weights
 
 
@@ -213,15 +243,16 @@ def candidate_models(features: sp.csr_matrix | None = None, seed: int = 0) -> di
 
 
 def run(data: Interactions, *, features: sp.csr_matrix | None = None, holdout: float = 0.2, seed: int = 0,
-        ks: tuple[int, ...] = (10, 20), log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-    """The whole protocol on one data set: tune the blend on validation users, then report every model once on
-    test users. Returns {model: metrics} for the test phase plus ``blend_weights``."""
+        ks: tuple[int, ...] = (10, 20), folds: int = 3,
+        log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """The whole protocol on one data set: tune the blend on ``folds`` validation folds of non-test users, then
+    report every model once on test users. Returns {model: metrics} for the test phase plus ``_protocol``."""
     split = split_users(data, holdout=holdout, seed=seed)
     makers = candidate_models(features, seed)
-    val = split.phase("validation")
+    vals = validation_folds(split, folds, holdout=holdout, seed=seed)
     blend_keys = [k for k in makers if k != "random"]
-    log(f"tuning blend weights on {len(val.rows)} validation users ({len(split.train)} train users)")
-    weights = tune_blend({k: makers[k]() for k in blend_keys}, val, k=max(ks))
+    log(f"tuning blend weights on {len(vals)} folds of {len(split.val)} validation users (test users excluded)")
+    weights = tune_blend({k: makers[k] for k in blend_keys}, vals, k=max(ks))
     log(f"blend weights: {weights}")
     test = split.phase("test")
     results: dict[str, dict[str, float]] = {}
@@ -234,5 +265,6 @@ def run(data: Interactions, *, features: sp.csr_matrix | None = None, holdout: f
     results["_protocol"] = {"users": data.n_users, "items": data.n_items, "interactions": int(data.matrix.nnz),
                             "train_users": len(split.train), "val_users": len(split.val),
                             "test_users": len(split.test), "holdout": holdout, "seed": seed,
+                            "validation_folds": len(vals),
                             "blend_weights": weights}
     return results

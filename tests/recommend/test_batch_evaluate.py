@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from echotune_mcp.recommend.interactions import InputError
 from echotune_mcp.recommend.models import ALS, EASE, Blend, Content, ItemKNN, Popularity, RandomModel
 from tests.conftest import shared_path
 
-# Two taste groups (rock: r*, jazz: j*) plus a popular item everybody has; "fan" has every item but two.
+# Two taste groups (rock: r*, jazz: j*) plus a popular item most users have; "fan" has all items but one.
 TRAIN = {
     "u1": {"r1": 5, "r2": 3, "r3": 1, "pop": 9},
     "u2": {"r1": 2, "r2": 7, "r4": 1, "pop": 4},
@@ -28,7 +29,7 @@ TRAIN = {
     "u4": {"j1": 4, "j2": 2, "j3": 8, "pop": 2},
     "u5": {"j1": 1, "j3": 3, "j4": 5, "pop": 3},
     "u6": {"j2": 6, "j4": 2, "pop": 1},
-    "u7": {"r1": 1, "r2": 1},
+    "u7": {"r1": 1, "r2": 1, "r3": 0},  # weight 0 still means "has it": never recommended back
     "fan": {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "j1": 1, "j2": 1, "j3": 1, "pop": 1},
 }
 ALL_ITEMS = {it for items in TRAIN.values() for it in items}
@@ -80,7 +81,7 @@ def test_cold_user_gets_the_most_popular_items_and_short_catalogue_is_reported(t
     assert code == 0
     _, rows = read_recs(out)
     cold = [r["item"] for r in rows if r["user"] == "stranger"]
-    assert cold[0] == "pop" and cold[1:3] == ["r2", "r1"]  # 7, 4 and 4 users (tie broken by first seen item)
+    assert cold[:3] == ["pop", "r2", "r1"]  # 7, 5 and 4 users (r1 ties with r3: the first-seen item wins)
     assert len(cold) == 4
     # "fan" has 8 of the 9 items: only one unseen item exists, so one row, and the summary says so
     assert [r["item"] for r in rows if r["user"] == "fan"] == ["j4"]
@@ -173,3 +174,31 @@ def test_content_model_continues_held_out_playlists_far_above_popularity():
     }.items()}
     assert r["content"] > 0.1 > max(r["popularity"], r["random"]) + 0.05, r
     assert np.isfinite(list(r.values())).all()
+
+
+def test_batch_on_full_lastfm_gives_every_user_k_unseen_items(tmp_path):
+    """The issue's scale (1,892 users, 17,632 artists, 92,834 rows) through the file contract end to end; the
+    speed claim (< 1 minute on 2 cores) is measured in docs/RECOMMENDATION.md, here only loosely bounded."""
+    src = shared_path("data", "recsys", "hetrec2011_lastfm_2k", "user_artists.dat")
+    lines = src.read_text(encoding="utf-8").splitlines()[1:]
+    train = tmp_path / "train.tsv"
+    train.write_text("user\titem\tweight\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    seen: dict[str, set[str]] = {}
+    for line in lines:
+        user, item, _ = line.split("\t")
+        seen.setdefault(user, set()).add(item)
+    (tmp_path / "users.txt").write_text("\n".join([*seen, "nobody"]) + "\n", encoding="utf-8")
+    t0 = time.perf_counter()
+    report = run_batch(train, tmp_path / "users.txt", 20, tmp_path / "recs.tsv")
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 180, elapsed
+    header, rows = read_recs(tmp_path / "recs.tsv")
+    assert header == ["user", "item", "rank", "score"]
+    assert report.rows_written == len(rows) == 20 * (len(seen) + 1) and report.cold_users == 1
+    per_user: dict[str, list[str]] = {}
+    for r in rows:
+        per_user.setdefault(r["user"], []).append(r["item"])
+    assert set(per_user) == {*seen, "nobody"}
+    for user, items in per_user.items():
+        assert len(items) == len(set(items)) == 20
+        assert not set(items) & seen.get(user, set()), user
