@@ -157,12 +157,14 @@ def cmd_history_import(args: argparse.Namespace) -> int:
 
 
 async def _history_import(settings: Settings, files: list[str], fmt: str) -> int:
+    """The same job the tool starts (so `echotune-mcp jobs` lists it, and one import runs at a time), waited for."""
     from .app import App
     from .clientutil import progress_bar
+    from .errors import Busy
     from .principal import LOCAL
     from .recommend.history import HistoryFileError
-    from .recommend.importer import import_history, path_source
-    from .storage.records import new_id
+    from .recommend.importer import path_source, submit_import
+    from .storage.records import JobStatus
 
     sources = []
     for raw in files:
@@ -175,23 +177,33 @@ async def _history_import(settings: Settings, files: list[str], fmt: str) -> int
             print(f"echotune-mcp: {raw} {exc}" if isinstance(exc, HistoryFileError) else f"echotune-mcp: {exc}",
                   file=sys.stderr)
             return 2
+    tty = sys.stderr.isatty()
 
     async def on_progress(fraction: float, message: str) -> None:
-        if sys.stderr.isatty():
+        if tty:
             print("\r" + progress_bar(fraction, message).ljust(100), end="", file=sys.stderr, flush=True)
 
+    params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources], "format": fmt,
+              "upload": False, "via": "cli"}
     async with App(settings) as app:
         try:
-            report = await import_history(app.storage.listening, LOCAL, sources, new_id("imp"),
-                                          run=app.cpu.run, progress=on_progress)
-        except HistoryFileError as exc:
-            print(f"\nechotune-mcp: {exc}; nothing was imported", file=sys.stderr)
+            job = await submit_import(app, LOCAL, sources, params)
+        except Busy as exc:
+            print(f"echotune-mcp: {exc}", file=sys.stderr)
             return 1
-    if sys.stderr.isatty():
+        while not job.status.terminal:
+            job = await app.jobs.wait(LOCAL, job.id, settings.max_wait_seconds, on_progress)
+    if tty:
         print(file=sys.stderr)
-    print(json.dumps(report.model_dump(mode="json"), indent=2))
-    print(f"read {report.read}, imported {report.imported}, duplicates {report.duplicates}, ignored "
-          f"{report.ignored}, malformed {report.malformed}; {report.events_stored} plays stored", file=sys.stderr)
+    if job.status != JobStatus.succeeded or job.result is None:
+        print(f"echotune-mcp: import {job.id} {job.status.value}: {job.error or job.message}; nothing of it was "
+              "kept", file=sys.stderr)
+        return 1
+    report = job.result
+    print(json.dumps(report, indent=2))
+    print(f"read {report['read']}, imported {report['imported']}, duplicates {report['duplicates']}, ignored "
+          f"{report['ignored']}, malformed {report['malformed']}; {report['events_stored']} plays stored "
+          f"(job {job.id})", file=sys.stderr)
     return 0
 
 

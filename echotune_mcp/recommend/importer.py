@@ -14,15 +14,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, Field
 
+from ..errors import Busy
+from ..storage.records import ACTIVE_STATUSES, JobRecord, JobStatus
 from ..storage.stores import ListeningEventStore
 from .history import FORMATS, HEAD_BYTES, HistoryFileError, Row, event_id, iter_rows, resolve_format
 
+if TYPE_CHECKING:
+    from ..app import App
+    from ..jobs import JobContext
+    from ..storage import Storage
+
 log = logging.getLogger(__name__)
+TOOL = "import_listening_history"
 BATCH = 1000  # events per write
 EXAMPLES = 5  # malformed rows shown per file
 Run = Callable[..., Awaitable[Any]]  # runs a blocking function off the event loop: (fn, *args) -> result
@@ -67,6 +75,8 @@ class ImportReport(Counts):
     by_format: dict[str, FormatCounts]
     time_range: TimeRange | None = Field(None, description="of the events read (new and duplicate)")
     events_stored: int = Field(description="this owner's listening events in storage after the import")
+    interrupted_imports_undone: int = Field(0, description="plays removed first that an earlier import, cut off "
+                                                           "when its server stopped, had stored (run it again)")
     seconds: float
 
 
@@ -206,3 +216,46 @@ async def import_history(store: ListeningEventStore, owner: str, sources: list[H
     return ImportReport(import_id=import_id, files=reports, by_format=by_format, time_range=_range(first, last),
                         events_stored=await store.count(owner), seconds=round(time.monotonic() - t0, 3),
                         **totals.model_dump())
+
+
+# -- as a job ----------------------------------------------------------------------------------------------
+async def undo_interrupted(storage: Storage, owner: str) -> int:
+    """Remove what imports cut off by a stopped server had stored (each once), so no import stays half done.
+
+    Runs first in every import, and imports run one at a time, so no later import can have counted those
+    plays as already stored.
+    """
+    removed_total = 0
+    cursor = None
+    while True:
+        jobs, cursor = await storage.jobs.find(owner, {"tool": TOOL, "status": JobStatus.interrupted.value},
+                                               limit=100, cursor=cursor)
+        for job in jobs:
+            if (job.result or {}).get("undone"):
+                continue
+            removed = await storage.listening.delete_import(owner, job.id)
+            await storage.jobs.update(owner, job.id, {
+                "result": {"undone": True, "removed_events": removed},
+                "message": f"cut off; the {removed} plays it had stored were removed; run the import again"})
+            removed_total += removed
+        if cursor is None:
+            return removed_total
+
+
+async def submit_import(app: App, owner: str, sources: list[HistorySource], params: dict[str, Any]) -> JobRecord:
+    """Start the import job (the tool and the CLI both do it this way); one import per owner at a time, since a
+    failed import's undo must not remove plays that a neighbour counted as already stored."""
+    running, _ = await app.storage.jobs.find(owner, {"tool": TOOL, "status": [s.value for s in ACTIVE_STATUSES]},
+                                             limit=1)
+    if running:
+        raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
+                   f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
+
+    async def work(job: JobContext) -> dict[str, Any]:
+        undone = await undo_interrupted(app.storage, owner)
+        report = await import_history(app.storage.listening, owner, sources, job.job.id, run=job.run_in_thread,
+                                      progress=job.progress)
+        report.interrupted_imports_undone = undone
+        return report.model_dump(mode="json")
+
+    return await app.jobs.submit(owner=owner, tool=TOOL, params=params, work=work)

@@ -18,12 +18,10 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..app import App
-from ..errors import BadInput, Busy
-from ..jobs import JobContext
+from ..errors import BadInput
 from ..principal import current_principal
-from ..storage.records import JobStatus
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
-from ..recommend.importer import HistorySource, ImportReport, bytes_source, import_history, path_source
+from ..recommend.importer import HistorySource, ImportReport, bytes_source, path_source, submit_import
 from ..views import JobView
 from .base import Toolset
 from .common import WaitSeconds, job_result
@@ -75,8 +73,9 @@ def build(app: App) -> Toolset:
         and not stored again, so re-importing a file, or an export that overlaps an earlier one, adds
         only what is new. A row that cannot be read is counted as malformed, with the first few
         examples (line or element, and why), and nothing of it is stored. If the job fails or is
-        cancelled, everything it stored is removed again; one import runs at a time (a second is
-        refused, naming the running job). The result reports, per file and in total:
+        cancelled, everything it stored is removed again (an import cut off by a server stop is
+        undone by the next import, before it stores anything); one import runs at a time (a second
+        is refused, naming the running job). The result reports, per file and in total:
         rows read, imported, duplicates, ignored (with reasons), malformed, counts by format, and the
         time range of the plays. A file whose format is not one of these (or not the format you named)
         is refused before anything starts, with the format expected.
@@ -105,28 +104,10 @@ def build(app: App) -> Toolset:
             sources.append(await _resolved(lambda: bytes_source(data, name, wanted), "data_base64", name))
         params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources],
                   "format": format, "upload": data_base64 is not None}
-        await _one_import_at_a_time(app, owner)
-
-        async def work(job: JobContext) -> dict:
-            report = await import_history(app.storage.listening, owner, sources, job.job.id,
-                                          run=job.run_in_thread, progress=job.progress)
-            return report.model_dump(mode="json")
-
-        job = await app.jobs.submit(owner=owner, tool="import_listening_history", params=params, work=work)
+        job = await submit_import(app, owner, sources, params)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
     return ts
-
-
-async def _one_import_at_a_time(app: App, owner: str) -> None:
-    """One import per owner at a time: a failed import removes what it stored, and a neighbour that counted
-    those plays as already stored would otherwise lose them."""
-    running, _ = await app.storage.jobs.find(owner, {"tool": "import_listening_history",
-                                                     "status": [JobStatus.queued.value, JobStatus.running.value]},
-                                             limit=1)
-    if running:
-        raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
-                   f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
 
 
 def _checked_path(app: App, raw: str, field: str) -> Path:

@@ -434,6 +434,32 @@ async def test_a_cancelled_import_job_leaves_nothing_and_imports_run_one_at_a_ti
         assert ok.structured_content["result"]["imported"] == 3, text_of(ok)
 
 
+async def test_an_import_cut_off_by_a_server_stop_is_undone_by_the_next(make_client, settings):
+    from echotune_mcp.storage.records import JobRecord, JobStatus
+
+    root = settings.allowed_roots[0]
+    acc = write(root / NAMES["spotify_account"], "spotify_account")
+    tsv = write(root / NAMES["tsv"], "tsv")
+    async with make_client() as (client, app):
+        done = (await client.call_tool("import_listening_history", {"paths": [str(tsv)]})).structured_content
+        # what a killed server leaves: an interrupted import job and the plays it had stored so far
+        cut = await app.storage.jobs.insert(JobRecord(owner="local", tool="import_listening_history",
+                                                      status=JobStatus.interrupted))
+        sources = [path_source(acc, None)]
+        await import_history(app.storage.listening, "local", sources, cut.id)
+        assert await app.storage.listening.count("local") == 6
+        r = (await client.call_tool("import_listening_history", {"paths": [str(acc)]})).structured_content
+        assert r["status"] == "succeeded", r
+        assert r["result"]["interrupted_imports_undone"] == 3
+        assert (r["result"]["imported"], r["result"]["duplicates"]) == (3, 0)  # stored again, under this import
+        assert await app.storage.listening.count("local", {"import_id": cut.id}) == 0
+        assert await app.storage.listening.count("local", {"import_id": done["job_id"]}) == 3
+        cut_now = await app.storage.jobs.get("local", cut.id)
+        assert cut_now.result == {"undone": True, "removed_events": 3} and "removed" in cut_now.message
+        again = (await client.call_tool("import_listening_history", {"paths": [str(tsv)]})).structured_content
+        assert again["result"]["interrupted_imports_undone"] == 0 and again["result"]["duplicates"] == 3
+
+
 async def test_import_tool_refuses_bad_input_before_any_job(make_client, settings, tmp_path):
     root = settings.allowed_roots[0]
     csv_file = write(root / "scrobbles.csv", "lastfm_csv")
@@ -493,6 +519,13 @@ def test_cli_history_import(tmp_path):
     assert wrong.returncode == 2 and "is not lastfm_csv (Last.fm scrobble CSV" in wrong.stderr and not wrong.stdout
     missing = run_cli(str(tmp_path / "nope.json"), data_dir=data)
     assert missing.returncode == 2 and "nope.json is not a file" in missing.stderr
+    broken = tmp_path / "StreamingHistory_music_1.json"
+    broken.write_text(json.dumps(spotify_account_rows())[:-1] + ", {]")
+    failed = run_cli(str(broken), data_dir=data)
+    assert failed.returncode == 1 and "invalid JSON" in failed.stderr and "nothing of it was kept" in failed.stderr
+    listed = subprocess.run([sys.executable, "-m", "echotune_mcp", "jobs"], capture_output=True, text=True,
+                            env={**os.environ, "ECHOTUNE_DATA_DIR": str(data)}, timeout=120)
+    assert listed.stdout.count("import_listening_history") == 3 and "failed" in listed.stdout
 
 
 def test_a_quoted_newline_keeps_the_csv_record_whole():
