@@ -43,6 +43,7 @@ class BatchReport:
     short_users: int = 0
     items: int = 0
     feature_items: int = 0
+    train_items_with_features: int = 0
     rows_written: int = 0
     weights: dict[str, float] = field(default_factory=dict)
     weights_from: str = ""
@@ -74,6 +75,12 @@ def run_batch(train: str | Path, users: str | Path, k: int, out: str | Path,
     features = feats.aligned(data.item_ids) if feats is not None else None
     report = BatchReport(users=len(wanted), items=data.n_items,
                          feature_items=len(feats.item_ids) if feats is not None else 0)
+    if feats is not None:
+        train_items = set(i)
+        report.train_items_with_features = sum(1 for it in feats.item_ids if it in train_items)
+        if not report.train_items_with_features:
+            raise InputError(f"{item_features}: no item id in FEATURES matches an item in TRAIN (first column must "
+                             "hold the same item ids as TRAIN's item column)")
 
     components = _components(features, seed)
     eligible = int((np.diff(data.matrix.indptr) >= 2).sum())

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .interactions import Interactions, ItemFeatures, _unit_rows, _unit_rows_sparse
+from .interactions import Interactions, ItemFeatures, features_from_columns
 from .models import ALS, EASE, Blend, Content, ItemKNN, Model, Popularity, RandomModel, batched, top_k, zscore
 
 
@@ -198,7 +198,8 @@ def load_playlists(folder: Path) -> tuple[Interactions, ItemFeatures]:
     Track features: the audio features, release year, artist and album. The playlist's genre labels are NOT
     used as track features: they describe the playlist being predicted and would leak the answer."""
     users, items = [], []
-    feats: dict[str, tuple[list[float], str, str]] = {}
+    names = [*SPOTIFY_NUMERIC, "release_year", "track_artist", "track_album_id"]
+    feats: dict[str, list[str]] = {}
     for part in sorted(folder.glob("spotify_songs_part*.csv")):
         with part.open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
@@ -206,25 +207,12 @@ def load_playlists(folder: Path) -> tuple[Interactions, ItemFeatures]:
                 items.append(row["track_id"])
                 if row["track_id"] not in feats:
                     year = (row["track_album_release_date"] or "")[:4]
-                    nums = [float(row[c]) if row[c] else np.nan for c in SPOTIFY_NUMERIC]
-                    nums.append(float(year) if year.isdigit() else np.nan)
-                    feats[row["track_id"]] = (nums, row["track_artist"], row["track_album_id"])
+                    feats[row["track_id"]] = [*(row[c] for c in SPOTIFY_NUMERIC), year if year.isdigit() else "",
+                                              row["track_artist"], row["track_album_id"]]
     data = Interactions.from_triples(users, items, [1.0] * len(users))
     data.matrix.data[:] = 1.0  # a track listed twice in one playlist is still one membership
-    ids = data.item_ids
-    dense = np.array([feats[i][0] for i in ids], dtype=np.float64)
-    col_mean = np.nanmean(dense, axis=0)
-    dense = np.where(np.isnan(dense), col_mean, dense)
-    std = dense.std(axis=0)
-    dense = (dense - dense.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    blocks = [sp.csr_matrix(_unit_rows(dense.astype(np.float32)))]
-    for col in (1, 2):
-        vocab: dict[str, int] = {}
-        cols = [vocab.setdefault(feats[i][col].lower(), len(vocab)) for i in ids]
-        blocks.append(sp.csr_matrix((np.ones(len(ids), dtype=np.float32), (np.arange(len(ids)), cols)),
-                                    shape=(len(ids), len(vocab))))
-    features = ItemFeatures(ids, _unit_rows_sparse(sp.hstack(blocks, format="csr")),
-                            [*SPOTIFY_NUMERIC, "release_year"], ["track_artist", "track_album_id"])
+    columns = {name: [feats[i][c] for i in data.item_ids] for c, name in enumerate(names)}
+    features = features_from_columns(data.item_ids, columns, text_separator="\x00")  # names are single tokens
     return data, features
 
 

@@ -66,15 +66,6 @@ class Interactions:
         matrix.sort_indices()
         return cls(matrix, list(user_index), list(item_index), user_index, item_index)
 
-    def with_items(self, extra_items: list[str]) -> Interactions:
-        """The same interactions with columns appended for ``extra_items`` not yet present."""
-        new = [it for it in dict.fromkeys(extra_items) if it not in self.item_index]
-        if not new:
-            return self
-        matrix = sp.csr_matrix((self.matrix.data, self.matrix.indices, self.matrix.indptr),
-                               shape=(self.n_users, self.n_items + len(new)))
-        return Interactions(matrix, self.user_ids, self.item_ids + new)
-
 
 def _weight(raw: str, where: str) -> float:
     try:
@@ -192,11 +183,16 @@ def read_item_features(path: str | Path, *, text_separator: str = "|") -> ItemFe
                 col.append(cell.strip())
     if not ids:
         raise InputError(f"{path}: no feature rows after the header")
+    return features_from_columns(ids, dict(zip(header[1:], columns)), text_separator=text_separator)
+
+
+def features_from_columns(ids: list[str], columns: dict[str, list[str]], *, text_separator: str = "|") -> ItemFeatures:
+    """Item features from string columns (one value per item): see :func:`read_item_features` for the rules."""
     blocks: list[sp.csr_matrix] = []
     numeric: list[str] = []
     text: list[str] = []
     num_values: list[np.ndarray] = []
-    for name, col in zip(header[1:], columns):
+    for name, col in columns.items():
         values = _as_numeric(col)
         if values is not None:
             numeric.append(name)
@@ -208,7 +204,7 @@ def read_item_features(path: str | Path, *, text_separator: str = "|") -> ItemFe
         std = dense.std(axis=0)
         dense = (dense - dense.mean(axis=0)) / np.where(std > 0, std, 1.0)
         blocks.append(sp.csr_matrix(_unit_rows(dense.astype(np.float32))))
-    for name, col in zip(header[1:], columns):
+    for name, col in columns.items():
         if name not in text:
             continue
         vocab: dict[str, int] = {}

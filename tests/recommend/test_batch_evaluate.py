@@ -202,3 +202,11 @@ def test_batch_on_full_lastfm_gives_every_user_k_unseen_items(tmp_path):
     for user, items in per_user.items():
         assert len(items) == len(set(items)) == 20
         assert not set(items) & seen.get(user, set()), user
+
+
+def test_features_sharing_no_item_with_train_are_refused(tmp_path, capsys):
+    feats = tmp_path / "features.csv"
+    feats.write_text("item,genre\nx1,rock\nx2,jazz\n", encoding="utf-8")
+    code, out = batch(tmp_path, ["u1"], 2, "--item-features", str(feats))
+    assert code == 2 and not out.exists()
+    assert "no item id in FEATURES matches an item in TRAIN" in capsys.readouterr().err
