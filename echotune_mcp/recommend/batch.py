@@ -101,7 +101,7 @@ def run_batch(train: str | Path, users: str | Path, k: int, out: str | Path,
 
     known_rows = np.array([data.user_index[x] for x in wanted if x in data.user_index], dtype=np.int64)
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for b in batched(len(known_rows), 512):
+    for b in batched(len(known_rows), data.n_items):
         rows = known_rows[b]
         items, scores = top_k(blend.score(rows), data.matrix[rows], k)
         for r, it, sc in zip(rows, items, scores):

@@ -122,7 +122,7 @@ def metrics(ranked: np.ndarray, hidden: list[np.ndarray], ks: tuple[int, ...]) -
 
 def rank(model: Model, split: Split, k: int) -> np.ndarray:
     out = np.empty((len(split.rows), k), dtype=np.int64)
-    for b in batched(len(split.rows), 256):
+    for b in batched(len(split.rows), split.matrix.shape[1]):
         rows = split.rows[b]
         out[b] = top_k(model.score(rows), split.matrix[rows], k)[0]
     return out

@@ -271,8 +271,10 @@ def _keep_top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
                          dtype=np.float32)
 
 
-def batched(n: int, size: int = 512):
-    """Row-index batches, so dense score blocks stay bounded (size × n_items floats)."""
+def batched(n: int, n_items: int, max_cells: int = 8_000_000):
+    """Row-index batches whose dense score blocks hold at most ``max_cells`` floats (32 MB each; a blend holds
+    a few at once), at least one row and at most 512 rows per batch, whatever the catalogue size."""
+    size = max(1, min(512, max_cells // max(1, n_items)))
     for lo in range(0, n, size):
         yield np.arange(lo, min(n, lo + size))
 

@@ -16,8 +16,8 @@ import pytest
 
 from echotune_mcp.cli import main
 from echotune_mcp.recommend.batch import run_batch
-from echotune_mcp.recommend.evaluate import evaluate, load_lastfm, load_playlists, split_users
-from echotune_mcp.recommend.interactions import InputError
+from echotune_mcp.recommend.evaluate import evaluate, load_lastfm, load_playlists, split_users, validation_folds
+from echotune_mcp.recommend.interactions import InputError, Interactions
 from echotune_mcp.recommend.models import ALS, EASE, Blend, Content, ItemKNN, Popularity, RandomModel
 from tests.conftest import shared_path
 
@@ -210,3 +210,26 @@ def test_features_sharing_no_item_with_train_are_refused(tmp_path, capsys):
     code, out = batch(tmp_path, ["u1"], 2, "--item-features", str(feats))
     assert code == 2 and not out.exists()
     assert "no item id in FEATURES matches an item in TRAIN" in capsys.readouterr().err
+
+
+def test_split_never_shows_a_test_user_or_a_hidden_item_to_tuning():
+    """Each user has one item nobody else has: whether that column is non-empty tells who is in a matrix."""
+    users, items = [], []
+    for u in range(200):
+        for it in [f"own{u}", *(f"shared{(u + j) % 30}" for j in range(9))]:
+            users.append(f"user{u}")
+            items.append(it)
+    data = Interactions.from_triples(users, items, [1.0] * len(users))
+    split = split_users(data, holdout=0.3, seed=3)
+    test_users = set(split.test.tolist())
+    assert len(test_users) == 40 and len(split.val) == 20
+    own = {u: data.item_index[f"own{u}"] for u in range(200)}
+    for fold in validation_folds(split, 3, holdout=0.3, seed=3):
+        present = fold.matrix.getnnz(axis=0)
+        assert all(present[own[u]] == 0 for u in test_users), "a test user's items reached a tuning matrix"
+        assert len(fold.rows) == 20
+        for r, hidden in zip(fold.rows, fold.hidden):
+            assert not set(fold.matrix[r].indices) & set(hidden.tolist())
+    test = split.phase("test")
+    for r, hidden in zip(test.rows, test.hidden):
+        assert len(hidden) == 3 and not set(test.matrix[r].indices) & set(hidden.tolist())
