@@ -233,3 +233,22 @@ def test_split_never_shows_a_test_user_or_a_hidden_item_to_tuning():
     test = split.phase("test")
     for r, hidden in zip(test.rows, test.hidden):
         assert len(hidden) == 3 and not set(test.matrix[r].indices) & set(hidden.tolist())
+
+
+def test_evaluate_command_reports_every_model_and_refuses_a_missing_data_folder(tmp_path, capsys):
+    folder = tmp_path / "hetrec2011_lastfm_2k"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lines = ["userID\tartistID\tweight"]
+    for u in range(120):  # two taste groups of 40 artists each, 12 artists per user
+        group = u % 2
+        for a in rng.choice(40, size=12, replace=False):
+            lines.append(f"{u}\t{group * 40 + a}\t{rng.integers(1, 500)}")
+    (folder / "user_artists.dat").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["recommend", "evaluate", "--dataset", "lastfm", "--data", str(tmp_path), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["lastfm"]
+    assert {"random", "popularity", "itemknn", "ease", "als", "blend"} <= set(res)
+    assert res["_protocol"]["test_users"] == 24 and res["_protocol"]["validation_folds"] == 3
+    assert res["blend"]["recall@10"] > res["random"]["recall@10"]
+    assert main(["recommend", "evaluate", "--dataset", "playlists", "--data", str(tmp_path)]) == 2
+    assert "spotify_songs_part" in capsys.readouterr().err
