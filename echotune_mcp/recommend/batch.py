@@ -31,7 +31,8 @@ from .models import ALS, EASE, Blend, Content, ItemKNN, Model, Popularity, batch
 
 K_MAX = 1000
 MIN_TUNE_USERS = 50
-# Used when TRAIN is too small to carve a validation split; the Last.fm-2k tuning picked EASE + ALS.
+# Used when TRAIN is too small to carve a validation split; close to what validation picked on Last.fm-2k over three
+# seeds (item-kNN 0.25-0.5, EASE 0.5-1, ALS 1; docs/RECOMMENDATION.md).
 DEFAULT_WEIGHTS = {"popularity": 0.0, "itemknn": 0.5, "ease": 1.0, "als": 1.0, "content": 1.0}
 
 

@@ -88,7 +88,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"\n{name}: {proto['users']} users x {proto['items']} items, {proto['interactions']} interactions; "
               f"test users {proto['test_users']}, hidden fraction {proto['holdout']}, seed {proto['seed']}")
         print(f"blend weights (validation users): {proto['blend_weights']}")
-        print(f"| model | recall@10 | NDCG@10 | recall@20 | NDCG@20 | fit s |\n|---|---|---|---|---|---|")
+        print("| model | recall@10 | NDCG@10 | recall@20 | NDCG@20 | fit s |\n|---|---|---|---|---|---|")
         for model, m in res.items():
             if model.startswith("_"):
                 continue
