@@ -163,16 +163,18 @@ async def _history_import(settings: Settings, files: list[str], fmt: str) -> int
     from .errors import Busy
     from .principal import LOCAL
     from .recommend.history import HistoryFileError
-    from .recommend.importer import path_source, submit_import
+    from .recommend.importer import open_sources, submit_import
     from .storage.records import JobStatus
 
-    sources = []
+    sources, skipped = [], []
     for raw in files:
         path = Path(raw).expanduser().resolve()
         try:
             if not path.is_file():
                 raise HistoryFileError("is not a file")
-            sources.append(path_source(path, None if fmt == "auto" else fmt, shown=raw))
+            found, skips = open_sources(path, raw, None if fmt == "auto" else fmt)
+            sources += found
+            skipped += skips
         except (HistoryFileError, OSError) as exc:
             print(f"echotune-mcp: {raw} {exc}" if isinstance(exc, HistoryFileError) else f"echotune-mcp: {exc}",
                   file=sys.stderr)
@@ -187,7 +189,7 @@ async def _history_import(settings: Settings, files: list[str], fmt: str) -> int
               "upload": False, "via": "cli"}
     async with App(settings) as app:
         try:
-            job = await submit_import(app, LOCAL, sources, params)
+            job = await submit_import(app, LOCAL, sources, params, skipped)
         except Busy as exc:
             print(f"echotune-mcp: {exc}", file=sys.stderr)
             return 1

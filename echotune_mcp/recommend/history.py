@@ -546,6 +546,8 @@ def candidates(head: bytes) -> tuple[set[str], str]:
             return {"spotify_account", "spotify_extended", "listenbrainz"}, "an empty JSON array"
         if isinstance(first, dict):
             fits = _json_object_formats(first)
+            if not fits and {"podcastName", "episodeName"} <= set(first):
+                return fits, "Spotify's podcast history (StreamingHistory_podcast_*.json), which is not music"
             return fits, _looks(fits, f"a JSON array of objects with keys {sorted(first)[:8]}")
         return set(), "a JSON array whose first element could not be read as an object"
     if text[0] == "{":

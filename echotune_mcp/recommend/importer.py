@@ -8,12 +8,16 @@ again, so a file is never half-imported; plays that were already stored (an earl
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import time
+import zipfile
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
@@ -22,7 +26,7 @@ from pydantic import BaseModel, Field
 from ..errors import Busy
 from ..storage.records import ACTIVE_STATUSES, JobRecord, JobStatus
 from ..storage.stores import ListeningEventStore
-from .history import FORMATS, HEAD_BYTES, HistoryFileError, Row, event_id, iter_rows, resolve_format
+from .history import FORMATS, HEAD_BYTES, HistoryFileError, Row, candidates, event_id, iter_rows, resolve_format
 
 if TYPE_CHECKING:
     from ..app import App
@@ -33,11 +37,20 @@ log = logging.getLogger(__name__)
 TOOL = "import_listening_history"
 BATCH = 1000  # events per write
 EXAMPLES = 5  # malformed rows shown per file
+SKIPPED_SHOWN = 50  # archive members not imported, listed
+ZIP_MAGIC = b"PK\x03\x04"
+MAX_ARCHIVE_MEMBERS = 5000
+MAX_ARCHIVE_BYTES = 8 << 30  # unpacked, as the archive declares it (reading never goes past a member's size)
 Run = Callable[..., Awaitable[Any]]  # runs a blocking function off the event loop: (fn, *args) -> result
 Progress = Callable[[float, str], Awaitable[None]]
 
 
 # -- the report ------------------------------------------------------------------------------------------
+class SkippedFile(BaseModel):
+    file: str = Field(description="archive/member")
+    reason: str
+
+
 class MalformedExample(BaseModel):
     where: str = Field(description="'line N' (text formats, 1-based) or 'element N' (JSON arrays, 0-based)")
     problem: str
@@ -72,6 +85,8 @@ class FormatCounts(Counts):
 class ImportReport(Counts):
     import_id: str = Field(description="every event this import stored carries it")
     files: list[FileReport]
+    skipped_files: int = Field(0, description="files inside archives that are not a history of a format we read")
+    skipped: list[SkippedFile] = Field(default_factory=list, description=f"the first {SKIPPED_SHOWN}, and why")
     by_format: dict[str, FormatCounts]
     time_range: TimeRange | None = Field(None, description="of the events read (new and duplicate)")
     events_stored: int = Field(description="this owner's listening events in storage after the import")
@@ -100,10 +115,73 @@ def path_source(path: Path, wanted: str | None, shown: str | None = None) -> His
 
 
 def bytes_source(data: bytes, filename: str, wanted: str | None) -> HistorySource:
-    import io
-
     fmt = resolve_format(data[:HEAD_BYTES], filename, wanted)
     return HistorySource(name=filename, size=len(data), open=lambda: io.BytesIO(data), format=fmt)
+
+
+def open_sources(target: Path | bytes, shown: str, wanted: str | None) -> tuple[list[HistorySource], list[SkippedFile]]:
+    """The history files in a local file or upload: itself, or, for a ZIP archive (the way Spotify and
+    ListenBrainz deliver exports), each member of a format we read; the other members are listed as skipped.
+    Blocking: call it off the event loop."""
+    if isinstance(target, Path):
+        with open(target, "rb") as fh:
+            magic = fh.read(4)
+    else:
+        magic = target[:4]
+    if magic != ZIP_MAGIC:
+        one = path_source(target, wanted, shown) if isinstance(target, Path) else bytes_source(target, shown, wanted)
+        return [one], []
+    return _archive_sources(target, shown, wanted)
+
+
+def _zip(target: Path | bytes) -> zipfile.ZipFile:
+    return zipfile.ZipFile(target if isinstance(target, Path) else io.BytesIO(target))
+
+
+def _open_member(target: Path | bytes, member: str) -> IO[bytes]:
+    # the member keeps the archive's file open until it is closed itself
+    return _zip(target).open(member)
+
+
+def _archive_sources(target: Path | bytes, shown: str, wanted: str | None) -> tuple[list[HistorySource],
+                                                                                    list[SkippedFile]]:
+    try:
+        with _zip(target) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > MAX_ARCHIVE_MEMBERS:
+                raise HistoryFileError(f"is a ZIP archive of {len(infos)} files; at most {MAX_ARCHIVE_MEMBERS}")
+            total = sum(i.file_size for i in infos)
+            if total > MAX_ARCHIVE_BYTES:
+                raise HistoryFileError(f"is a ZIP archive of {total} bytes unpacked; at most {MAX_ARCHIVE_BYTES}")
+            sources: list[HistorySource] = []
+            skipped: list[SkippedFile] = []
+            for info in sorted(infos, key=lambda i: i.filename):
+                name = f"{shown}/{info.filename}"
+                if info.flag_bits & 0x1:
+                    skipped.append(SkippedFile(file=name, reason="encrypted"))
+                    continue
+                try:
+                    with zf.open(info) as member:
+                        head = member.read(HEAD_BYTES)
+                except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
+                    skipped.append(SkippedFile(file=name, reason=f"cannot be unpacked ({exc})"))
+                    continue
+                try:
+                    fmt = resolve_format(head, PurePosixPath(info.filename).name, wanted)
+                except HistoryFileError:
+                    _, looks = candidates(head)
+                    skipped.append(SkippedFile(file=name, reason=f"not {wanted or 'a listening history'}: it looks "
+                                                                 f"like {looks}"))
+                    continue
+                sources.append(HistorySource(name=name, size=info.file_size, format=fmt,
+                                             open=functools.partial(_open_member, target, info.filename)))
+    except zipfile.BadZipFile as exc:
+        raise HistoryFileError(f"is a damaged ZIP archive ({exc})") from None
+    if not sources:
+        what = f"{wanted} file" if wanted else "listening history"
+        shown_skips = "; ".join(f"{s.file.removeprefix(shown + '/')}: {s.reason}" for s in skipped[:5])
+        raise HistoryFileError(f"is a ZIP archive with no {what} in it ({shown_skips or 'it is empty'})")
+    return sources, skipped
 
 
 # -- the import ------------------------------------------------------------------------------------------
@@ -156,8 +234,8 @@ async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def import_history(store: ListeningEventStore, owner: str, sources: list[HistorySource], import_id: str, *,
-                         run: Run = _blocking, progress: Progress | None = None,
-                         batch_size: int = BATCH) -> ImportReport:
+                         run: Run = _blocking, progress: Progress | None = None, batch_size: int = BATCH,
+                         skipped: list[SkippedFile] | None = None) -> ImportReport:
     """Import ``sources`` for ``owner``; the report counts every row. On any failure (a broken file part-way,
     storage, cancellation) the events this import stored are deleted again and the error is raised."""
     t0 = time.monotonic()
@@ -213,7 +291,9 @@ async def import_history(store: ListeningEventStore, owner: str, sources: list[H
         for name in Counts.model_fields:
             setattr(fc, name, getattr(fc, name) + getattr(r, name))
             setattr(totals, name, getattr(totals, name) + getattr(r, name))
+    skipped = skipped or []
     return ImportReport(import_id=import_id, files=reports, by_format=by_format, time_range=_range(first, last),
+                        skipped_files=len(skipped), skipped=skipped[:SKIPPED_SHOWN],
                         events_stored=await store.count(owner), seconds=round(time.monotonic() - t0, 3),
                         **totals.model_dump())
 
@@ -242,7 +322,8 @@ async def undo_interrupted(storage: Storage, owner: str) -> int:
             return removed_total
 
 
-async def submit_import(app: App, owner: str, sources: list[HistorySource], params: dict[str, Any]) -> JobRecord:
+async def submit_import(app: App, owner: str, sources: list[HistorySource], params: dict[str, Any],
+                        skipped: list[SkippedFile] | None = None) -> JobRecord:
     """Start the import job (the tool and the CLI both do it this way); one import per owner at a time, since a
     failed import's undo must not remove plays that a neighbour counted as already stored."""
     running, _ = await app.storage.jobs.find(owner, {"tool": TOOL, "status": [s.value for s in ACTIVE_STATUSES]},
@@ -254,7 +335,7 @@ async def submit_import(app: App, owner: str, sources: list[HistorySource], para
     async def work(job: JobContext) -> dict[str, Any]:
         undone = await undo_interrupted(app.storage, owner)
         report = await import_history(app.storage.listening, owner, sources, job.job.id, run=job.run_in_thread,
-                                      progress=job.progress)
+                                      progress=job.progress, skipped=skipped)
         report.interrupted_imports_undone = undone
         return report.model_dump(mode="json")
 

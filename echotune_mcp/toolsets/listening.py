@@ -10,7 +10,8 @@ import base64
 import binascii
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -21,7 +22,7 @@ from ..app import App
 from ..errors import BadInput
 from ..principal import current_principal
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
-from ..recommend.importer import HistorySource, ImportReport, bytes_source, path_source, submit_import
+from ..recommend.importer import HistorySource, ImportReport, SkippedFile, open_sources, submit_import
 from ..views import JobView
 from .base import Toolset
 from .common import WaitSeconds, job_result
@@ -29,6 +30,7 @@ from .common import WaitSeconds, job_result
 HistoryFormatChoice = Literal["auto", "spotify_account", "spotify_extended", "listenbrainz", "lastfm_csv", "tsv"]
 assert set(HistoryFormatChoice.__args__) == {"auto", *FORMAT_NAMES}  # type: ignore[attr-defined]
 MAX_FILES = 50
+T = TypeVar("T")
 HistoryPath = Annotated[str, Field(min_length=1, max_length=1024, description="absolute path of a history file "
                                                                               "inside the allowed roots")]
 
@@ -67,7 +69,9 @@ def build(app: App) -> Toolset:
         counted as ignored), a ListenBrainz listen export (JSON lines), a Last.fm scrobble CSV
         (artist,album,track,date) and a tab-separated user, item, weight[, timestamp] file. Give local
         paths (several files of one export at once, e.g. every Streaming_History_Audio_*.json), or one
-        file's bytes as data_base64 with its filename.
+        file's bytes as data_base64 with its filename. A ZIP archive as the service sent it
+        (my_spotify_data.zip, a ListenBrainz export) works too: its history files are imported and
+        the others listed as skipped, with why.
 
         Safe to repeat: a play already stored (same source, time and track) is counted as a duplicate
         and not stored again, so re-importing a file, or an export that overlaps an earlier one, adds
@@ -86,6 +90,7 @@ def build(app: App) -> Toolset:
                            "paths=[absolute paths inside the allowed roots] or data_base64 with filename")
         wanted = None if format == "auto" else format
         sources: list[HistorySource] = []
+        skipped: list[SkippedFile] = []
         if paths is not None:
             seen: set[str] = set()
             for i, raw in enumerate(paths):
@@ -94,17 +99,19 @@ def build(app: App) -> Toolset:
                 if str(path) in seen:
                     raise BadInput(field, f"{raw!r} is already in the list", "each file once")
                 seen.add(str(path))
-                sources.append(await _resolved(lambda p=path, r=raw: path_source(p, wanted, shown=r), field, raw))
+                found, skips = await _resolved(lambda p=path, r=raw: open_sources(p, r, wanted), field, raw)
+                sources += found
+                skipped += skips
         else:
             if filename is None:
                 raise BadInput("filename", "is required with data_base64", "the original file name, e.g. "
                                "StreamingHistory_music_0.json")
             data = _decoded(data_base64 or "", limit)
             name = os.path.basename(filename)
-            sources.append(await _resolved(lambda: bytes_source(data, name, wanted), "data_base64", name))
+            sources, skipped = await _resolved(lambda: open_sources(data, name, wanted), "data_base64", name)
         params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources],
                   "format": format, "upload": data_base64 is not None}
-        job = await submit_import(app, owner, sources, params)
+        job = await submit_import(app, owner, sources, params, skipped)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
     return ts
@@ -136,7 +143,7 @@ def _decoded(data_base64: str, limit: int) -> bytes:
     return data
 
 
-async def _resolved(make, field: str, shown: str) -> HistorySource:
+async def _resolved(make: Callable[[], T], field: str, shown: str) -> T:
     """Read the file's head off the event loop and resolve its format; a mismatch is the caller's error."""
     try:
         return await anyio.to_thread.run_sync(make)

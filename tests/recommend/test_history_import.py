@@ -14,6 +14,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 from echotune_mcp.jobs import JobCancelled
 from echotune_mcp.recommend.history import HistoryFileError, JsonArrayReader, resolve_format
-from echotune_mcp.recommend.importer import bytes_source, import_history, path_source
+from echotune_mcp.recommend.importer import bytes_source, import_history, open_sources, path_source
 from echotune_mcp.storage import open_storage
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -195,6 +196,52 @@ def test_an_empty_spotify_array_needs_its_name_or_format():
     assert resolve_format(b"[ ]\n", "export.json", "spotify_extended") == "spotify_extended"
     with pytest.raises(HistoryFileError, match="say which with format"):
         resolve_format(b"[]", "export.json", None)
+
+
+# -- archives as the services send them --------------------------------------------------------------------
+def spotify_zip(path: Path) -> Path:
+    later = [{**spotify_extended_rows()[0], "ts": "2024-01-01T00:00:00Z"}]
+    podcast = [{"endTime": "2023-11-14 22:13", "podcastName": "A Show", "episodeName": "Episode 12", "msPlayed": 5}]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        folder = "Spotify Extended Streaming History/"
+        zf.writestr(folder + "ReadMeFirst_ExtendedStreamingHistory.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n\x00\x01")
+        zf.writestr(folder + "Streaming_History_Audio_2023_0.json", json.dumps(spotify_extended_rows()))
+        zf.writestr(folder + "Streaming_History_Audio_2023-2024_1.json", json.dumps(later))
+        zf.writestr("Spotify Account Data/StreamingHistory_podcast_0.json", json.dumps(podcast))
+        zf.writestr("Spotify Account Data/Userdata.json", json.dumps({"username": "someone", "country": "DE"}))
+    return path
+
+
+def listenbrainz_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("user.json", json.dumps({"user_id": 1, "username": "someone"}))
+        zf.writestr("feedback.jsonl", json.dumps({"recording_msid": "x", "score": 1, "created": T0}) + "\n")
+        for n, listen in enumerate(listenbrainz_lines()):
+            zf.writestr(f"listens/2023/{11 + n}.jsonl", json.dumps(listen) + "\n")
+    return path
+
+
+async def test_an_export_archive_imports_its_history_files_and_lists_the_rest(storage, tmp_path):
+    zipped = spotify_zip(tmp_path / "my_spotify_data.zip")
+    sources, skipped = open_sources(zipped, "my_spotify_data.zip", None)
+    assert [s.format for s in sources] == ["spotify_extended", "spotify_extended"]
+    report = await import_history(storage.listening, "alice", sources, "imp_zip", skipped=skipped)
+    assert (report.imported, report.ignored, len(report.files), report.skipped_files) == (3, 1, 2, 3)
+    assert report.files[0].file == "my_spotify_data.zip/Spotify Extended Streaming History/Streaming_History_Audio_2023-2024_1.json"
+    reasons = {s.file.rsplit("/", 1)[-1]: s.reason for s in report.skipped}
+    assert "binary" in reasons["ReadMeFirst_ExtendedStreamingHistory.pdf"]
+    assert "podcast history" in reasons["StreamingHistory_podcast_0.json"]
+    assert reasons["Userdata.json"].startswith("not a listening history")
+    lb_sources, lb_skipped = open_sources(listenbrainz_zip(tmp_path / "lb.zip").read_bytes(), "lb.zip", "listenbrainz")
+    assert [s.name for s in lb_sources] == ["lb.zip/listens/2023/11.jsonl", "lb.zip/listens/2023/12.jsonl"]
+    assert sorted(s.file for s in lb_skipped) == ["lb.zip/feedback.jsonl", "lb.zip/user.json"]
+    report = await import_history(storage.listening, "alice", lb_sources, "imp_lb")
+    assert report.imported == 2 and report.by_format["listenbrainz"].files == 2
+    with pytest.raises(HistoryFileError, match="ZIP archive with no tsv file in it .*Userdata.json: not tsv"):
+        open_sources(zipped, "my_spotify_data.zip", "tsv")
+    (tmp_path / "cut.zip").write_bytes(zipped.read_bytes()[:200])
+    with pytest.raises(HistoryFileError, match="damaged ZIP archive"):
+        open_sources(tmp_path / "cut.zip", "cut.zip", None)
 
 
 # -- malformed rows ------------------------------------------------------------------------------------------
@@ -407,6 +454,10 @@ async def test_import_tool_end_to_end(make_client, settings, tmp_path):
                                                                  "format": "tsv"})
         assert up.structured_content["result"]["imported"] == 3, text_of(up)
         assert await app.storage.listening.count("local") == 9
+        zipped = base64.b64encode(spotify_zip(tmp_path / "my_spotify_data.zip").read_bytes()).decode()
+        z = await client.call_tool("import_listening_history", {"data_base64": zipped, "filename": "my_spotify_data.zip"})
+        res = z.structured_content["result"]
+        assert (res["imported"], res["duplicates"], res["skipped_files"]) == (1, 2, 3), text_of(z)
 
 
 async def test_a_cancelled_import_job_leaves_nothing_and_imports_run_one_at_a_time(make_client, settings):
@@ -517,6 +568,9 @@ def test_cli_history_import(tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["duplicates"] == 2
     wrong = run_cli(str(lb), "--format", "lastfm_csv", data_dir=data)
     assert wrong.returncode == 2 and "is not lastfm_csv (Last.fm scrobble CSV" in wrong.stderr and not wrong.stdout
+    zipped = run_cli(str(spotify_zip(tmp_path / "my_spotify_data.zip")), data_dir=data)
+    assert zipped.returncode == 0, zipped.stderr
+    assert (json.loads(zipped.stdout)["imported"], json.loads(zipped.stdout)["skipped_files"]) == (3, 3)
     missing = run_cli(str(tmp_path / "nope.json"), data_dir=data)
     assert missing.returncode == 2 and "nope.json is not a file" in missing.stderr
     broken = tmp_path / "StreamingHistory_music_1.json"
@@ -525,7 +579,7 @@ def test_cli_history_import(tmp_path):
     assert failed.returncode == 1 and "invalid JSON" in failed.stderr and "nothing of it was kept" in failed.stderr
     listed = subprocess.run([sys.executable, "-m", "echotune_mcp", "jobs"], capture_output=True, text=True,
                             env={**os.environ, "ECHOTUNE_DATA_DIR": str(data)}, timeout=120)
-    assert listed.stdout.count("import_listening_history") == 3 and "failed" in listed.stdout
+    assert listed.stdout.count("import_listening_history") == 4 and "failed" in listed.stdout
 
 
 def test_a_quoted_newline_keeps_the_csv_record_whole():
