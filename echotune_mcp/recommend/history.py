@@ -7,7 +7,7 @@ Five formats, as their services write them:
 - ``spotify_extended``: Spotify's extended streaming history, ``Streaming_History_Audio_*.json``, a JSON array of
   ``{ts: ISO-8601 UTC, master_metadata_track_name, master_metadata_album_artist_name,
   master_metadata_album_album_name, spotify_track_uri, ms_played, reason_end, skipped, ...}``; podcast
-  episodes and audiobook chapters in it are counted as ignored, not as music.
+  episodes, audiobook chapters and private-session plays in it are counted as ignored, not as your music.
 - ``listenbrainz``: a ListenBrainz listen export, JSON lines (or a JSON array) of
   ``{listened_at: epoch s, track_metadata: {artist_name, track_name, release_name, additional_info, mbid_mapping}}``.
 - ``lastfm_csv``: a Last.fm scrobble CSV, ``artist,album,track,date`` (``31 Jan 2021 14:05`` UTC, ISO 8601 or
@@ -106,14 +106,16 @@ def name_key(artist: str | None, track: str | None) -> str:
 
 def dedupe_key(event: dict[str, Any]) -> str:
     """What makes two rows the same play: source, time (whole seconds) and track (folded names, or the TSV
-    user and item). Provider ids are left out on purpose: a later export that maps more of them must
-    still match the plays an earlier one stored."""
+    user and item; with the milliseconds played where times are whole minutes). Provider ids are left
+    out on purpose: a later export that maps more of them must still match the plays an earlier one stored."""
     played = event.get("played_at")
     when = "" if played is None else str(int(math.floor(played)))
     if event["source"] == "tsv":
         what = f"{event.get('external_user') or ''}\x1f{event['item_key']}"
     else:
         what = name_key(event.get("artist"), event.get("track"))
+    if event["format"] == "spotify_account":  # its times are whole minutes: two short plays may share one
+        what += f"\x1f{event.get('ms_played')}"
     return f"{event['source']}\x1e{when}\x1e{what}"
 
 
@@ -246,11 +248,14 @@ def spotify_extended_event(row: Any) -> dict[str, Any]:
         if row.get("audiobook_title") or row.get("audiobook_uri") or row.get("audiobook_chapter_uri"):
             raise Ignored("audiobook")
         raise Ignored("no track metadata (Spotify left it empty)")
+    if row.get("incognito_mode") is True:
+        raise Ignored("private session (kept out of your taste, as Spotify does)")
     skipped = row.get("skipped")
     reason = _text(row, "reason_end")
     return _event("spotify_extended", played_at=played_at, track=track,
                   artist=_text(row, "master_metadata_album_artist_name", required=True),
-                  album=_text(row, "master_metadata_album_album_name"), spotify_uri=_spotify_uri(row.get("spotify_track_uri")),
+                  album=_text(row, "master_metadata_album_album_name"),
+                  spotify_uri=_spotify_uri(row.get("spotify_track_uri")),
                   ms_played=ms_played, skipped=skipped if isinstance(skipped, bool) else None, reason_end=reason)
 
 
@@ -557,7 +562,8 @@ def candidates(head: bytes) -> tuple[set[str], str]:
         except json.JSONDecodeError:
             return set(), "JSON that is not one object per line"
         fits = _json_object_formats(first) & {"listenbrainz"} if isinstance(first, dict) else set()
-        return fits, _looks(fits, f"JSON lines of objects with keys {sorted(first)[:8] if isinstance(first, dict) else '?'}")
+        keys = sorted(first)[:8] if isinstance(first, dict) else "?"
+        return fits, _looks(fits, f"JSON lines of objects with keys {keys}")
     line = text.split("\n", 1)[0].rstrip("\r")
     if "\t" in line:
         fields = line.split("\t")

@@ -42,7 +42,8 @@ async def open_storage(settings: Settings) -> Storage:
         backend = SqliteBackend(settings.data_dir)
     await backend.open(ALL_SPECS)
     return Storage(backend=backend, jobs=JobStore(backend.collection("jobs"), backend.collection("job_slots")),
-                   artifacts=ArtifactStore(backend.collection("artifacts")), leases=LeaseStore(backend.collection("leases")),
+                   artifacts=ArtifactStore(backend.collection("artifacts")),
+                   leases=LeaseStore(backend.collection("leases")),
                    listening=ListeningEventStore(backend.collection("listening_events")))
 
 

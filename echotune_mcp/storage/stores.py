@@ -42,8 +42,8 @@ IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
 # What a deleted artifact leaves for licence checks: its rights and lineage, never its bytes (licensing.service).
 TOMBSTONES = CollectionSpec("tombstones")
-ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES, JOB_SLOTS,
-             LEASES)
+ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES,
+             JOB_SLOTS, LEASES)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"
 

@@ -9,8 +9,8 @@ job exists; the import itself is a job that streams the files, so its size is no
 import base64
 import binascii
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import anyio
@@ -22,7 +22,13 @@ from ..app import App
 from ..errors import BadInput
 from ..principal import current_principal
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
-from ..recommend.importer import HistorySource, ImportReport, SkippedFile, open_sources, submit_import
+from ..recommend.importer import (
+    HistorySource,
+    ImportReport,
+    SkippedFile,
+    open_sources,
+    submit_import,
+)
 from ..views import JobView
 from .base import Toolset
 from .common import WaitSeconds, job_result
@@ -65,8 +71,8 @@ def build(app: App) -> Toolset:
         """Import listening history files into this user's plays, as a background job with progress.
 
         Reads: Spotify's account-data export (StreamingHistory_music_*.json), Spotify's extended
-        streaming history (Streaming_History_Audio_*.json; podcast episodes and audiobooks in it are
-        counted as ignored), a ListenBrainz listen export (JSON lines), a Last.fm scrobble CSV
+        streaming history (Streaming_History_Audio_*.json; podcast episodes, audiobooks and
+        private-session plays in it are counted as ignored), a ListenBrainz listen export (JSON lines), a Last.fm scrobble CSV
         (artist,album,track,date) and a tab-separated user, item, weight[, timestamp] file. Give local
         paths (several files of one export at once, e.g. every Streaming_History_Audio_*.json), or one
         file's bytes as data_base64 with its filename. A ZIP archive as the service sent it

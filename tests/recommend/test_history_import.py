@@ -54,6 +54,8 @@ def spotify_extended_rows() -> list[dict]:
         row("2023-11-14T22:18:05Z", "Karma Police", "Radiohead", "OK Computer", URI.format(2), 9_000, "fwdbtn", True),
         row("2023-11-15T07:00:00Z", None, None, None, None, 1_500_000, episode_name="Episode 12",
             episode_show_name="A Show", spotify_episode_uri="spotify:episode:" + "e" * 22),
+        row("2023-11-15T08:00:00Z", "Baby Shark", "Pinkfong", "Pinkfong Animal Songs", URI.format(9), 80_000,
+            incognito_mode=True),
     ]
 
 
@@ -92,7 +94,7 @@ def write(path: Path, fmt: str) -> Path:
 
 NAMES = {"spotify_account": "StreamingHistory_music_0.json", "spotify_extended": "Streaming_History_Audio_2023_0.json",
          "listenbrainz": "listens.jsonl", "lastfm_csv": "scrobbles.csv", "tsv": "plays.tsv"}
-EXPECTED = {"spotify_account": (3, 0), "spotify_extended": (2, 1), "listenbrainz": (2, 0), "lastfm_csv": (3, 0),
+EXPECTED = {"spotify_account": (3, 0), "spotify_extended": (2, 2), "listenbrainz": (2, 0), "lastfm_csv": (3, 0),
             "tsv": (3, 0)}  # (events, ignored)
 
 
@@ -226,8 +228,9 @@ async def test_an_export_archive_imports_its_history_files_and_lists_the_rest(st
     sources, skipped = open_sources(zipped, "my_spotify_data.zip", None)
     assert [s.format for s in sources] == ["spotify_extended", "spotify_extended"]
     report = await import_history(storage.listening, "alice", sources, "imp_zip", skipped=skipped)
-    assert (report.imported, report.ignored, len(report.files), report.skipped_files) == (3, 1, 2, 3)
-    assert report.files[0].file == "my_spotify_data.zip/Spotify Extended Streaming History/Streaming_History_Audio_2023-2024_1.json"
+    assert (report.imported, report.ignored, len(report.files), report.skipped_files) == (3, 2, 2, 3)
+    assert report.files[0].file == ("my_spotify_data.zip/Spotify Extended Streaming History/"
+                                    "Streaming_History_Audio_2023-2024_1.json")
     reasons = {s.file.rsplit("/", 1)[-1]: s.reason for s in report.skipped}
     assert "binary" in reasons["ReadMeFirst_ExtendedStreamingHistory.pdf"]
     assert "podcast history" in reasons["StreamingHistory_podcast_0.json"]
@@ -247,7 +250,8 @@ async def test_an_export_archive_imports_its_history_files_and_lists_the_rest(st
 # -- malformed rows ------------------------------------------------------------------------------------------
 async def test_malformed_rows_are_counted_with_examples_and_never_stored(storage, tmp_path):
     rows = spotify_extended_rows()[:2] + [
-        {"ts": "yesterday", "ms_played": 1, "master_metadata_track_name": "A", "master_metadata_album_artist_name": "B"},
+        {"ts": "yesterday", "ms_played": 1, "master_metadata_track_name": "A",
+         "master_metadata_album_artist_name": "B"},
         {"ts": "2023-11-14T22:30:00Z", "ms_played": -5, "master_metadata_track_name": "A",
          "master_metadata_album_artist_name": "B"},
         {"ts": "2023-11-14T22:31:00Z", "ms_played": 5, "master_metadata_track_name": "No artist",
@@ -280,7 +284,8 @@ async def test_malformed_lines_in_text_formats_and_examples_are_capped(storage, 
     examples = report.files[0].malformed_examples
     assert len(examples) == 5 and examples[0].where == "line 3" and examples[0].problem.startswith("not JSON")
     assert examples[2].where == "line 6" and examples[2].problem == "listened_at is missing"
-    csv_text = LASTFM_CSV + 'Air,Moon Safari\n"x","y","","01 Feb 2021 09:00"\n"Air","Moon Safari","La femme d\'argent",""\n'
+    csv_text = (LASTFM_CSV + 'Air,Moon Safari\n"x","y","","01 Feb 2021 09:00"\n'
+                '"Air","Moon Safari","La femme d\'argent",""\n')
     (tmp_path / "s.csv").write_text(csv_text)
     report = await run_import(storage, "alice", [tmp_path / "s.csv"])
     assert (report.imported, report.malformed) == (3, 3)
@@ -329,7 +334,7 @@ async def test_reimporting_adds_nothing_and_an_overlapping_export_adds_only_the_
     first = await run_import(storage, "alice", [path], import_id="imp_1")
     again = await run_import(storage, "alice", [path], import_id="imp_2")
     assert (first.imported, first.duplicates) == (2, 0)
-    assert (again.read, again.imported, again.duplicates, again.ignored) == (3, 0, 2, 1)
+    assert (again.read, again.imported, again.duplicates, again.ignored) == (4, 0, 2, 2)
     assert again.events_stored == 2 == await storage.listening.count("alice")
     later = spotify_extended_rows() + [{**spotify_extended_rows()[0], "ts": "2023-11-16T10:00:00Z"}]
     later[0] = {**later[0], "spotify_track_uri": None}  # a later export that lost an id is still the same play
@@ -337,6 +342,13 @@ async def test_reimporting_adds_nothing_and_an_overlapping_export_adds_only_the_
     path2.write_text(json.dumps(later))
     report = await run_import(storage, "alice", [path2], import_id="imp_3")
     assert (report.imported, report.duplicates) == (1, 2)
+    # the account export's times are whole minutes: two short plays of one track in a minute are two plays
+    short = [{"endTime": "2023-11-14 22:13", "artistName": "Pinkfong", "trackName": "Baby Shark", "msPlayed": ms}
+             for ms in (20_000, 31_000)]
+    (tmp_path / "StreamingHistory_music_9.json").write_text(json.dumps(short))
+    for n, imported in enumerate((2, 0)):
+        report = await run_import(storage, "alice", [tmp_path / "StreamingHistory_music_9.json"], import_id=f"imp_s{n}")
+        assert (report.imported, report.duplicates) == (imported, 2 - imported)
     # a play repeated inside one file is stored once
     (tmp_path / "dup.tsv").write_text("u1\ta\t1\t1700000000\nu1\ta\t1\t1700000000\nu1\ta\t1\t1700000001\n")
     report = await run_import(storage, "alice", [tmp_path / "dup.tsv"], import_id="imp_4")
@@ -438,11 +450,12 @@ async def test_import_tool_end_to_end(make_client, settings, tmp_path):
         job = r.structured_content
         assert job["status"] == "succeeded", job
         res = job["result"]
-        assert (res["read"], res["imported"], res["duplicates"], res["ignored"], res["malformed"]) == (8, 6, 0, 1, 1)
+        assert (res["read"], res["imported"], res["duplicates"], res["ignored"], res["malformed"]) == (9, 6, 0, 2, 1)
         assert {k: v["imported"] for k, v in res["by_format"].items()} == {
             "spotify_extended": 2, "lastfm_csv": 3, "listenbrainz": 1}
         assert res["files"][2]["malformed_examples"][0]["where"] == "line 2"
-        assert res["files"][0]["ignored_reasons"] == {"podcast episode": 1}
+        assert res["files"][0]["ignored_reasons"] == {"podcast episode": 1, "private session (kept out of your "
+                                                                               "taste, as Spotify does)": 1}
         assert res["time_range"] == {"first": "2021-01-31T14:05:00Z", "last": "2023-11-14T22:18:05Z"}
         assert res["import_id"] == job["job_id"] and res["events_stored"] == 6
         # again: nothing new
@@ -455,7 +468,8 @@ async def test_import_tool_end_to_end(make_client, settings, tmp_path):
         assert up.structured_content["result"]["imported"] == 3, text_of(up)
         assert await app.storage.listening.count("local") == 9
         zipped = base64.b64encode(spotify_zip(tmp_path / "my_spotify_data.zip").read_bytes()).decode()
-        z = await client.call_tool("import_listening_history", {"data_base64": zipped, "filename": "my_spotify_data.zip"})
+        z = await client.call_tool("import_listening_history",
+                                   {"data_base64": zipped, "filename": "my_spotify_data.zip"})
         res = z.structured_content["result"]
         assert (res["imported"], res["duplicates"], res["skipped_files"]) == (1, 2, 3), text_of(z)
 
