@@ -52,11 +52,12 @@ class BatchReport:
     total_s: float = 0.0
 
 
-def _components(features, seed: int) -> dict[str, Callable[[], Model]]:
-    out: dict[str, Callable[[], Model]] = {"popularity": Popularity, "itemknn": ItemKNN, "ease": EASE,
-                                           "als": lambda: ALS(seed=seed)}
+def _components(features, seed: int) -> dict[str, Callable[..., Model]]:
+    out: dict[str, Callable[..., Model]] = {"popularity": lambda _s=None: Popularity(),
+                                            "itemknn": lambda _s=None: ItemKNN(), "ease": lambda _s=None: EASE(),
+                                            "als": lambda _s=None: ALS(seed=seed)}
     if features is not None:
-        out["content"] = lambda: Content(features)
+        out["content"] = lambda _s=None: Content(features)
     return out
 
 

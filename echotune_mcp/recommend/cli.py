@@ -60,7 +60,7 @@ def recommend_main(argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import load_lastfm, load_playlists, run
+    from .evaluate import lastfm_tag_features, load_lastfm, load_playlists, run
 
     root = Path(args.data)
     log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
@@ -70,7 +70,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not (folder / "user_artists.dat").is_file():
             print(f"echotune-mcp recommend evaluate: {folder}/user_artists.dat not found (--data)", file=sys.stderr)
             return 2
-        results["lastfm"] = run(load_lastfm(folder), holdout=0.2, seed=args.seed, log=log)
+        data = load_lastfm(folder)
+        tags = lastfm_tag_features(folder, data) if (folder / "user_taggedartists.dat").is_file() else None
+        results["lastfm"] = run(data, features=tags, holdout=0.2, seed=args.seed, log=log)
     if args.dataset in ("playlists", "all"):
         folder = root / "tidytuesday_spotify_songs_2020"
         if not list(folder.glob("spotify_songs_part*.csv")):

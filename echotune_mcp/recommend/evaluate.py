@@ -15,23 +15,26 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from .interactions import Interactions, ItemFeatures, features_from_columns
+from .interactions import Interactions, ItemFeatures, features_from_columns, unit_rows_sparse
 from .models import ALS, EASE, Blend, Content, ItemKNN, Model, Popularity, RandomModel, batched, top_k, zscore
 
 
 @dataclass
 class Split:
-    """One phase's view: ``matrix`` to fit on, ``rows`` to evaluate, ``hidden[r]`` their hidden item indices."""
+    """One phase's view: ``matrix`` to fit on, ``rows`` to evaluate, ``hidden[r]`` their hidden item indices;
+    ``full_users``: the data set's indices of the users whose rows are wholly visible (whose side data, such as
+    the tags they assigned, may be used without revealing a hidden item)."""
 
     matrix: sp.csr_matrix
     rows: np.ndarray
     hidden: list[np.ndarray]
+    full_users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 @dataclass
@@ -58,7 +61,7 @@ class UserSplit:
             m[base + r, self.hidden[int(u)]] = 0
         matrix = m.tocsr()
         matrix.eliminate_zeros()
-        return Split(matrix, np.arange(base, len(users)), [self.hidden[int(u)] for u in partial])
+        return Split(matrix, np.arange(base, len(users)), [self.hidden[int(u)] for u in partial], np.sort(full))
 
 
 def split_users(data: Interactions, *, val_frac: float = 0.1, test_frac: float = 0.2, holdout: float = 0.2,
@@ -138,14 +141,14 @@ def evaluate(model: Model, split: Split, ks: tuple[int, ...] = (10, 20)) -> dict
     return res
 
 
-def tune_blend(components: dict[str, Callable[[], Model]], splits: list[Split], k: int = 20, metric: str = "ndcg",
+def tune_blend(components: dict[str, Callable[[Split], Model]], splits: list[Split], k: int = 20, metric: str = "ndcg",
                grid: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), rounds: int = 3) -> dict[str, float]:
     """Blend weights maximising mean NDCG@k (or recall) over the validation ``splits``: start from the better
     of "all components equal" and "best single component", then coordinate ascent over ``grid``. Component
     scores for the validation rows are computed once per split and z-scored, so each trial is a sum + top-k."""
     z: list[dict[str, np.ndarray]] = []
     for split in splits:
-        z.append({key: zscore(make().fit(split.matrix).score(split.rows)) for key, make in components.items()})
+        z.append({key: zscore(make(split).fit(split.matrix).score(split.rows)) for key, make in components.items()})
     known = [split.matrix[split.rows] for split in splits]
 
     def value(weights: dict[str, float]) -> float:
@@ -189,6 +192,37 @@ def load_lastfm(folder: Path) -> Interactions:
     return Interactions.from_triples(users, items, weights)
 
 
+def lastfm_tag_features(folder: Path, data: Interactions) -> Callable[[Split], sp.csr_matrix]:
+    """Artist × tag features from ``user_taggedartists*.dat`` (both halves), built per split from the tags that
+    split's fully visible users assigned: a validation or test user's tags would reveal their hidden artists.
+    Weights: log(1 + times assigned) × idf, rows L2-normalised."""
+    users, items, tags = [], [], []
+    tag_index: dict[str, int] = {}
+    for name in ("user_taggedartists.dat", "user_taggedartists_2.dat"):
+        with (folder / name).open(encoding="utf-8") as fh:
+            next(fh, None)
+            for line in fh:
+                parts = line.rstrip("\r\n").split("\t")
+                if len(parts) < 3 or parts[0] not in data.user_index or parts[1] not in data.item_index:
+                    continue
+                users.append(data.user_index[parts[0]])
+                items.append(data.item_index[parts[1]])
+                tags.append(tag_index.setdefault(parts[2], len(tag_index)))
+    u, i, t = np.array(users), np.array(items), np.array(tags)
+
+    def build(split: Split) -> sp.csr_matrix:
+        keep = np.isin(u, split.full_users)
+        m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (i[keep], t[keep])),
+                          shape=(data.n_items, len(tag_index)))
+        m.sum_duplicates()
+        m.data = np.log1p(m.data)
+        df = np.bincount(m.indices, minlength=len(tag_index))
+        m = m @ sp.diags(np.log(data.n_items / np.maximum(df, 1)).astype(np.float32))
+        return unit_rows_sparse(m)
+
+    return build
+
+
 SPOTIFY_NUMERIC = ("danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
                    "instrumentalness", "liveness", "valence", "tempo", "duration_ms")
 
@@ -216,21 +250,27 @@ def load_playlists(folder: Path) -> tuple[Interactions, ItemFeatures]:
     return data, features
 
 
-def candidate_models(features: sp.csr_matrix | None = None, seed: int = 0) -> dict[str, Callable[[], Model]]:
-    """The baselines and the components of our blend, with the defaults chosen on validation users."""
-    out: dict[str, Callable[[], Model]] = {
-        "random": lambda: RandomModel(seed),
-        "popularity": Popularity,
-        "itemknn": ItemKNN,
-        "ease": EASE,
-        "als": lambda: ALS(seed=seed),
+Features = sp.csr_matrix | Callable[[Split], sp.csr_matrix]
+
+
+def candidate_models(features: Features | None = None, seed: int = 0) -> dict[str, Callable[[Split], Model]]:
+    """The baselines and the components of our blend (defaults chosen on validation users), each made for a
+    split; ``features`` is a fixed item-feature matrix or one built per split (from its full users' data)."""
+    out: dict[str, Callable[[Split], Model]] = {
+        "random": lambda _s: RandomModel(seed),
+        "popularity": lambda _s: Popularity(),
+        "itemknn": lambda _s: ItemKNN(),
+        "ease": lambda _s: EASE(),
+        "als": lambda _s: ALS(seed=seed),
     }
-    if features is not None:
-        out["content"] = lambda: Content(features)
+    if callable(features):
+        out["content"] = lambda s: Content(features(s))
+    elif features is not None:
+        out["content"] = lambda _s: Content(features)
     return out
 
 
-def run(data: Interactions, *, features: sp.csr_matrix | None = None, holdout: float = 0.2, seed: int = 0,
+def run(data: Interactions, *, features: Features | None = None, holdout: float = 0.2, seed: int = 0,
         ks: tuple[int, ...] = (10, 20), folds: int = 3,
         log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
     """The whole protocol on one data set: tune the blend on ``folds`` validation folds of non-test users, then
@@ -245,9 +285,9 @@ def run(data: Interactions, *, features: sp.csr_matrix | None = None, holdout: f
     test = split.phase("test")
     results: dict[str, dict[str, float]] = {}
     for name, make in makers.items():
-        results[name] = evaluate(make(), test, ks)
+        results[name] = evaluate(make(test), test, ks)
         log(f"{name}: {results[name]}")
-    blend = Blend({k: makers[k]() for k in blend_keys}, weights)
+    blend = Blend({k: makers[k](test) for k in blend_keys}, weights)
     results["blend"] = evaluate(blend, test, ks)
     log(f"blend: {results['blend']}")
     results["_protocol"] = {"users": data.n_users, "items": data.n_items, "interactions": int(data.matrix.nnz),

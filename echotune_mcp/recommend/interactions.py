@@ -214,8 +214,8 @@ def features_from_columns(ids: list[str], columns: dict[str, list[str]], *, text
                 rows.append(r)
                 cols.append(vocab.setdefault(tok, len(vocab)))
         onehot = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(ids), len(vocab)))
-        blocks.append(_unit_rows_sparse(onehot))
-    matrix = _unit_rows_sparse(sp.hstack(blocks, format="csr", dtype=np.float32))
+        blocks.append(unit_rows_sparse(onehot))
+    matrix = unit_rows_sparse(sp.hstack(blocks, format="csr", dtype=np.float32))
     return ItemFeatures(ids, matrix, numeric, text)
 
 
@@ -243,7 +243,8 @@ def _unit_rows(dense: np.ndarray) -> np.ndarray:
     return dense / np.where(norms > 0, norms, 1.0)
 
 
-def _unit_rows_sparse(m: sp.csr_matrix) -> sp.csr_matrix:
+def unit_rows_sparse(m: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), so a dot product is a cosine."""
     m = sp.csr_matrix(m, dtype=np.float32)
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     return sp.diags(np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)) @ m

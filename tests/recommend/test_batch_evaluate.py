@@ -16,7 +16,8 @@ import pytest
 
 from echotune_mcp.cli import main
 from echotune_mcp.recommend.batch import run_batch
-from echotune_mcp.recommend.evaluate import evaluate, load_lastfm, load_playlists, split_users, validation_folds
+from echotune_mcp.recommend.evaluate import (Split, evaluate, lastfm_tag_features, load_lastfm, load_playlists,
+                                             split_users, validation_folds)
 from echotune_mcp.recommend.interactions import InputError, Interactions
 from echotune_mcp.recommend.models import ALS, EASE, Blend, Content, ItemKNN, Popularity, RandomModel
 from tests.conftest import shared_path
@@ -149,20 +150,34 @@ def test_bad_features_and_empty_users_are_refused(tmp_path, capsys):
 def lastfm_test_phase():
     data = load_lastfm(shared_path("data", "recsys", "hetrec2011_lastfm_2k"))
     assert (data.n_users, data.n_items, data.matrix.nnz) == (1892, 17632, 92834)
-    return split_users(data, holdout=0.2, seed=0).phase("test")
+    return data, split_users(data, holdout=0.2, seed=0).phase("test")
 
 
 def test_collaborative_models_beat_popularity_and_random_on_held_out_lastfm_users(lastfm_test_phase):
-    split = lastfm_test_phase
+    data, split = lastfm_test_phase
     assert len(split.rows) == 378
+    tags = lastfm_tag_features(shared_path("data", "recsys", "hetrec2011_lastfm_2k"), data)(split)
     r = {name: evaluate(model, split, ks=(20,))["recall@20"] for name, model in {
         "random": RandomModel(0), "popularity": Popularity(), "itemknn": ItemKNN(), "ease": EASE(), "als": ALS(),
         "blend": Blend({"ease": EASE(), "als": ALS()}, {"ease": 1.0, "als": 1.0}),
+        "hybrid": Blend({"ease": EASE(), "als": ALS(), "tags": Content(tags)}, {"ease": 1.0, "als": 1.0, "tags": 1.0}),
     }.items()}
     assert r["random"] < 0.01 < r["popularity"]
-    for name in ("itemknn", "ease", "als", "blend"):
+    for name in ("itemknn", "ease", "als", "blend", "hybrid"):
         assert r[name] > 1.8 * r["popularity"], (name, r)
     assert r["blend"] >= max(r["itemknn"], r["als"]), r
+    assert r["hybrid"] > r["ease"] * 1.03, r  # tags of fully visible users add to the collaborative part
+
+
+def test_tag_features_never_use_a_partial_users_tags(lastfm_test_phase):
+    """A test user's tags would reveal their hidden artists: only fully visible users' tags may be used."""
+    data, split = lastfm_test_phase
+    folder = shared_path("data", "recsys", "hetrec2011_lastfm_2k")
+    with_all = lastfm_tag_features(folder, data)(Split(split.matrix, split.rows, split.hidden,
+                                                       np.arange(data.n_users)))
+    scoped = lastfm_tag_features(folder, data)(split)
+    assert scoped.nnz < with_all.nnz
+    assert len(split.full_users) == data.n_users - len(split.rows)
 
 
 def test_content_model_continues_held_out_playlists_far_above_popularity():
