@@ -8,10 +8,12 @@ again, so a file is never half-imported; plays that were already stored (an earl
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import logging
 import time
+import weakref
 import zipfile
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -326,12 +328,6 @@ async def submit_import(app: App, owner: str, sources: list[HistorySource], para
                         skipped: list[SkippedFile] | None = None) -> JobRecord:
     """Start the import job (the tool and the CLI both do it this way); one import per owner at a time, since a
     failed import's undo must not remove plays that a neighbour counted as already stored."""
-    running, _ = await app.storage.jobs.find(owner, {"tool": TOOL, "status": [s.value for s in ACTIVE_STATUSES]},
-                                             limit=1)
-    if running:
-        raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
-                   f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
-
     async def work(job: JobContext) -> dict[str, Any]:
         undone = await undo_interrupted(app.storage, owner)
         report = await import_history(app.storage.listening, owner, sources, job.job.id, run=job.run_in_thread,
@@ -339,4 +335,14 @@ async def submit_import(app: App, owner: str, sources: list[HistorySource], para
         report.interrupted_imports_undone = undone
         return report.model_dump(mode="json")
 
-    return await app.jobs.submit(owner=owner, tool=TOOL, params=params, work=work)
+    # the check and the submit as one step in this process (another process sharing the data can still race it)
+    async with _SUBMITTING.setdefault(app, asyncio.Lock()):
+        running, _ = await app.storage.jobs.find(owner, {"tool": TOOL, "status": [s.value for s in ACTIVE_STATUSES]},
+                                                 limit=1)
+        if running:
+            raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
+                       f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
+        return await app.jobs.submit(owner=owner, tool=TOOL, params=params, work=work)
+
+
+_SUBMITTING: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
