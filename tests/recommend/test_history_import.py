@@ -415,6 +415,20 @@ async def test_100k_events_stream_in_bounded_memory(sqlite_storage, tmp_path):
     print(f"100k events, {size / 1e6:.0f} MB: peak {peak / 1e6:.1f} MB (tracemalloc), {elapsed:.1f} s plain")
 
 
+async def test_the_lastfm_2k_interactions_file_imports_whole(sqlite_storage):
+    """Real data: hetrec2011 Last.fm-2k user_artists.dat (tab-separated userID, artistID, weight; CRLF lines)."""
+    from tests.conftest import shared_path
+
+    from echotune_mcp.recommend.history import event_id
+
+    path = shared_path("data", "recsys", "hetrec2011_lastfm_2k", "user_artists.dat")
+    report = await import_history(sqlite_storage.listening, "alice", [path_source(path, None)], "imp_lastfm2k")
+    assert (report.files[0].format, report.read, report.imported, report.malformed) == ("tsv", 92_834, 92_834, 0)
+    first_row = {"source": "tsv", "format": "tsv", "played_at": None, "external_user": "2", "item_key": "item:51"}
+    stored = await sqlite_storage.listening.get("alice", event_id("alice", first_row))
+    assert stored is not None and stored.weight == 13883 and stored.external_user == "2"
+
+
 def test_the_array_reader_survives_any_chunking():
     elements = [{"a": i, "s": "x" * (i % 50), "n": [1.5, None, True]} for i in range(300)] + [12345678, "tail"]
     text = json.dumps(elements)
