@@ -250,7 +250,10 @@ async def import_history(store: ListeningEventStore, owner: str, sources: list[H
         for n, src in enumerate(sources):
             tally = _Tally(FileReport(file=src.name, format=src.format, bytes=src.size))
             label = f"file {n + 1}/{len(sources)} ({FORMATS[src.format].name})"
-            fh = await run(src.open)
+            try:
+                fh = await run(src.open)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise HistoryFileError(f"{src.name} cannot be opened any more ({exc})") from None
             rows = iter_rows(fh, src.format)
             try:
                 while not tally.done:
@@ -258,6 +261,9 @@ async def import_history(store: ListeningEventStore, owner: str, sources: list[H
                         docs = await run(tally.take, rows, owner, import_id, batch_size)
                     except HistoryFileError as exc:
                         raise HistoryFileError(f"{src.name} {exc} (after {tally.report.read} rows)") from None
+                    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a file cut or changed
+                        raise HistoryFileError(f"{src.name} could not be read to the end ({exc}; after "
+                                               f"{tally.report.read} rows)") from None
                     if docs:
                         inserted = await store.insert_absent(docs)
                         tally.report.imported += inserted

@@ -621,3 +621,25 @@ def test_a_quoted_newline_keeps_the_csv_record_whole():
 
     rows = list(iter_rows(source.open(), source.format))
     assert len(rows) == 1 and rows[0].where == "lines 1-2" and rows[0].event["track"] == "Line one\nline two"
+
+
+async def test_a_file_that_goes_away_or_is_corrupt_in_an_archive_fails_naming_it(sqlite_storage, tmp_path):
+    path = write(tmp_path / NAMES["tsv"], "tsv")
+    source = path_source(path, None)
+    path.unlink()
+    with pytest.raises(HistoryFileError, match="plays.tsv cannot be opened any more"):
+        await import_history(sqlite_storage.listening, "alice", [source], "imp_gone")
+    # an archive member whose bytes were damaged after the check: the CRC check fails part-way
+    rows = [{"endTime": f"2022-01-01 {i // 60 % 24:02d}:{i % 60:02d}", "artistName": f"A{i}", "trackName": "T",
+             "msPlayed": 1000} for i in range(3000)]
+    zipped = tmp_path / "my_spotify_data.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("MyData/StreamingHistory_music_0.json", json.dumps(rows))
+    sources, _ = open_sources(zipped, "my_spotify_data.zip", None)
+    data = bytearray(zipped.read_bytes())
+    at = data.index(b'"A2500"')
+    data[at + 1:at + 6] = b"B2500"
+    zipped.write_bytes(bytes(data))
+    with pytest.raises(HistoryFileError, match="StreamingHistory_music_0.json could not be read to the end .*CRC"):
+        await import_history(sqlite_storage.listening, "alice", sources, "imp_crc", batch_size=1000)
+    assert await sqlite_storage.listening.count("alice") == 0
