@@ -185,8 +185,8 @@ async def _history_import(settings: Settings, files: list[str], fmt: str) -> int
         if tty:
             print("\r" + progress_bar(fraction, message).ljust(100), end="", file=sys.stderr, flush=True)
 
-    params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources], "format": fmt,
-              "upload": False, "via": "cli"}
+    params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources[:50]],
+              "file_count": len(sources), "format": fmt, "upload": False, "via": "cli"}
     async with App(settings) as app:
         try:
             job = await submit_import(app, LOCAL, sources, params, skipped)

@@ -115,8 +115,8 @@ def build(app: App) -> Toolset:
             data = _decoded(data_base64 or "", limit)
             name = os.path.basename(filename)
             sources, skipped = await _resolved(lambda: open_sources(data, name, wanted), "data_base64", name)
-        params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources],
-                  "format": format, "upload": data_base64 is not None}
+        params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources[:MAX_FILES]],
+                  "file_count": len(sources), "format": format, "upload": data_base64 is not None}
         job = await submit_import(app, owner, sources, params, skipped)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
