@@ -105,17 +105,24 @@ def name_key(artist: str | None, track: str | None) -> str:
 
 
 def dedupe_key(event: dict[str, Any]) -> str:
-    """What makes two rows the same play: source, time (whole seconds) and track (folded names, or the TSV
-    user and item; with the milliseconds played where times are whole minutes). Provider ids are left
-    out on purpose: a later export that maps more of them must still match the plays an earlier one stored."""
+    """What makes two rows the same play: source, time and track (folded names, or the TSV user and item).
+
+    Spotify's two exports describe the same plays, the account data to the minute and the extended history
+    to the second, both by when the play ended: their plays are keyed by the minute and the milliseconds
+    played, so importing both (or an overlap of them) stores each play once, and two short plays of one
+    track within a minute stay two. Provider ids are left out on purpose: a later export that maps more of
+    them must still match the plays an earlier one stored.
+    """
     played = event.get("played_at")
-    when = "" if played is None else str(int(math.floor(played)))
+    seconds = None if played is None else int(math.floor(played))
     if event["source"] == "tsv":
         what = f"{event.get('external_user') or ''}\x1f{event['item_key']}"
     else:
         what = name_key(event.get("artist"), event.get("track"))
-    if event["format"] == "spotify_account":  # its times are whole minutes: two short plays may share one
+    if event["source"] == "spotify" and seconds is not None:
+        seconds -= seconds % 60
         what += f"\x1f{event.get('ms_played')}"
+    when = "" if seconds is None else str(seconds)
     return f"{event['source']}\x1e{when}\x1e{what}"
 
 

@@ -81,7 +81,7 @@ def build(app: App) -> Toolset:
 
         Safe to repeat: a play already stored (same source, time and track) is counted as a duplicate
         and not stored again, so re-importing a file, or an export that overlaps an earlier one, adds
-        only what is new. A row that cannot be read is counted as malformed, with the first few
+        only what is new (Spotify's account-data and extended exports of one play count once). A row that cannot be read is counted as malformed, with the first few
         examples (line or element, and why), and nothing of it is stored. If the job fails or is
         cancelled, everything it stored is removed again (an import cut off by a server stop is
         undone by the next import, before it stores anything); one import runs at a time (a second

@@ -32,7 +32,7 @@ URI = "spotify:track:{:0>22}"
 # -- realistic files, written with the field names each service uses ----------------------------------------
 def spotify_account_rows() -> list[dict]:
     return [
-        {"endTime": "2023-11-14 22:13", "artistName": "Radiohead", "trackName": "Airbag", "msPlayed": 284_000},
+        {"endTime": "2023-11-14 22:13", "artistName": "Radiohead", "trackName": "Airbag", "msPlayed": 283_500},
         {"endTime": "2023-11-14 22:18", "artistName": "Radiohead", "trackName": "Paranoid Android", "msPlayed": 383_000},
         {"endTime": "2023-11-15 08:02", "artistName": "Björk", "trackName": "Jóga", "msPlayed": 12_500},
     ]
@@ -349,6 +349,14 @@ async def test_reimporting_adds_nothing_and_an_overlapping_export_adds_only_the_
     for n, imported in enumerate((2, 0)):
         report = await run_import(storage, "alice", [tmp_path / "StreamingHistory_music_9.json"], import_id=f"imp_s{n}")
         assert (report.imported, report.duplicates) == (imported, 2 - imported)
+    # Spotify's account export (to the minute) and extended history (to the second) of the same plays
+    account = [{"endTime": "2023-11-14 22:13", "artistName": "Radiohead", "trackName": "Airbag", "msPlayed": 284_000},
+               {"endTime": "2023-11-14 22:18", "artistName": "Radiohead", "trackName": "Karma Police",
+                "msPlayed": 9_000},
+               {"endTime": "2023-11-16 09:00", "artistName": "Radiohead", "trackName": "Lucky", "msPlayed": 259_000}]
+    (tmp_path / "StreamingHistory_music_5.json").write_text(json.dumps(account))
+    report = await run_import(storage, "alice", [tmp_path / "StreamingHistory_music_5.json"], import_id="imp_acc")
+    assert (report.imported, report.duplicates) == (1, 2)  # only "Lucky" was not in the extended history
     # a play repeated inside one file is stored once
     (tmp_path / "dup.tsv").write_text("u1\ta\t1\t1700000000\nu1\ta\t1\t1700000000\nu1\ta\t1\t1700000001\n")
     report = await run_import(storage, "alice", [tmp_path / "dup.tsv"], import_id="imp_4")
