@@ -165,6 +165,8 @@ class PathPolicy:
         self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
 
     def check(self, path_str: str) -> Path:
+        if "\x00" in path_str:  # the OS cannot take it (os.path.realpath raises ValueError)
+            raise BadInput("audio", "the path contains a NUL byte", "an absolute path inside an allowed root")
         raw = Path(path_str).expanduser()
         if not raw.is_absolute():
             raise BadInput("audio", f"{path_str!r} is not an absolute path",
