@@ -1,8 +1,6 @@
 """Artifacts toolset: list, inspect, import and delete the files the server holds for this client."""
 
 
-import base64
-import binascii
 import json
 import os
 from typing import Annotated, Literal
@@ -18,7 +16,7 @@ from ..music.audio_io import AudioError, decode_audio, media_type_for
 from ..principal import current_principal
 from ..views import ArtifactList, ArtifactView
 from .base import Toolset, tool_result
-from .common import cursor_argument
+from .common import cursor_argument, decoded_upload
 
 ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
                                    description="an artifact id or its echotune://artifacts/{id} URI")]
@@ -75,14 +73,7 @@ def build(app: App) -> Toolset:
         unknown until you attest them with set_license.
         """
         limit = app.settings.max_upload_bytes
-        # Refuse before decoding: base64 is 4 chars per 3 bytes.
-        if len(data_base64) * 3 // 4 > limit + 3:
-            raise BadInput("data_base64", f"the upload is about {len(data_base64) * 3 // 4} bytes",
-                           f"at most {limit} bytes")
-        try:
-            data = base64.b64decode(data_base64, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadInput("data_base64", "is not valid base64") from None
+        data = decoded_upload(data_base64, limit)
         try:
             audio = await app.cpu.run(
                 lambda: decode_audio(data, max_seconds=app.settings.max_audio_seconds, what="data_base64"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -55,3 +57,18 @@ def jsonable(value: Any) -> Any:
     from pydantic_core import to_jsonable_python
 
     return to_jsonable_python(value)
+
+
+def decoded_upload(data_base64: str, limit: int, bigger: str = "") -> bytes:
+    """An upload's bytes: refused before decoding when it cannot fit ``limit`` (4 characters per 3 bytes),
+    and when it is not valid base64; ``bigger`` tells the agent what to do with a larger file."""
+    if len(data_base64) * 3 // 4 > limit + 3:
+        raise BadInput("data_base64", f"the upload is about {len(data_base64) * 3 // 4} bytes",
+                       f"at most {limit} bytes{bigger}")
+    try:
+        data = base64.b64decode(data_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput("data_base64", "is not valid base64") from None
+    if len(data) > limit:
+        raise BadInput("data_base64", f"the upload is {len(data)} bytes", f"at most {limit} bytes{bigger}")
+    return data

@@ -6,8 +6,6 @@ interactions TSV. Files are checked (readable, inside the allowed roots, of a fo
 job exists; the import itself is a job that streams the files, so its size is no problem.
 """
 
-import base64
-import binascii
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +29,7 @@ from ..recommend.importer import (
 )
 from ..views import JobView
 from .base import Toolset
-from .common import WaitSeconds, job_result
+from .common import WaitSeconds, decoded_upload, job_result
 
 HistoryFormatChoice = Literal["auto", "spotify_account", "spotify_extended", "listenbrainz", "lastfm_csv", "tsv"]
 assert set(HistoryFormatChoice.__args__) == {"auto", *FORMAT_NAMES}  # type: ignore[attr-defined]
@@ -112,7 +110,7 @@ def build(app: App) -> Toolset:
             if filename is None:
                 raise BadInput("filename", "is required with data_base64", "the original file name, e.g. "
                                "StreamingHistory_music_0.json")
-            data = _decoded(data_base64 or "", limit)
+            data = decoded_upload(data_base64 or "", limit, "; for bigger files pass paths")
             name = os.path.basename(filename)
             sources, skipped = await _resolved(lambda: open_sources(data, name, wanted), "data_base64", name)
         params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources[:MAX_FILES]],
@@ -134,19 +132,6 @@ def _checked_path(app: App, raw: str, field: str) -> Path:
     except BadInput as exc:
         problem = str(exc).removeprefix("invalid audio: ").split(" (allowed: ")[0]
         raise BadInput(field, problem, allowed) from None
-
-
-def _decoded(data_base64: str, limit: int) -> bytes:
-    if len(data_base64) * 3 // 4 > limit + 3:  # refused before decoding: 4 characters per 3 bytes
-        raise BadInput("data_base64", f"the upload is about {len(data_base64) * 3 // 4} bytes",
-                       f"at most {limit} bytes; for bigger files pass paths")
-    try:
-        data = base64.b64decode(data_base64, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput("data_base64", "is not valid base64") from None
-    if len(data) > limit:
-        raise BadInput("data_base64", f"the upload is {len(data)} bytes", f"at most {limit} bytes")
-    return data
 
 
 async def _resolved(make: Callable[[], T], field: str, shown: str) -> T:
