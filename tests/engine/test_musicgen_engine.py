@@ -127,8 +127,11 @@ def test_cancel_frees_the_slot_within_one_step_and_others_finish(tiny):
         long = await engine.submit(GenerationRequest("tiny", 1500, PROMPTS[0], greedy))
         short = await engine.submit(GenerationRequest("tiny", 30, PROMPTS[1], greedy))
         queued = await engine.submit(GenerationRequest("tiny", 25, PROMPTS[3], greedy))  # waits for a slot
+        deadline = time.monotonic() + 60  # admission happens on the worker thread: wait for it, bounded
+        while not worker.scheduler.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         entry = worker.scheduler.running[0]
-        while entry.payload.steps_taken < 5:
+        while entry.payload.steps_taken < 5 and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         long.cancel()
         at_cancel = worker.step_count
