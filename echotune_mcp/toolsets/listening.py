@@ -3,21 +3,24 @@
 Spotify no longer gives new apps recommendations, related artists or audio features, so what the user
 really listened to comes from the exports they can download (Spotify, ListenBrainz, Last.fm) or a plain
 interactions TSV. Files are checked (readable, inside the allowed roots, of a format we read) before a
-job exists; the import itself is a job that streams the files, so its size is no problem.
+job exists; the import itself is a job that streams the files, so its size is no problem. ``taste_profile``
+reads those plays back (this user's only) as tops, listening times, skip and discovery rates, and a chart.
 """
 
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlencode
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp_types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from ..app import App
-from ..errors import BadInput
+from ..errors import BadInput, Busy
 from ..principal import current_principal
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
 from ..recommend.importer import (
@@ -27,14 +30,17 @@ from ..recommend.importer import (
     open_sources,
     submit_import,
 )
+from ..recommend.profile import NoHistory, Period, TasteProfile, build_profile, profile_png, window
 from ..views import JobView
-from .base import Toolset
+from .base import Toolset, tool_result
 from .common import WaitSeconds, decoded_upload, job_result
 
 HistoryFormatChoice = Literal["auto", "spotify_account", "spotify_extended", "listenbrainz", "lastfm_csv", "tsv"]
 assert set(HistoryFormatChoice.__args__) == {"auto", *FORMAT_NAMES}  # type: ignore[attr-defined]
 MAX_FILES = 50
 T = TypeVar("T")
+PROFILE_PNG = "echotune://listening/profile.png{?period,since,until,timezone}"
+Day = Annotated[str, Field(min_length=10, max_length=10, pattern=r"^\d{4}-\d{2}-\d{2}$")]
 HistoryPath = Annotated[str, Field(min_length=1, max_length=1024, description="absolute path of a history file "
                                                                               "inside the allowed roots")]
 
@@ -47,7 +53,7 @@ class ListeningImportJobView(JobView):
 
 def build(app: App) -> Toolset:
     ts = Toolset("listening", "The user's listening history: import plays from Spotify, ListenBrainz and Last.fm "
-                              "exports or an interactions TSV.")
+                              "exports or an interactions TSV, and read them back as a taste profile.")
     limit = app.settings.max_upload_bytes
 
     @ts.tool(title="Import listening history", read_only=False, destructive=False, idempotent=True)
@@ -117,6 +123,54 @@ def build(app: App) -> Toolset:
                   "file_count": len(sources), "format": format, "upload": data_base64 is not None}
         job = await submit_import(app, owner, sources, params, skipped)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    @ts.tool(title="Taste profile", read_only=True)
+    async def taste_profile(
+        period: Annotated[Period | None, Field(description=(
+            "last_4_weeks, last_6_months, last_year (each ending now) or all_time (the default); or leave it "
+            "out and give since/until"))] = None,
+        since: Annotated[Day | None, Field(description="first day (YYYY-MM-DD, in timezone), instead of "
+                                                       "period")] = None,
+        until: Annotated[Day | None, Field(description="last day, inclusive (YYYY-MM-DD, in timezone), instead of "
+                                                       "period")] = None,
+        timezone: Annotated[str, Field(min_length=1, max_length=64, description=(
+            "IANA timezone name for the listening-time pattern and the dates, e.g. Europe/Berlin"))] = "UTC",
+        top: Annotated[int, Field(ge=1, le=100, description="how many top artists and tracks (1-100)")] = 10,
+    ) -> Annotated[CallToolResult, TasteProfile]:
+        """What this user listens to, from their own imported listening history (read-only).
+
+        For a period (or explicit dates): top artists and tracks by plays and by listening time,
+        when they listen (plays per hour of day x weekday in the timezone given), skip rate (with
+        the definition used and how many plays had the information), discovery rate (share of the
+        period's artists, plays and tracks first heard in it), totals and the time range the history
+        covers. Tags and genres are reported only if the plays carry them (the imported formats do
+        not). Links a PNG chart of top artists and the hour x weekday pattern. A user with no history
+        is told to run import_listening_history first.
+        """
+        span = window(period, since, until, timezone)
+        profile = await build_profile(app.storage.listening, current_principal(), span, top=top)
+        query = {k: v for k, v in (("period", period), ("since", since), ("until", until),
+                                   ("timezone", timezone if timezone != "UTC" else None)) if v is not None}
+        profile.chart_uri = "echotune://listening/profile.png" + (f"?{urlencode(query)}" if query else "")
+        link = ResourceLink(type="resource_link", uri=profile.chart_uri, name="taste-profile.png",
+                            mime_type="image/png", description="top artists and hour x weekday listening pattern")
+        t, w = profile.totals, profile.window
+        summary = (f"{t.plays:g} plays of {t.artists} artists ({w.period}"
+                   + (f", {w.since} to {w.until}" if w.since or w.until else "") + ")")
+        return tool_result(profile, links=[link], summary=summary)
+
+    @ts.resource(PROFILE_PNG, name="listening-profile", mime_type="image/png",
+                 description="Chart of your taste profile: top artists by plays and the hour x weekday listening "
+                             "pattern; same period/since/until/timezone as taste_profile.")
+    async def listening_profile_png(period: str | None = None, since: str | None = None, until: str | None = None,
+                                    timezone: str = "UTC") -> bytes:
+        try:
+            span = window(period or None, since or None, until or None, timezone or "UTC")
+            profile = await build_profile(app.storage.listening, current_principal(), span, top=10)
+            # Drawing is heavy: in the CPU pool, answered busy if no thread is free within the longest tool wait.
+            return await app.cpu.run(profile_png, profile, start_within=app.settings.max_wait_seconds)
+        except (BadInput, NoHistory, Busy) as exc:
+            raise ResourceError(str(exc)) from None
 
     return ts
 
