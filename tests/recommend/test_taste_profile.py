@@ -219,3 +219,25 @@ async def test_taste_profile_tool_end_to_end(make_client, settings, monkeypatch)
         assert "Radiohead" not in text_of(other)
         with pytest.raises(Exception, match="import_listening_history first"):
             await client.read_resource(link[0].uri)
+
+
+async def test_profile_memory_does_not_grow_with_the_number_of_plays(storage, tmp_path):
+    """Events are read a page at a time: 6x the plays (of the same 300 items) costs no more memory."""
+    import tracemalloc
+
+    peaks = []
+    for owner, n in (("small", 2_000), ("large", 12_000)):
+        path = tmp_path / f"{owner}.tsv"
+        path.write_text("".join(f"u1\tsong{i % 300}\t1\t{1_700_000_000 + 60 * i}\n" for i in range(n)))
+        report = await import_history(storage.listening, owner, [path_source(path, None)], f"imp_{owner}")
+        assert report.imported == n
+        await build_profile(storage.listening, owner, window("all_time", None, None))  # warm caches first
+        tracemalloc.start()
+        try:
+            profile = await build_profile(storage.listening, owner, window("all_time", None, None))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert profile.totals.events == n and profile.totals.tracks == 300 and profile.totals.artists == 0
+        assert profile.top_tracks_by_plays[0].plays == -(-n // 300)
+    assert peaks[1] < peaks[0] + 1.5e6, f"peak {peaks[0] / 1e6:.1f} MB for 2k plays, {peaks[1] / 1e6:.1f} MB for 12k"
