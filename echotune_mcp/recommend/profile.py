@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import anyio
 from pydantic import BaseModel, Field
 
 from ..errors import BadInput, EchoError
@@ -207,7 +209,7 @@ class _Item:
     ms: int = 0
 
 
-def _iso(ts: float, tz: ZoneInfo = UTC) -> str:  # type: ignore[assignment]
+def _iso(ts: float, tz: tzinfo = UTC) -> str:
     out = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
     return out.replace("+00:00", "Z") if tz is UTC else out
 
@@ -254,6 +256,10 @@ class _Pass:
         if t is None:
             return False
         return (s.since is None or t >= s.since) and (s.until is None or t < s.until)
+
+    def add_page(self, page: Sequence[ListeningEventRecord]) -> None:
+        for ev in page:
+            self.add(ev)
 
     def add(self, ev: ListeningEventRecord) -> None:
         self.stored += 1
@@ -333,8 +339,7 @@ async def build_profile(store: ListeningEventStore, owner: str, span: Span, *, t
     cursor = None
     while True:
         page, cursor = await store.find(owner, limit=PAGE, cursor=cursor)
-        for ev in page:
-            acc.add(ev)
+        await anyio.to_thread.run_sync(acc.add_page, page)  # off the event loop; pages are added one at a time
         if cursor is None:
             break
     if acc.stored == 0:
