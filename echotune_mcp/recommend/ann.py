@@ -4,13 +4,13 @@ Scores are inner products ``query · item`` (what ALS's ``score`` computes); nor
 cosine. Two paths answer the same question:
 
 * **exact**: chunked ``items @ query`` (BLAS) and a partial sort. It is the reference, needs no build, and on
-  one core takes about 1.3 ms per query at 100k × 64 and grows linearly (measured, docs/BENCHMARKS.md).
-* **ann**: an HNSW graph from ``usearch`` (inner-product metric, float32), built once, about 0.2 ms per query
-  at 100k items with recall@20 ≈ 0.97 against exact. Building costs about 13 s per 100k items on one thread,
-  so it only pays for large catalogues.
+  one core takes about 1.5 ms per query at 100k × 64, growing linearly (27 ms at 1M; docs/BENCHMARKS.md).
+* **ann**: an HNSW graph from ``usearch`` (inner-product metric, float32), built once: about 0.4 ms per query
+  at 100k and at 1M items, recall@20 against exact 0.97 and 0.95. Building costs about 14 s per 100k items
+  on one thread (315 s at 1M), so it only pays for large catalogues.
 
 ``backend="auto"`` builds the index when the catalogue has at least ``ANN_THRESHOLD`` items (250k: where the
-exact path passes ~3 ms per query on one core; below it exact is fast enough and needs no build) and the
+exact path passes ~4 ms per query on one core; below it exact is fast enough and needs no build) and the
 exact path otherwise. ANN candidates are rescored exactly, so the returned scores are true inner products,
 ordered like the exact path (ties by lower item index).
 
