@@ -134,7 +134,10 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, exclude=None) 
     each (n_queries × min(k, n_items)); a slot with no item left holds -1 / -inf."""
     vectors = np.asarray(vectors, dtype=np.float32)
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    if vectors.ndim != 2 or queries.shape[1] != vectors.shape[1]:
+    if vectors.ndim != 2 or queries.ndim != 2:
+        raise ValueError(f"vectors must be 2-D (items × dim) and queries 1-D or 2-D, got shapes {vectors.shape} "
+                         f"and {queries.shape}")
+    if queries.shape[1] != vectors.shape[1]:
         raise ValueError(f"query dim {queries.shape[1]} does not match the item dim {vectors.shape[1]}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive integer, got {k!r}")

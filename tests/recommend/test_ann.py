@@ -109,6 +109,8 @@ def test_dim_mismatch_refused(data):
         index.search(queries[0][:31], 5)
     with pytest.raises(ValueError, match="query dim 31 does not match the item dim 32"):
         exact_top_k(items, queries[:, :31], 5)
+    with pytest.raises(ValueError, match="vectors must be 2-D"):
+        exact_top_k(items[0], queries, 5)
     with pytest.raises(ValueError, match="one vector"):
         index.search(queries[:2], 5)
 
