@@ -31,7 +31,6 @@ from echotune_mcp.config import Settings
 from echotune_mcp.licensing.keys import salt_path, signing_key
 from echotune_mcp.providers.cli import auth_main
 from echotune_mcp.providers.hub import ProviderHub
-from echotune_mcp.providers.oauth import OAuthClientConfig
 from echotune_mcp.providers.token_store import (
     KEY_CHECK_ID,
     KEY_CHECK_OWNER,
@@ -40,28 +39,9 @@ from echotune_mcp.providers.token_store import (
     preflight_secrets,
     token_doc_id,
 )
-from tests.conftest import free_port
-from tests.providers.authserver import CLIENT_ID, TestAuthServer
+from tests.providers.authserver import CLIENT_ID
+from tests.providers.oauth_fixtures import auth_server, cfg, port  # noqa: F401  (fixtures)
 from tests.providers.test_oauth import _connect
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def auth_server(port):
-    srv = TestAuthServer([f"http://127.0.0.1:{port}/callback"])
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def cfg(auth_server, port) -> OAuthClientConfig:
-    return OAuthClientConfig(provider="spotify", client_id=CLIENT_ID, authorize_url=f"{auth_server.base}/authorize",
-                             token_url=f"{auth_server.base}/api/token", revoke_url=f"{auth_server.base}/revoke",
-                             redirect_port=port, scopes=("playlist-read-private",))
 
 
 def _expired(token: dict) -> dict:

@@ -22,28 +22,9 @@ from echotune_mcp.providers.oauth import (
     start_authorization,
 )
 from echotune_mcp.providers.token_store import TokenStore, load_key
-from tests.conftest import free_port
 
-from .authserver import CLIENT_ID, TestAuthServer
-
-
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def auth_server(port):
-    srv = TestAuthServer([f"http://127.0.0.1:{port}/callback"])
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def cfg(auth_server, port) -> OAuthClientConfig:
-    return OAuthClientConfig(provider="spotify", client_id=CLIENT_ID, authorize_url=f"{auth_server.base}/authorize",
-                             token_url=f"{auth_server.base}/api/token", revoke_url=f"{auth_server.base}/revoke",
-                             redirect_port=port, scopes=("playlist-read-private",))
+from .authserver import CLIENT_ID
+from .oauth_fixtures import auth_server, cfg, port  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
