@@ -23,7 +23,6 @@ from echotune_mcp.providers.oauth import (
 )
 from echotune_mcp.providers.token_store import TokenStore, load_key
 
-from .authserver import CLIENT_ID
 from .oauth_fixtures import auth_server, cfg, port  # noqa: F401  (fixtures)
 
 
