@@ -177,6 +177,9 @@ def test_priorities_and_previews(tiny):
 
     async def scenario():
         blocker = await engine.submit(GenerationRequest("tiny", 60, [1], SamplingParams(do_sample=False)))
+        deadline = time.monotonic() + 30  # admission happens on the worker thread: the blocker must hold the slot
+        while not engine._workers["tiny"].scheduler.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
         low = await engine.submit(GenerationRequest("tiny", 10, [2], priority=0))
         high = await engine.submit(GenerationRequest("tiny", 10, [3], priority=5))
         finished = []
