@@ -9,39 +9,15 @@ leaves in the playlist, including a failure half way and the retry / restore tha
 from __future__ import annotations
 
 import time
-from contextlib import asynccontextmanager
-from dataclasses import replace
 
 import pytest
-from mcp import Client
 
-from echotune_mcp.app import App
 from echotune_mcp.providers.idempotency import LEASE_S, _doc_id, fingerprint, once
-from echotune_mcp.server import build_server
-from echotune_mcp.toolsets import curation
 from tests.conftest import shared_path
 from tests.providers.conftest import loopback_api  # noqa: F401 (the loopback server fixture)
 from tests.providers.fake_spotify import FakeSpotify, sid, track
 from tests.providers.fake_ytmusic import FakeYTMusic, auth_file, vid
-
-
-def text_of(result) -> str:
-    return " ".join(b.text for b in result.content if getattr(b, "type", "") == "text")
-
-
-@asynccontextmanager
-async def client_for(settings, **overrides):
-    app = App(replace(settings, **overrides))
-    server = build_server(app)
-    if "curation" not in getattr(server, "echotune_toolsets", {}):
-        curation.build(app).register(server, read_only_mode=False)
-    async with app, Client(server, raise_exceptions=True) as client:
-        yield client, app
-
-
-async def call(client, tool, **args):
-    r = await client.call_tool(tool, args)
-    return r, (r.structured_content if not r.is_error else None)
+from tests.providers.test_curation_tools import call, curation_client, text_of
 
 
 CATALOGUE = [track(f"k{i:02d}", f"Song {i}", f"Artist {i % 9}", f"ISRC{i:08d}",
@@ -80,7 +56,7 @@ async def test_reorder_reads_past_5000_and_keeps_episodes_local_files_and_unavai
     before = list(spotify.playlists[pid])
     tracks = [e for e in before if len(e) == 22 and ":" not in e]
     order = [tracks[-1], *tracks[1:-1], tracks[0]]  # swap the first and the last track
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pid, order=order)
         assert not r.is_error, text_of(r)
     after = spotify.playlists[pid]
@@ -93,7 +69,7 @@ async def test_reorder_reads_past_5000_and_keeps_episodes_local_files_and_unavai
 
 async def test_over_the_cap_refuses_before_any_change(settings, spotify):
     pid = spotify.make("huge", ["k00"] * 10_001)
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         r, _ = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pid)
     assert r.is_error and "10001 items" in text_of(r) and "nothing was changed" in text_of(r)
     assert spotify.writes == [] and len(spotify.playlists[pid]) == 10_001
@@ -102,7 +78,7 @@ async def test_over_the_cap_refuses_before_any_change(settings, spotify):
 async def test_dedupe_removes_only_the_repeats_by_position_and_restore_puts_them_back(settings, spotify):
     pid = spotify.make("dup", ["k01", "local:Demo", "k02", "k01", "episode:" + sid("ep"), "gone", "k02", "k03", "k01"])
     original = list(spotify.playlists[pid])
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         r, data = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pid)
         assert not r.is_error, text_of(r)
         assert spotify.names(pid) == ["k01", "local:Demo", "k02", "episode:" + sid("ep"), "gone", "k03"]
@@ -120,7 +96,7 @@ async def test_dedupe_removes_only_the_repeats_by_position_and_restore_puts_them
 async def test_remove_tracks_then_restore(settings, spotify):
     pid = spotify.make("rm", ["k01", "k02", "k03", "k02", "local:X"])
     original = list(spotify.playlists[pid])
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         r, data = await call(client, "remove_tracks", provider="spotify", playlist_id=pid,
                              track_ids=[sid("k02"), f"spotify:track:{sid('k09')}"])
         assert not r.is_error, text_of(r)
@@ -139,7 +115,7 @@ async def test_spotify_reorder_failing_half_way_resumes_with_the_same_key_and_re
     pid = spotify.make("half", names)
     original = list(spotify.playlists[pid])
     spotify.fail_writes_after = 3
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         args = {"provider": "spotify", "playlist_id": pid, "by": "release_date", "descending": True,
                 "idempotency_key": "reorder-half-1"}
         r, _ = await call(client, "reorder_playlist", **args)
@@ -161,7 +137,7 @@ async def test_failed_keyed_add_resumes_without_duplicates(settings, spotify):
     pid = spotify.make("add", [])
     ids = [sid(f"k{i % 60:02d}") for i in range(250)]
     spotify.fail_writes_after = 1
-    async with client_for(settings, **sp_env(spotify)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify)) as (client, _):
         r, _ = await call(client, "add_tracks", provider="spotify", playlist_id=pid, track_ids=ids,
                           idempotency_key="add-250-resume")
         assert r.is_error and len(spotify.playlists[pid]) == 100
@@ -175,7 +151,7 @@ async def test_failed_keyed_add_resumes_without_duplicates(settings, spotify):
 
 async def test_ids_are_validated_before_any_request(settings, spotify, ytm):
     pid = spotify.make("ok", ["k01"])
-    async with client_for(settings, **sp_env(spotify), **yt_env(ytm)) as (client, _):
+    async with curation_client(settings, **sp_env(spotify), **yt_env(ytm)) as (client, _):
         for bad in ["../me/playlists", pid + "/../../me", pid + "?market=x", "spotify:track:" + sid("k01")]:
             r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=bad, by="artist_spread")
             assert r.is_error and "playlist_id" in text_of(r), bad
@@ -192,7 +168,7 @@ async def test_ids_are_validated_before_any_request(settings, spotify, ytm):
 
 async def test_restore_refuses_someone_elses_or_another_playlists_snapshot(settings, spotify):
     a, b = spotify.make("pa", ["k01", "k02"]), spotify.make("pb", ["k01"])
-    async with client_for(settings, **sp_env(spotify)) as (client, app):
+    async with curation_client(settings, **sp_env(spotify)) as (client, app):
         r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=a, order=[sid("k02"), sid("k01")])
         snap = data["snapshot"]
         r, _ = await call(client, "restore_playlist", provider="spotify", playlist_id=b, snapshot=snap)
@@ -204,7 +180,7 @@ async def test_restore_refuses_someone_elses_or_another_playlists_snapshot(setti
 
 # -- idempotency -----------------------------------------------------------------------------------
 async def test_key_left_running_by_a_crash_is_taken_over_after_the_lease(settings):
-    async with client_for(settings) as (_, app):
+    async with curation_client(settings) as (_, app):
         coll = app.storage.collection("idempotency")
         args = {"x": 1}
         t = time.time()
@@ -227,7 +203,7 @@ async def test_key_left_running_by_a_crash_is_taken_over_after_the_lease(setting
 
 
 async def test_expired_key_is_purged_not_recursed(settings):
-    async with client_for(settings) as (_, app):
+    async with curation_client(settings) as (_, app):
         coll = app.storage.collection("idempotency")
         t = time.time()
         await coll.insert({"id": _doc_id("o", "tool", "old-key-1"), "owner": "o", "created_at": t - 90000,
@@ -242,7 +218,7 @@ async def test_expired_key_is_purged_not_recursed(settings):
 
 # -- YouTube Music -----------------------------------------------------------------------------------
 async def test_ytmusic_every_write_path(settings, ytm):
-    async with client_for(settings, **yt_env(ytm)) as (client, _):
+    async with curation_client(settings, **yt_env(ytm)) as (client, _):
         r, created = await call(client, "create_playlist", provider="ytmusic", name="Mix", idempotency_key="yt-create-1")
         assert not r.is_error, text_of(r)
         pid = created["id"]
@@ -282,7 +258,7 @@ async def test_ytmusic_reorder_keeps_episodes_and_unavailable_in_place(settings,
     pid = "PL" + "e" * 32
     ytm.make(pid, [(vid("a"), "A"), (vid("ep"), "Episode", "episode"), (vid("b"), "B"),
                    (vid("gone"), "Gone", "unavailable"), (vid("c"), "C")])
-    async with client_for(settings, **yt_env(ytm)) as (client, _):
+    async with curation_client(settings, **yt_env(ytm)) as (client, _):
         r, data = await call(client, "reorder_playlist", provider="ytmusic", playlist_id=pid,
                              order=[vid("c"), vid("b"), vid("a")])
         assert not r.is_error, text_of(r)
@@ -295,7 +271,7 @@ async def test_ytmusic_failure_half_way_then_retry_and_restore(settings, ytm):
     names = [vid(f"s{i}") for i in range(10)]
     ytm.make(pid, [(v, v) for v in names] + [(names[0], "again"), (names[3], "again")])
     original = [(e.video_id, e.set_id) for e in ytm.playlists[pid]]
-    async with client_for(settings, **yt_env(ytm)) as (client, _):
+    async with curation_client(settings, **yt_env(ytm)) as (client, _):
         ytm.fail_edits_after = 2
         args = {"provider": "ytmusic", "playlist_id": pid, "order": names[::-1] + [names[0], names[3]],
                 "idempotency_key": "yt-reorder-half"}

@@ -17,7 +17,6 @@ from echotune_mcp.providers.curate import match_all
 from echotune_mcp.providers.spotify import SpotifyProvider, to_track
 from echotune_mcp.providers.token_store import TokenStore, load_key
 from echotune_mcp.server import build_server
-from echotune_mcp.toolsets import curation
 from tests.conftest import free_port
 
 from .authserver import CLIENT_ID, TestAuthServer
@@ -30,12 +29,9 @@ def text_of(result) -> str:
 
 @asynccontextmanager
 async def curation_client(settings, **overrides):
-    """A server with the curation toolset registered (until it is listed in ALL_TOOLSETS)."""
+    """A server (with every toolset, curation included) on ``settings`` with ``overrides``, and its App."""
     app = App(replace(settings, **overrides))
-    server = build_server(app)
-    if "curation" not in getattr(server, "echotune_toolsets", {}):
-        curation.build(app).register(server, read_only_mode=False)
-    async with app, Client(server, raise_exceptions=True) as client:
+    async with app, Client(build_server(app), raise_exceptions=True) as client:
         yield client, app
 
 
