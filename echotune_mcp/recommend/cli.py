@@ -1,8 +1,10 @@
-"""``echotune-mcp recommend batch|evaluate``: offline recommendation from files, and its measurement.
+"""``echotune-mcp recommend batch|evaluate|corpus``: offline recommendation from files, its measurement, corpora.
 
 ``batch`` is the file-in/file-out contract of issue #14 item 5 (see recommend/batch.py for what it guarantees).
 ``evaluate`` runs the protocol of docs/RECOMMENDATION.md on the public data sets under ``--data``
 (Last.fm-2k and the TidyTuesday Spotify playlists) and prints a table (or JSON with ``--json``).
+``corpus add|list|remove`` manages the operator-loaded corpora (recommend/corpus.py) the server recommends and
+segments from; each is stored with the licence it was loaded under.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .batch import K_MAX, run_batch
+from .corpus import CORPUS_FORMATS
 from .interactions import InputError
 
 
@@ -43,6 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", choices=["lastfm", "playlists", "all"], default="all")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    c = sub.add_parser("corpus", help="add | list | remove the corpora the server recommends and segments from")
+    csub = c.add_subparsers(dest="corpus_action", required=True)
+    ca = csub.add_parser("add", help="store interaction or playlist files as a corpus, with its licence")
+    ca.add_argument("files", nargs="+", help="data files (several part files of one data set at once are fine)")
+    ca.add_argument("--format", required=True, choices=list(CORPUS_FORMATS))
+    ca.add_argument("--licence", "--license", dest="licence", default=None,
+                    help="the licence the data is used under (required), e.g. 'CC BY-NC 4.0'")
+    ca.add_argument("--commercial-use", action="store_true",
+                    help="the licence allows commercial use (default: not, and results say so)")
+    ca.add_argument("--name", default=None, help="a display name (default: the first file's name)")
+    ca.add_argument("--items", default=None, help="interactions: artists.dat-style id<TAB>name file")
+    ca.add_argument("--tags", action="append", default=[],
+                    help="interactions: user_taggedartists.dat-style userID<TAB>artistID<TAB>tagID file "
+                         "(repeatable; needs --items)")
+    ca.add_argument("--tag-names", default=None, help="interactions: tags.dat-style tagID<TAB>tagValue file")
+    ca.add_argument("--item-kind", choices=["artist", "track"], default="artist",
+                    help="interactions: what an unnamed item id is (default artist; spotify:track: ids are tracks)")
+    for q in (ca, csub.add_parser("list", help="every corpus with its licence and size"),
+              (cr := csub.add_parser("remove", help="delete a corpus by id"))):
+        q.add_argument("--data-dir", default=None, help="the server's data folder (ECHOTUNE_DATA_DIR)")
+    cr.add_argument("corpus_id")
     return p
 
 
@@ -56,7 +80,51 @@ def recommend_main(argv: list[str]) -> int:
             return 2
         print(json.dumps({"recommend_batch": report.__dict__}), file=sys.stderr)
         return 0
+    if args.action == "corpus":
+        return _corpus(args)
     return _evaluate(args)
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from ..config import Settings
+    from .corpus import CorpusError, add_corpus, corpora_dir, list_corpora, remove_corpus
+
+    overrides = {"data_dir": Path(args.data_dir).expanduser()} if args.data_dir else {}
+    root = corpora_dir(Settings.from_env(**overrides))
+    if args.corpus_action == "list":
+        for info in list_corpora(root):
+            use = "commercial use allowed" if info.commercial_use else "non-commercial"
+            print(f"{info.id}\t{info.name}\t{info.format}\t{info.users} users x {info.items} items, "
+                  f"{info.interactions} interactions\tlicence: {info.licence} ({use})")
+        return 0
+    if args.corpus_action == "remove":
+        if not remove_corpus(root, args.corpus_id):
+            print(f"echotune-mcp recommend corpus remove: no corpus {args.corpus_id!r} (see `corpus list`)",
+                  file=sys.stderr)
+            return 1
+        print(f"removed {args.corpus_id}")
+        return 0
+    if not (args.licence or "").strip():
+        print("echotune-mcp recommend corpus add: --licence is required: the licence the data is used under "
+              "(e.g. --licence 'CC BY-NC 4.0'); it is recorded and reported with the corpus", file=sys.stderr)
+        return 2
+    try:
+        info = add_corpus(root, [Path(f) for f in args.files], args.format, args.licence, name=args.name,
+                          items_file=Path(args.items) if args.items else None, commercial_use=args.commercial_use,
+                          tag_files=[Path(t) for t in args.tags],
+                          tag_names=Path(args.tag_names) if args.tag_names else None, item_kind=args.item_kind)
+    except CorpusError as exc:
+        print(f"echotune-mcp recommend corpus add: {exc}", file=sys.stderr)
+        return 2
+    report = info.model_dump()
+    report["already_present"] = info.already_present
+    print(json.dumps({"corpus": report}))
+    if info.already_present:
+        print(f"these files are already corpus {info.id} ({info.name}); nothing added", file=sys.stderr)
+    elif info.malformed_rows:
+        print(f"{info.malformed_rows} malformed rows skipped, e.g. {'; '.join(info.malformed_examples)}",
+              file=sys.stderr)
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
