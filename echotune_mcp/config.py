@@ -28,7 +28,7 @@ def _bundled_dir(name: str) -> Path:
 PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
-ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening")
+ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend")
 TRANSPORTS = ("stdio", "http")
 
 
