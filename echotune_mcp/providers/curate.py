@@ -1,33 +1,31 @@
-"""Choosing tracks: the candidate-source seam for curate_playlist, and cross-service transfer matching.
+"""Choosing tracks: candidates for curate_playlist beyond the recommender, and cross-service transfer matching.
 
-``CandidateSource`` is the small interface a real recommender will implement later. The one here
-uses what the services still offer: catalogue search for the prompt and seeds, the user's own
-library (top/saved/recent) filtered by the prompt, and YouTube Music's radio for seed tracks.
+curate_playlist ranks with the recommender (recommend/service.py) and orders with recommend/sequence.py. When
+the recommender has too few tracks (no fitted corpus, or few found on the provider), ``SearchAndLibrary`` adds
+what the services still offer: catalogue search for the prompt and seeds, the user's own library
+(top/saved/recent) filtered by the prompt, and YouTube Music's radio for seed tracks. Those tracks get the audio
+features of the same recording in a loaded corpus where one has it (``CorpusFeatures``: Spotify id or ISRC).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import MusicProvider, ProviderError, Track
-from .matching import MIN_CONFIDENCE, Match, best_match, same_recording
-from .ordering import artist_spread
+from .matching import MIN_CONFIDENCE, Match, best_match
 
-MAX_PER_ARTIST = 3
+if TYPE_CHECKING:
+    from ..recommend.service import RecommendedItem
 
 
 @dataclass(frozen=True)
 class Candidate:
     track: Track
     source: str  # "search", "seed", "related", "library"
-
-
-class CandidateSource(Protocol):
-    async def candidates(self, provider: MusicProvider, prompt: str | None, seeds: list[str],
-                         limit: int) -> list[Candidate]: ...
 
 
 def _words(text: str) -> set[str]:
@@ -81,25 +79,65 @@ class SearchAndLibrary:
         return out
 
 
-def select(candidates: list[Candidate], length: int) -> list[Candidate]:
-    """Unique recordings, at most MAX_PER_ARTIST per lead artist (relaxed if that leaves too few), spread out."""
-    unique: list[Candidate] = []
-    for c in candidates:
-        if c.track.id and not any(same_recording(c.track, u.track, 2.0) for u in unique):
-            unique.append(c)
-    chosen: list[Candidate] = []
-    per_artist: dict[str, int] = {}
-    for c in unique:
-        lead = (c.track.artists[0] if c.track.artists else "").lower()
-        if per_artist.get(lead, 0) < MAX_PER_ARTIST:
-            chosen.append(c)
-            per_artist[lead] = per_artist.get(lead, 0) + 1
-        if len(chosen) == length:
-            break
-    if len(chosen) < length:
-        chosen += [c for c in unique if c not in chosen][: length - len(chosen)]
-    by_id = {c.track.id: c for c in chosen}
-    return [by_id[t.id] for t in artist_spread([c.track for c in chosen])]
+def candidate_item(c: Candidate, prompt: str | None) -> RecommendedItem:
+    """A provider track as a (lowest-ranked) recommendation, with the reason it was found."""
+    from ..recommend.service import RecommendedItem
+
+    reason = {"search": f"matches the search {prompt!r}" if prompt else "found by searching for your seed",
+              "seed": "one of your seed tracks",
+              "related": "related to your seed track (the service's radio)",
+              "library": "from your library (top, saved or recently played)"}.get(c.source, c.source)
+    t = c.track
+    return RecommendedItem(item_id=f"{t.provider}:track:{t.id}", kind="track", title=t.title, artists=list(t.artists),
+                           spotify_id=t.id if t.provider == "spotify" else None, isrc=t.isrc, score=0.0,
+                           reasons=[reason], source=f"provider:{c.source}", provider_track=t)
+
+
+@dataclass
+class CorpusFeatures:
+    """Audio features of the loaded corpora's tracks, by Spotify id and by ISRC, with each corpus's licence."""
+
+    by_spotify: dict[str, tuple[dict[str, float], str]] = field(default_factory=dict)
+    by_isrc: dict[str, tuple[dict[str, float], str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> CorpusFeatures:
+        """Read every corpus under ``root`` (blocking: call it in a worker thread)."""
+        from ..recommend.corpus import list_corpora, load_corpus
+
+        out = cls()
+        for info in list_corpora(root):
+            try:
+                corpus = load_corpus(root, info.id)
+            except KeyError:  # removed while we looked
+                continue
+            for it in corpus.items:
+                if it.kind != "track" or not it.features:
+                    continue
+                if it.spotify_id:
+                    out.by_spotify.setdefault(it.spotify_id, (it.features, info.id))
+                if it.isrc:
+                    out.by_isrc.setdefault(it.isrc.upper(), (it.features, info.id))
+        return out
+
+    def fill(self, items: list[RecommendedItem]) -> tuple[list[RecommendedItem], set[str]]:
+        """Items without features get those of the same recording in a corpus (Spotify id, then ISRC); the
+        corpora used."""
+        used: set[str] = set()
+        out = []
+        for it in items:
+            hit = None
+            if not it.features:
+                track = it.provider_track
+                sp_id = it.spotify_id or (track.id if track is not None and track.provider == "spotify" else None)
+                isrc = it.isrc or (track.isrc if track is not None else None)
+                hit = (self.by_spotify.get(sp_id) if sp_id else None) or \
+                    (self.by_isrc.get(isrc.upper()) if isrc else None)
+            if hit:
+                used.add(hit[1])
+                it = it.model_copy(update={"features": dict(hit[0])})
+            out.append(it)
+        return out, used
 
 
 # -- transfer -----------------------------------------------------------------------------------

@@ -238,23 +238,68 @@ def plan(items: list[RecommendedItem], *, length: int | None, duration_s: float 
     rng = random.Random(seed)
     jitter = [rng.random() * 1e-9 for _ in pool]   # breaks exact ties, deterministically per seed
 
-    def position(state: _State, j: int) -> float:
-        """Where in the playlist (0..1) the track would sit: by index, or by time at its midpoint."""
-        if length is not None:
-            return len(state.order) / max(1, length - 1)
-        return min(1.0, (state.total_s + durs[j] / 2) / duration_s)  # type: ignore[operator]
+    scale = max(0.1, hi - lo)
+
+    def search(candidates: list[int], w_rank: float, count: int | None, seconds: float | None) -> _State:
+        """One beam search over ``candidates``: ``count`` tracks, or ``seconds`` of music (within one track)."""
+
+        def position(state: _State, j: int) -> float:
+            """Where in the playlist (0..1) the track would sit: by index, or by time at its midpoint."""
+            if count is not None:
+                return len(state.order) / max(1, count - 1)
+            return min(1.0, (state.total_s + durs[j] / 2) / seconds)  # type: ignore[operator]
+
+        def step_cost(state: _State, j: int) -> float:
+            e = energies[j]
+            c = W_ENERGY * (min(1.0, abs(e - target(position(state, j))) / scale) if e is not None else UNKNOWN)
+            if state.order:
+                p = state.order[-1]
+                c += W_TEMPO * (tempo_step(tempos[p], tempos[j]) if tempos[p] and tempos[j] else UNKNOWN)
+                c += W_KEY * (key_step(keys[p], keys[j]) if keys[p] and keys[j] else UNKNOWN)
+            return c + w_rank * j / n_pool + jitter[j]
+
+        def done(state: _State) -> bool:
+            if count is not None:
+                return len(state.order) >= count
+            return state.total_s >= seconds  # type: ignore[operator]
+
+        beam = [_State([], 0.0, 0.0, {})]
+        finished: list[_State] = []
+        while beam:
+            nxt: list[_State] = []
+            for state in beam:
+                if done(state):
+                    finished.append(state)
+                    continue
+                used = set(state.order)
+                options = [j for j in candidates if allowed(state, used, j, artist_gap)]
+                relaxed = False
+                if not options and artist_gap > 0:
+                    options = [j for j in candidates if allowed(state, used, j, 0)]
+                    relaxed = True
+                if not options:
+                    finished.append(state)  # the pool (or max_per_artist) allows no more
+                    continue
+                scored = sorted((step_cost(state, j), j) for j in options)
+                # duration: stop when stopping is closer to the target than adding the best next track
+                if state.order and seconds is not None and seconds - state.total_s < durs[scored[0][1]] / 2:
+                    finished.append(state)
+                    continue
+                for c, j in scored[:BEAM]:
+                    nxt.append(state.extend(j, c, durs[j], artists[j], relaxed))
+            # keep the BEAM cheapest per track placed (mean cost, so shorter and longer plans compare fairly)
+            nxt.sort(key=lambda s: s.cost / len(s.order))
+            beam = nxt[:BEAM]
+
+        def final_key(s: _State) -> tuple[float, float]:
+            if count is not None:
+                return (-len(s.order), s.cost)
+            return (abs(seconds - s.total_s), s.cost)  # type: ignore[operator]
+
+        return min(finished, key=final_key)
 
     def target(x: float) -> float:
         return lo + (hi - lo) * arc_shape(arc, x)
-
-    def step_cost(state: _State, j: int) -> float:
-        e = energies[j]
-        c = W_ENERGY * (abs(e - target(position(state, j))) if e is not None else UNKNOWN)
-        if state.order:
-            p = state.order[-1]
-            c += W_TEMPO * (tempo_step(tempos[p], tempos[j]) if tempos[p] and tempos[j] else UNKNOWN)
-            c += W_KEY * (key_step(keys[p], keys[j]) if keys[p] and keys[j] else UNKNOWN)
-        return c + W_RANK * j / n_pool + jitter[j]
 
     def allowed(state: _State, used: set[int], j: int, gap: int) -> bool:
         if j in used:
@@ -264,48 +309,13 @@ def plan(items: list[RecommendedItem], *, length: int | None, duration_s: float 
         recent = state.order[-gap:] if gap > 0 else []
         return not any(artists[j] & artists[r] for r in recent)
 
-    def done(state: _State) -> bool:
-        if length is not None:
-            return len(state.order) >= length
-        return state.total_s >= duration_s  # type: ignore[operator]
-
-    def stop_here(state: _State, j: int) -> bool:
-        """Duration mode: stopping now is closer to the target than adding track j (met within one track)."""
-        return duration_s is not None and duration_s - state.total_s < durs[j] / 2
-
-    beam = [_State([], 0.0, 0.0, {})]
-    finished: list[_State] = []
-    while beam:
-        nxt: list[_State] = []
-        for state in beam:
-            if done(state):
-                finished.append(state)
-                continue
-            used = set(state.order)
-            options = [j for j in range(n_pool) if allowed(state, used, j, artist_gap)]
-            relaxed = False
-            if not options and artist_gap > 0:
-                options = [j for j in range(n_pool) if allowed(state, used, j, 0)]
-                relaxed = True
-            if not options:
-                finished.append(state)  # the pool (or max_per_artist) allows no more
-                continue
-            scored = sorted((step_cost(state, j), j) for j in options)
-            if state.order and duration_s is not None and stop_here(state, scored[0][1]):
-                finished.append(state)
-                continue
-            for c, j in scored[:BEAM]:
-                nxt.append(state.extend(j, c, durs[j], artists[j], relaxed))
-        # keep the BEAM cheapest per track placed (mean cost, so shorter and longer plans compare fairly)
-        nxt.sort(key=lambda s: s.cost / len(s.order))
-        beam = nxt[:BEAM]
-
-    def final_key(s: _State) -> tuple[float, float]:
-        if length is not None:
-            return (-len(s.order), s.cost)
-        return (abs(duration_s - s.total_s), s.cost)  # type: ignore[operator]
-
-    best = min(finished, key=final_key)
+    # choose (rank counts), then order the chosen set (rank no longer matters: every order holds the same tracks)
+    picked = search(list(range(n_pool)), W_RANK, length, duration_s)
+    span = sum(durs[j] for j in picked.order)
+    best = search(sorted(picked.order), 0.0, len(picked.order), None) if length is not None else \
+        search(sorted(picked.order), 0.0, None, span)
+    if len(best.order) < len(picked.order):  # the artist rules cannot be stricter in a subset: keep the pick
+        best = picked
     chosen = [pool[j] for j in best.order]
 
     if length is not None and len(chosen) < length:
@@ -330,6 +340,11 @@ def plan(items: list[RecommendedItem], *, length: int | None, duration_s: float 
     why: list[str] = []
     targets: list[float | None] = []
     replay = _State([], 0.0, 0.0, {})
+
+    def position(state: _State, j: int) -> float:
+        if length is not None:
+            return len(state.order) / max(1, len(best.order) - 1)
+        return min(1.0, (state.total_s + durs[j] / 2) / span) if span else 0.0
     for pos, j in enumerate(best.order):
         x = position(replay, j)
         tgt = target(x)

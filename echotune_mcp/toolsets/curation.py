@@ -9,13 +9,14 @@ the order before any destructive change is saved as a snapshot that restore_play
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from pydantic import BaseModel, Field
 
 from ..app import App
 from ..errors import BadInput, NotFound
 from ..principal import current_principal
-from ..providers.base import MusicProvider, Playlist, Track
-from ..providers.curate import Candidate, CandidateSource, SearchAndLibrary, match_all, select
+from ..providers.base import MusicProvider, Playlist, ProviderError, Track
+from ..providers.curate import CorpusFeatures, SearchAndLibrary, candidate_item, match_all
 from ..providers.hub import ConnectResult, ProviderHub, ProviderStatus
 from ..providers.idempotency import Progress, once
 from ..providers.matching import MIN_CONFIDENCE
@@ -30,6 +31,9 @@ from ..providers.ordering import (
     order_by,
     plan_moves,
 )
+from ..recommend.corpus import corpora_dir, list_corpora
+from ..recommend.sequence import DEFAULT_DURATION_S, camelot_name, duration_of, energy_of, key_of, plan, tempo_of
+from ..recommend.service import NoModel, RecommendedItem, RecommendRequest, recommend
 from ..storage.records import PlaylistSnapshotRecord, now
 from ..storage.stores import PlaylistSnapshotStore
 from .base import Toolset
@@ -191,19 +195,38 @@ class TransferResult(BaseModel):
     replayed: bool = False
 
 
+class CuratedTrack(BaseModel):
+    position: int = Field(description="1-based place in the playlist")
+    track: Track
+    why: str = Field(description="why it is here and here: the recommendation, the energy it brings at this point "
+                                 "of the arc, and the tempo/key step from the track before")
+    reasons: list[str] = Field(description="the recommender's reasons (or where a fallback search found it)")
+    source: str = Field(description="corpus:<id>, history, or provider:<search|seed|related|library>")
+    energy: float | None = Field(None, description="0..1, where known")
+    target_energy: float | None = Field(None, description="what the arc asked for here (when energy is known)")
+    tempo_bpm: float | None = None
+    key: str | None = Field(None, description="Camelot key, e.g. 8A, where known")
+    duration_s: float | None = None
+
+
 class CurateResult(BaseModel):
     provider: str
     playlist: Playlist | None = Field(description="the created playlist (None when create=false)")
-    tracks: list[Track]
-    sources: list[str] = Field(description="where each track came from: search, seed, related or library")
+    tracks: list[CuratedTrack] = Field(description="in playlist order")
+    target: str = Field(description="what was asked: a number of tracks or a duration, and the arc")
+    total_duration_s: float = Field(description="the tracks' total duration (unknown durations estimated)")
+    ignored: list[str] = Field(description="seeds, candidates and sources that were not used, with why")
+    notes: list[str] = Field(description="what the sequencing relaxed or could not know")
+    model: dict | None = Field(description="the recommender model that ranked the candidates (corpus, versions, "
+                                           "licence); None when it was not used")
+    licences: list[str] = Field(description="licences of the corpora whose data chose or placed tracks")
     replayed: bool = False
     message: str
 
 
-def build(app: App, *, recommender: CandidateSource | None = None, hub: ProviderHub | None = None) -> Toolset:
+def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
     ts = Toolset("curation", "Playlists on Spotify and YouTube Music: connect, search, edit, transfer, curate.")
     hub = hub or ProviderHub(app)
-    source: CandidateSource = recommender or SearchAndLibrary()
 
     def idem_coll():
         return app.storage.collection("idempotency")
@@ -613,51 +636,132 @@ def build(app: App, *, recommender: CandidateSource | None = None, hub: Provider
     @ts.tool(title="Curate playlist", read_only=False, idempotent=False, open_world=True)
     async def curate_playlist(
         provider: Provider,
-        prompt: Annotated[str | None, Field(max_length=300, description="what it should sound like, e.g. 'rainy day jazz'")] = None,
+        prompt: Annotated[str | None, Field(min_length=1, max_length=300, description=(
+            "what it should sound like, e.g. 'rainy day jazz' (matched to corpus tags and searched)"))] = None,
         seeds: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(
-            max_length=5, description="track ids on this provider, or 'Artist - Title' text")] = [],  # noqa: B006
-        length: Annotated[int, Field(ge=1, le=100, description="number of tracks")] = 25,
+            max_length=5, description="seed tracks: ids on this provider, or 'Artist - Title' text")] = [],  # noqa: B006
+        seed_artists: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(
+            max_length=5, description="seed artist names")] = [],  # noqa: B006
+        use_history: Annotated[bool, Field(description="build on your imported listening history (my taste)")] = True,
+        length: Annotated[int | None, Field(ge=1, le=100, description=(
+            "number of tracks (default 25); give this or duration_minutes"))] = None,
+        duration_minutes: Annotated[float | None, Field(ge=5, le=600, description=(
+            "total length in minutes, met within one track; give this or length"))] = None,
+        arc: Annotated[Literal["flat", "rise", "fall", "peak", "valley"], Field(description=(
+            "energy over the playlist: flat, rise, fall, peak (build up then down) or valley"))] = "flat",
+        max_per_artist: Annotated[int, Field(ge=1, le=10, description="at most this many tracks per artist")] = 2,
+        only_new: Annotated[bool, Field(description="leave out tracks you have already played")] = False,
+        corpus_id: Annotated[str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                                               description="corpus to recommend from (default: newest fitted)")] = None,
         name: Annotated[str | None, Field(max_length=100)] = None,
         public: bool = False,
         create: Annotated[bool, Field(description="false: only propose the tracks, change nothing")] = True,
         idempotency_key: IdemKey = None,
     ) -> CurateResult:
-        """Build a playlist from a prompt and/or seed tracks using catalogue search, the user's own library
-        (top, saved, recent) and related tracks (YouTube Music radio), with unique recordings and no artist
-        crowding. With create=false nothing is written: review the tracks, then call again."""
-        if not prompt and not seeds:
-            raise BadInput("prompt/seeds", "give a prompt, seeds, or both")
-        args = {"provider": provider, "prompt": prompt, "seeds": seeds, "length": length, "name": name, "public": public,
-                    "create": create}
+        """Build a playlist: the recommender ranks candidates from your prompt, seeds and listening history
+        (found on the provider), then a sequencer picks and orders them for the length or duration asked,
+        an energy arc, smooth tempo and key steps (from audio features where known) and artist spread.
+        When the recommender has too few, catalogue search, your library and related tracks fill in.
+        Each track says why it is there; the result says what was ignored, which model and corpus
+        licence were used. With create=false nothing is written: review, then call again to create."""
+        if not prompt and not seeds and not seed_artists and not use_history:
+            raise BadInput("prompt/seeds", "give a prompt, seeds, seed_artists, or use_history=true")
+        if length is not None and duration_minutes is not None:
+            raise BadInput("length/duration_minutes", "give one of them, not both",
+                           "length (tracks) or duration_minutes")
+        if length is None and duration_minutes is None:
+            length = 25
+        args = {"provider": provider, "prompt": prompt, "seeds": seeds, "seed_artists": seed_artists,
+                "use_history": use_history, "length": length, "duration_minutes": duration_minutes, "arc": arc,
+                "max_per_artist": max_per_artist, "only_new": only_new, "corpus_id": corpus_id, "name": name,
+                "public": public, "create": create}
+        owner = current_principal()
+
+        async def propose(p: MusicProvider) -> dict[str, Any]:
+            """Rank, fill in, sequence: the proposal (saved before anything is written)."""
+            want = length or max(1, round((duration_minutes or 0) * 60 / DEFAULT_DURATION_S))
+            ignored: list[str] = []
+            notes: list[str] = []
+            model: dict | None = None
+            pool: list[RecommendedItem] = []
+            try:
+                rec = await recommend(app, owner, RecommendRequest(
+                    kind="track", k=min(200, max(40, 3 * want)), seed_tracks=list(seeds),
+                    seed_artists=list(seed_artists), prompt=prompt, my_taste=use_history, exclude_known=only_new,
+                    provider=provider, corpus_id=corpus_id), hub=hub)
+            except NoModel as exc:
+                ignored.append(f"recommender: {exc}; used catalogue search, your library and related tracks")
+            else:
+                model = rec.model
+                ignored += rec.ignored
+                if rec.message:
+                    notes.append(f"recommender: {rec.message}")
+                pool = [i for i in rec.items if i.kind == "track" and i.provider_track is not None]
+                unresolved = len(rec.items) - len(pool)
+                if unresolved:
+                    ignored.append(f"{unresolved} recommended track(s) left out: not found on {provider}")
+            if len(pool) < want and (prompt or seeds or use_history):
+                try:
+                    # more than wanted, so the sequencer has a choice
+                    extra = await SearchAndLibrary().candidates(p, prompt, list(seeds), min(50, 3 * want))
+                except ProviderError as exc:
+                    ignored.append(f"search/library fallback failed: {exc}")
+                    extra = []
+                pool += [candidate_item(c, prompt) for c in extra]
+                if extra:
+                    notes.append(f"the recommender gave {len(pool) - len(extra)} track(s) on {provider} for {want} "
+                                 f"wanted: {len(extra)} candidate(s) added from search, library and related tracks")
+            root = corpora_dir(app.settings)
+            used: set[str] = set()
+            if any(not i.features for i in pool):
+                features = await anyio.to_thread.run_sync(CorpusFeatures.load, root)
+                pool, used = features.fill(pool)
+            planned = await anyio.to_thread.run_sync(lambda: plan(
+                pool, length=length, duration_s=duration_minutes * 60 if duration_minutes else None, arc=arc,
+                max_per_artist=max_per_artist))
+            licences = {str(model["licence"])} if model and model.get("licence") else set()
+            if used:
+                licences |= {c.licence for c in await anyio.to_thread.run_sync(list_corpora, root) if c.id in used}
+            tracks = []
+            for pos, (it, why, tgt) in enumerate(zip(planned.items, planned.why, planned.target_energy,
+                                                     strict=True), start=1):
+                tracks.append(CuratedTrack(
+                    position=pos, track=it.provider_track, why=why, reasons=it.reasons, source=it.source,
+                    energy=energy_of(it), target_energy=tgt, tempo_bpm=tempo_of(it), key=camelot_name(key_of(it)),
+                    duration_s=duration_of(it)).model_dump(mode="json"))
+            target = (f"{length} track(s)" if length else f"{duration_minutes:g} minutes") + f", {arc} energy arc"
+            return {"tracks": tracks, "target": target, "total_duration_s": planned.total_s, "ignored": ignored,
+                    "notes": notes + planned.notes, "model": model, "licences": sorted(licences)}
 
         async def run(progress: Progress) -> dict[str, Any]:
             p = await adapter(provider)
             try:
-                if progress.state.get("picked"):  # resuming: keep the first call's choice
-                    picked = [Candidate(Track.model_validate(t), src) for t, src in progress.state["picked"]]
+                if progress.state.get("proposal"):  # resuming: keep the first call's choice
+                    proposal = progress.state["proposal"]
                 else:
-                    picked = select(await source.candidates(p, prompt, list(seeds), length), length)
+                    proposal = await propose(p)
+                ids = [t["track"]["id"] for t in proposal["tracks"]]
                 playlist = None
-                if create and picked:
+                if create and ids:
+                    if not progress.state.get("proposal"):
+                        await progress.save(proposal=proposal)
                     if progress.state.get("playlist"):
                         playlist = Playlist.model_validate(progress.state["playlist"])
                     else:
+                        about = prompt or ", ".join([*seeds, *seed_artists]) or "your listening"
                         playlist = await p.create_playlist(name or (prompt or "EchoTune mix")[:100],
-                                                           f"Curated by EchoTune: {prompt or ', '.join(seeds)}"[:300],
-                                                           public)
-                        await progress.save(playlist=playlist.model_dump(mode="json"),
-                                            picked=[[c.track.model_dump(mode="json"), c.source] for c in picked])
-                    ids = [c.track.id for c in picked]
+                                                           f"Curated by EchoTune: {about}"[:300], public)
+                        await progress.save(playlist=playlist.model_dump(mode="json"))
                     done = int(progress.state.get("added") or 0)
                     if done < len(ids):
                         await p.add_tracks(playlist.id, ids[done:], _counter(progress, "added"))
-                    playlist = playlist.model_copy(update={"track_count": len(picked)})
+                    playlist = playlist.model_copy(update={"track_count": len(ids)})
             finally:
                 await p.aclose()
-            msg = (f"found {len(picked)} of {length} track(s)" +
-                   (f"; created playlist {playlist.id}" if playlist else "; nothing was written"))
-            return CurateResult(provider=provider, playlist=playlist, tracks=[c.track for c in picked],
-                                sources=[c.source for c in picked], message=msg).model_dump(mode="json")
+            msg = (f"chose {len(ids)} track(s) ({proposal['total_duration_s'] / 60:.1f} min) for "
+                   f"{proposal['target']}" + (f"; created playlist {playlist.id}" if playlist else
+                                              "; nothing was written"))
+            return CurateResult(provider=provider, playlist=playlist, message=msg, **proposal).model_dump(mode="json")
 
         # a proposal changes nothing, so only writes are guarded by the key
         result, replayed = await _mutate("curate_playlist", idempotency_key if create else None, args, run)

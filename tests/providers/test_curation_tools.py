@@ -174,7 +174,11 @@ async def test_curate_proposes_then_creates(settings, fake):
         assert data["playlist"] is None and 1 <= len(data["tracks"]) <= 3 and fake.created == 0
         r, data = await call(client, "curate_playlist", provider="spotify", prompt="miles coltrane", length=3,
                              idempotency_key="curate-miles-1")
-        assert data["playlist"]["id"] == sid("new1") and fake.playlists[sid("new1")] == [t["id"] for t in data["tracks"]]
+        assert data["playlist"]["id"] == sid("new1")
+        assert fake.playlists[sid("new1")] == [t["track"]["id"] for t in data["tracks"]]
+        assert [t["position"] for t in data["tracks"]] == list(range(1, len(data["tracks"]) + 1))
+        assert all(t["why"] and t["source"].startswith("provider:") for t in data["tracks"])
+        assert data["model"] is None and any("recommender" in x for x in data["ignored"])
 
 
 @pytest.fixture
