@@ -28,7 +28,8 @@ def _bundled_dir(name: str) -> Path:
 PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
-ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend")
+ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend",
+                "audience")
 TRANSPORTS = ("stdio", "http")
 
 
@@ -217,6 +218,9 @@ class Settings:
     ytmusic_api_base: str | None = None  # another host for https://music.youtube.com (tests, proxies)
     rate_limit_cap_s: float = 30.0  # the longest Retry-After we wait out ourselves before telling the agent
     provider_deadline_s: float = 60.0  # one provider call, its retries and waits included, ends within this
+    # segment_listeners: no listener segment smaller than this is reported (k-anonymity floor), nor an artist or
+    # tag named for a segment unless at least this many of its members have it; a tool call may raise it only.
+    segment_min_size: int = 5
     # Tracing: the standard OTEL_* variables (the exporter itself reads the rest of them).
     otel_endpoint: str | None = None
     otel_service_name: str = "echotune-mcp"
@@ -247,6 +251,7 @@ class Settings:
             transport=(_env("TRANSPORT") or "stdio").strip().lower(),
             host=(_env("HOST") or "127.0.0.1").strip(),
             port=_env_int("PORT", 8770),
+            segment_min_size=_env_int("SEGMENT_MIN_SIZE", 5),
             engine_url=_env("ENGINE_URL"),
             engine_token=_env("ENGINE_TOKEN"),
             engine_connect_timeout_s=_env_float("ENGINE_CONNECT_TIMEOUT_S", 5.0),
@@ -270,6 +275,9 @@ class Settings:
             raise ValueError(f"unknown toolset(s) {unknown}; valid toolsets are {list(ALL_TOOLSETS)}")
         if not (math.isfinite(self.provider_deadline_s) and 1 <= self.provider_deadline_s <= 3600):
             raise ValueError(f"ECHOTUNE_PROVIDER_DEADLINE_S is {self.provider_deadline_s}; use 1 to 3600 seconds")
+        if not 2 <= self.segment_min_size <= 1000:
+            raise ValueError(f"ECHOTUNE_SEGMENT_MIN_SIZE is {self.segment_min_size}; use 2 to 1000 (the smallest "
+                             "listener segment reported; 1 would expose single listeners)")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
         for name, value in (("CONNECT", self.engine_connect_timeout_s), ("READ", self.engine_read_timeout_s)):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from .base import Backend, BlobStore, Collection, StorageError
+from .consent import SegmentOptInStore
 from .records import ArtifactRecord, JobRecord, JobStatus
 from .stores import ALL_SPECS, ArtifactStore, JobStore, LeaseStore, ListeningEventStore
 
@@ -17,6 +18,7 @@ class Storage:
     artifacts: ArtifactStore
     leases: LeaseStore
     listening: ListeningEventStore
+    segment_optins: SegmentOptInStore
 
     @property
     def blobs(self) -> BlobStore:
@@ -44,7 +46,8 @@ async def open_storage(settings: Settings) -> Storage:
     return Storage(backend=backend, jobs=JobStore(backend.collection("jobs"), backend.collection("job_slots")),
                    artifacts=ArtifactStore(backend.collection("artifacts")),
                    leases=LeaseStore(backend.collection("leases")),
-                   listening=ListeningEventStore(backend.collection("listening_events")))
+                   listening=ListeningEventStore(backend.collection("listening_events")),
+                   segment_optins=SegmentOptInStore(backend.collection("segment_optins")))
 
 
 __all__ = ["Storage", "StorageError", "open_storage", "JobRecord", "ArtifactRecord", "JobStatus"]

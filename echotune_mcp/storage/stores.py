@@ -37,13 +37,15 @@ ARTIFACTS = CollectionSpec("artifacts", indexed=("kind", "sha256", "job_id"))
 TOKENS = CollectionSpec("tokens", indexed=("provider",))
 # Plays imported from listening histories (``ListeningEventRecord``); ids derived from the event, so re-imports dedupe.
 LISTENING_EVENTS = CollectionSpec("listening_events", indexed=("source", "import_id", "played_at", "item_key"))
+# Principals who opted in to server-wide listener segments (storage/consent.py); one per owner, deleted on opt-out.
+SEGMENT_OPTINS = CollectionSpec("segment_optins")
 TELEMETRY = CollectionSpec("telemetry", indexed=("kind",), ttl_field="expires_at")
 IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires_at")
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
 # What a deleted artifact leaves for licence checks: its rights and lineage, never its bytes (licensing.service).
 TOMBSTONES = CollectionSpec("tombstones")
 ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES,
-             JOB_SLOTS, LEASES)
+             JOB_SLOTS, LEASES, SEGMENT_OPTINS)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"
 
