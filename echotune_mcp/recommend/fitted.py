@@ -221,10 +221,9 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = Non
         weights_from = f"defaults (the corpus has {eligible} users with 2+ items, fewer than {MIN_TUNE_USERS})"
     say(0.5, "fitting on the whole corpus")
     arrays: dict[str, np.ndarray] = {"popularity": Popularity().fit(x).item_score.astype(np.float32)}
-    if weights.get("itemknn"):
-        say(0.55, "item-kNN")
-        knn = ItemKNN(**KNN_PARAMS).fit(x).sim
-        arrays.update(knn_data=knn.data, knn_indices=knn.indices, knn_indptr=knn.indptr)
+    say(0.55, "item-kNN")  # always: its neighbours are the reasons given ("listeners of X also play this")
+    knn = ItemKNN(**KNN_PARAMS).fit(x).sim
+    arrays.update(knn_data=knn.data, knn_indices=knn.indices, knn_indptr=knn.indptr)
     if weights.get("ease"):
         say(0.65, "EASE")
         ease = EASE(**EASE_PARAMS).fit(x)
@@ -237,7 +236,9 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = Non
                       content_shape=np.asarray(content.shape, dtype=np.int64))
     arrays["item_ids"] = np.asarray([it.id for it in corpus.items], dtype=str)
     info = corpus.info
+    kinds = sorted({it.kind for it in corpus.items})
     provenance = {
+        "item_kind": kinds[0] if len(kinds) == 1 else "mixed",
         "corpus": {"id": info.id, "name": info.name, "version": info.version, "format": info.format,
                    "licence": info.licence, "commercial_use": info.commercial_use,
                    "source_files": [{k: f[k] for k in ("name", "sha256", "bytes") if k in f}

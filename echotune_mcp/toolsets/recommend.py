@@ -17,7 +17,9 @@ from ..app import App
 from ..errors import BadInput
 from ..principal import current_principal
 from ..providers.hub import ProviderHub
+from ..views import JobView
 from ..recommend.service import NoModel, RecommendRequest, RecommendResult, recommend
+from ..recommend.sound import SimilarResult, find_similar
 from .base import Toolset, tool_result
 from .common import WaitSeconds, job_result
 
@@ -113,7 +115,7 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         force: Annotated[bool, Field(description="fit again even if the newest model is of this corpus "
                                                  "version")] = False,
         wait_seconds: WaitSeconds = 20,
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, JobView]:
         """Fit the recommendation model over a corpus, as a job with progress; stored as a new version.
 
         The previous version keeps answering until the new one is complete. Your own plays are not
@@ -124,5 +126,32 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         owner = current_principal()
         job = await submit_fit(app, owner, corpus_id, force=force)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    @ts.tool(title="Similar to a piece", read_only=True)
+    async def similar_to(
+        artifact_id: Annotated[str, Field(min_length=1, max_length=300, description=(
+            "an audio artifact of ours (id or echotune://artifacts/{id} URI): a generated mix, a remix, a stem "
+            "or an upload"))],
+        k: Annotated[int, Field(ge=1, le=100, description="how many tracks (1-100)")] = 10,
+        corpus_id: Annotated[str | None, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                                               description="compare with this corpus only (recommend corpus "
+                                                           "list); default: every loaded corpus")] = None,
+    ) -> Annotated[CallToolResult, SimilarResult]:
+        """Catalogue tracks (and your other audio artifacts) that sound like a piece we made, nearest first.
+
+        Compares measured audio features: tempo (half/double time counts as close), key on the circle
+        of fifths (the relative major/minor is close), energy, danceability and loudness, from
+        analyze_audio (cached, so a piece analysed before answers at once). Corpus tracks carry
+        Spotify-style features from the corpus file; your other audio artifacts are analysed the same
+        way and, when CLAP weights are downloaded (models pull clap-htsat-unfused), also compared by
+        CLAP audio embeddings. Each item says which features are close ("same key A minor", "122 vs
+        120 bpm", "similar energy (0.71 vs 0.68)"); `notes` says what was left out and why. Spotify
+        gives new apps no audio features, so tracks are matched only within loaded corpora."""
+        result = await find_similar(app, current_principal(), artifact_id, k, corpus_id)
+        q = result.query
+        summary = (f"{len(result.items)} tracks like {q.artifact_id} ("
+                   + ", ".join(x for x in (f"{q.features['tempo']:.0f} bpm" if "tempo" in q.features else None,
+                                           q.key) if x) + ")")
+        return tool_result(result, summary=summary)
 
     return ts

@@ -1,0 +1,280 @@
+"""recommend_tracks / recommend_artists and fit_recommender (issue #14, items 2-4) on the real Last.fm-2k corpus.
+
+The corpus is Last.fm-2k without 40 held-out listeners (their rows and the tags they assigned are left out of
+every file the corpus is built from). Each held-out listener's plays, minus a hidden fifth, are imported as
+their own listening history; the tool must then find the hidden artists better than popularity does. Also:
+exclude_known, diversity, novelty, provenance and versions, cold start, seeds that match nothing, owner
+scoping (one principal's plays never move another's recommendations), and a playlist seed on the Prism mock.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echotune_mcp.app import App
+from echotune_mcp.recommend import fitted as fitted_mod
+from echotune_mcp.recommend.corpus import add_corpus, corpora_dir, load_corpus
+from echotune_mcp.recommend.history import fold
+from echotune_mcp.recommend.importer import import_history, path_source
+from echotune_mcp.recommend.service import RecommendRequest, recommend
+from tests.conftest import shared_path
+from tests.providers.test_curation_tools import call, curation_client, text_of
+
+LICENCE = "HetRec 2011 / Last.fm terms: non-commercial research"
+HELD_OUT = 40
+K = 20
+
+
+def lastfm() -> Path:
+    return shared_path("data", "recsys", "hetrec2011_lastfm_2k")
+
+
+def _names() -> dict[str, str]:
+    out = {}
+    with (lastfm() / "artists.dat").open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            out[parts[0]] = parts[1]
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A data dir holding the corpus (held-out users removed) and its fitted model v1; the held-out users'
+    artist names split into visible (imported as history) and hidden (to be found)."""
+    base = tmp_path_factory.mktemp("rec")
+    folder = lastfm()
+    rows: dict[str, list[tuple[str, float]]] = {}
+    with (folder / "user_artists.dat").open(encoding="utf-8") as fh:
+        header = next(fh)
+        for line in fh:
+            u, a, w = line.rstrip("\n").split("\t")
+            rows.setdefault(u, []).append((a, float(w)))
+    rng = np.random.default_rng(7)
+    eligible = sorted((u for u, r in rows.items() if len(r) >= 20), key=int)
+    held = set(rng.choice(eligible, size=HELD_OUT, replace=False).tolist())
+    src = base / "src"
+    src.mkdir()
+    with (src / "user_artists.dat").open("w", encoding="utf-8") as out:
+        out.write(header)
+        for u, r in rows.items():
+            if u not in held:
+                out.writelines(f"{u}\t{a}\t{w:g}\n" for a, w in r)
+    tag_files = []
+    for name in ("user_taggedartists.dat", "user_taggedartists_2.dat"):
+        if not (folder / name).is_file():
+            continue
+        with (folder / name).open(encoding="utf-8") as fh, (src / name).open("w", encoding="utf-8") as out:
+            out.write(next(fh))
+            out.writelines(line for line in fh if line.split("\t", 1)[0] not in held)
+        tag_files.append(src / name)
+    data_dir = base / "data"
+    info = add_corpus(data_dir / "corpora", [src / "user_artists.dat"], "interactions", LICENCE, name="Last.fm-2k",
+                      items_file=folder / "artists.dat", tag_files=tag_files, tag_names=folder / "tags.dat")
+    settings = type("S", (), {"data_dir": data_dir})()
+    provenance = fitted_mod.fit_and_save(settings, info.id)
+    names = _names()
+    users = {}
+    for u in sorted(held, key=int):
+        artists = [names[a] for a, _w in sorted(rows[u], key=lambda aw: (-aw[1], aw[0])) if a in names]
+        order = rng.permutation(len(artists))
+        n_hidden = max(1, len(artists) // 5)
+        users[u] = ([artists[i] for i in order[n_hidden:]], [artists[i] for i in order[:n_hidden]])
+    return {"data_dir": data_dir, "corpus": info, "provenance": provenance, "users": users, "plays": rows,
+            "names": names}
+
+
+@pytest.fixture
+def rec_settings(settings, world):
+    """Per-test settings (own storage) that see the module's corpus and fitted model."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "corpora").symlink_to(world["data_dir"] / "corpora")
+    (data / "models").symlink_to(world["data_dir"] / "models")
+    return settings
+
+
+def scrobbles(tmp: Path, name: str, artists: list[str]) -> Path:
+    """A Last.fm scrobble CSV with one play per artist (what the user's own export would hold)."""
+    path = tmp / f"{name}.csv"
+    lines = ["artist,album,track,date"]
+    for i, a in enumerate(artists):
+        q = '"' + a.replace('"', '""') + '"'
+        lines.append(f"{q},Album,Song {i},{1 + i % 28} Jan 2024 {i % 24:02d}:{i % 60:02d}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def give_history(app: App, owner: str, tmp: Path, artists: list[str], import_id: str) -> None:
+    report = await import_history(app.storage.listening, owner, [path_source(scrobbles(tmp, import_id, artists),
+                                                                             None)], import_id)
+    assert report.imported == len(artists), report
+
+
+def recall(found: list[str], hidden: list[str]) -> float:
+    want = {fold(h) for h in hidden}
+    got = {fold(f) for f in found[:K]}
+    return len(want & got) / min(K, len(want))
+
+
+async def test_held_out_listeners_are_served_better_than_popularity(rec_settings, world, tmp_path):
+    corpus = load_corpus(corpora_dir(rec_settings), world["corpus"].id)
+    listeners = np.bincount(corpus.matrix.indices, minlength=len(corpus.items))
+    popular = [corpus.items[j].artists[0] for j in np.argsort(-listeners, kind="stable")]
+    ours, pop = [], []
+    async with curation_client(rec_settings) as (client, app):
+        for u, (visible, hidden) in world["users"].items():
+            await give_history(app, "local", tmp_path, visible, f"imp_{u}")
+            r, data = await call(client, "recommend_artists", k=K)
+            assert not r.is_error, text_of(r)
+            names = [it["artists"][0] for it in data["items"]]
+            assert len(names) == K
+            # exclude_known: never an artist this user played
+            assert not {fold(n) for n in names} & {fold(v) for v in visible}
+            assert all(it["reasons"] for it in data["items"])
+            ours.append(recall(names, hidden))
+            seen = {fold(v) for v in visible}
+            pop.append(recall([p for p in popular if fold(p) not in seen], hidden))
+            assert await app.storage.listening.delete_import("local", f"imp_{u}") == len(visible)
+    print(f"recall@{K}: tool {np.mean(ours):.4f}, popularity {np.mean(pop):.4f} over {len(ours)} held-out users")
+    assert np.mean(ours) > np.mean(pop) + 0.05, (np.mean(ours), np.mean(pop))
+    assert np.mean(ours) > 0.15
+
+
+async def test_reasons_versions_licence_and_provenance(rec_settings, world, tmp_path):
+    u, (visible, _hidden) = next(iter(world["users"].items()))
+    async with curation_client(rec_settings) as (client, app):
+        await give_history(app, "local", tmp_path, visible, "imp_one")
+        r, data = await call(client, "recommend_artists", k=10)
+        assert not r.is_error, text_of(r)
+    model = data["model"]
+    assert model["corpus_id"] == world["corpus"].id and model["model_version"] == 1
+    assert model["licence"] == LICENCE and model["commercial_use"] is False and model["stale"] is None
+    assert "non-commercial" in data["message"] and "model v1" in data["message"]
+    played = [r for it in data["items"] for r in it["reasons"] if r.startswith("you played ")]
+    assert played and "listeners of" in played[0]
+    assert any("your listening history" in s for s in data["seeds_used"])
+    folder = world["data_dir"] / "models" / "recommend" / world["corpus"].id / "v1"
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["corpus"]["licence"] == LICENCE and prov["corpus"]["version"] == world["corpus"].version
+    assert {f["sha256"] for f in prov["corpus"]["source_files"]} == {f["sha256"] for f in
+                                                                     world["corpus"].source_files}
+    assert prov["weights"] and prov["validation"]["blend"]["recall@20"] > prov["validation"]["popularity"]["recall@20"]
+    assert prov["fit_s"] < 60 and prov["code_version"] and prov["created_at"] > 0
+    for path in (folder, folder.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_diversity_and_novelty_change_the_list_as_asked(rec_settings, world, tmp_path):
+    fitted = fitted_mod.load(fitted_mod.models_root(rec_settings), world["corpus"].id)
+    vectors = fitted.item_vectors()
+    index = {i: j for j, i in enumerate(fitted.item_ids)}
+    listeners = np.expm1(fitted.popularity)
+
+    def similarity(items):
+        v = vectors[[index[it.item_id] for it in items]]
+        s = v @ v.T
+        return float((s.sum() - np.trace(s)) / (len(items) * (len(items) - 1)))
+
+    def mean_listeners(items):
+        return float(np.mean([listeners[index[it.item_id]] for it in items]))
+
+    sims, pops = [], []
+    async with App(rec_settings) as app:
+        for n, (u, (visible, _)) in enumerate(list(world["users"].items())[:8]):
+            await give_history(app, f"user{n}", tmp_path, visible, f"imp_{n}")
+            base = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K))
+            varied = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K, diversity=0.7))
+            novel = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K, novelty=0.8))
+            sims.append((similarity(base.items), similarity(varied.items)))
+            pops.append((mean_listeners(base.items), mean_listeners(novel.items)))
+            assert any("less-known pick" in r for it in novel.items for r in it.reasons)
+    sims_a, pops_a = np.array(sims), np.array(pops)
+    assert (sims_a[:, 1] < sims_a[:, 0]).all(), sims
+    assert (pops_a[:, 1] < pops_a[:, 0]).all(), pops
+    assert pops_a[:, 1].mean() < 0.7 * pops_a[:, 0].mean()
+
+
+async def test_cold_start_seeds_prompt_and_what_was_ignored(rec_settings, world):
+    corpus = load_corpus(corpora_dir(rec_settings), world["corpus"].id)
+    listeners = np.bincount(corpus.matrix.indices, minlength=len(corpus.items))
+    top = [corpus.items[j].id for j in np.argsort(-listeners, kind="stable")[:10]]
+    async with curation_client(rec_settings) as (client, _app):
+        r, cold = await call(client, "recommend_artists", k=10)
+        assert not r.is_error, text_of(r)
+        assert "no listening history" in cold["message"] and "popular" in cold["message"]
+        assert [it["item_id"] for it in cold["items"]] == top
+        assert all("popular in the corpus" in it["reasons"][0] for it in cold["items"])
+
+        r, seeded = await call(client, "recommend_artists", k=10, seed_artists=["Radiohead", "No Such Band Zzzq"],
+                               my_taste=False)
+        assert not r.is_error, text_of(r)
+        assert any("No Such Band Zzzq" in i and "not in corpus" in i for i in seeded["ignored"])
+        assert seeded["seeds_used"] == ["seed_artists[0] 'Radiohead'"]
+        assert "radiohead" not in {fold(it["artists"][0]) for it in seeded["items"]}
+        assert any("your seed Radiohead" in r for it in seeded["items"] for r in it["reasons"])
+
+        r, prompted = await call(client, "recommend_artists", k=10, prompt="shoegaze")
+        assert not r.is_error, text_of(r)
+        assert all("shoegaze" in it["tags"] for it in prompted["items"]), prompted["items"]
+        assert "prompt" in prompted["message"]
+        r, nothing = await call(client, "recommend_artists", k=5, prompt="zzqx qqzzv")
+        assert any("no tag or genre" in i for i in nothing["ignored"]) and "popular" in nothing["message"]
+
+        r, _ = await call(client, "recommend_artists", k=0)
+        assert r.is_error and "k" in text_of(r)
+        r, _ = await call(client, "recommend_tracks", k=5)  # this server has only an artist corpus
+        assert r.is_error and "corpus_id" in text_of(r) and "track" in text_of(r)
+        r, _ = await call(client, "recommend_artists", k=5, corpus_id="corpus_00000000000000000000")
+        assert r.is_error and "corpus_id" in text_of(r)
+
+
+async def test_one_principal_never_moves_anothers_recommendations(rec_settings, world, tmp_path):
+    users = list(world["users"].values())
+    (alice_plays, _), (bob_plays, _) = users[0], users[1]
+    async with App(rec_settings) as app:
+        await give_history(app, "alice", tmp_path, alice_plays, "imp_alice")
+        before = await recommend(app, "alice", RecommendRequest(kind="artist", k=K))
+        await give_history(app, "bob", tmp_path, bob_plays + ["Radiohead", "Muse", "Coldplay"], "imp_bob")
+        after = await recommend(app, "alice", RecommendRequest(kind="artist", k=K))
+        bob = await recommend(app, "bob", RecommendRequest(kind="artist", k=K))
+        carol = await recommend(app, "carol", RecommendRequest(kind="artist", k=K))
+    assert before.model_dump() == after.model_dump()
+    assert [i.item_id for i in bob.items] != [i.item_id for i in after.items]
+    assert "no listening history" in carol.message  # a third principal sees nobody's plays
+    bob_known = {fold(a) for a in bob_plays}
+    assert not any(r.startswith("you played") and any(fold(n) in r.casefold() for n in bob_known - {
+        fold(a) for a in alice_plays}) for it in after.items for r in it.reasons)
+
+
+async def test_refit_is_a_new_version_and_the_old_stays_until_done(settings, world):
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "corpora").symlink_to(world["data_dir"] / "corpora")
+    shutil.copytree(world["data_dir"] / "models", data / "models")  # this test's refits stay its own
+    rec_settings = settings
+    root = fitted_mod.models_root(rec_settings)
+    cid = world["corpus"].id
+    async with curation_client(rec_settings) as (client, app):
+        r, _ = await call(client, "fit_recommender", corpus_id=cid)
+        assert r.is_error and "force" in text_of(r)  # already fitted on this corpus version
+        r, job = await call(client, "fit_recommender", corpus_id=cid, force=True, wait_seconds=25)
+        assert not r.is_error, text_of(r)
+        while job["status"] not in ("succeeded", "failed", "cancelled"):
+            r, job = await call(client, "get_job", job_id=job["job_id"], wait_seconds=20)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["version"] == 2 and job["result"]["corpus"]["id"] == cid
+        assert fitted_mod._versions(root, cid)[-2:] == [1, 2]
+        r, data = await call(client, "recommend_artists", k=3)
+        assert data["model"]["model_version"] == 2
+        r, _ = await call(client, "fit_recommender", corpus_id="corpus_00000000000000000000")
+        assert r.is_error and "corpus_id" in text_of(r)
