@@ -696,10 +696,8 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
                 ignored += rec.ignored
                 if rec.message:
                     notes.append(f"recommender: {rec.message}")
+                # the recommender lists each track it could not find on the provider in rec.ignored
                 pool = [i for i in rec.items if i.kind == "track" and i.provider_track is not None]
-                unresolved = len(rec.items) - len(pool)
-                if unresolved:
-                    ignored.append(f"{unresolved} recommended track(s) left out: not found on {provider}")
             if len(pool) < want and (prompt or seeds or use_history):
                 try:
                     # more than wanted, so the sequencer has a choice
