@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--tag-names", default=None, help="interactions: tags.dat-style tagID<TAB>tagValue file")
     ca.add_argument("--item-kind", choices=["artist", "track"], default="artist",
                     help="interactions: what an unnamed item id is (default artist; spotify:track: ids are tracks)")
+    ca.add_argument("--replace", default=None, metavar="ID",
+                    help="these files supersede corpus ID (a newer export): it keeps its id, its version goes up")
     for q in (ca, csub.add_parser("list", help="every corpus with its licence and size"),
               (cr := csub.add_parser("remove", help="delete a corpus by id"))):
         q.add_argument("--data-dir", default=None, help="the server's data folder (ECHOTUNE_DATA_DIR)")
@@ -112,7 +114,8 @@ def _corpus(args: argparse.Namespace) -> int:
         info = add_corpus(root, [Path(f) for f in args.files], args.format, args.licence, name=args.name,
                           items_file=Path(args.items) if args.items else None, commercial_use=args.commercial_use,
                           tag_files=[Path(t) for t in args.tags],
-                          tag_names=Path(args.tag_names) if args.tag_names else None, item_kind=args.item_kind)
+                          tag_names=Path(args.tag_names) if args.tag_names else None, item_kind=args.item_kind,
+                          replace=args.replace)
     except CorpusError as exc:
         print(f"echotune-mcp recommend corpus add: {exc}", file=sys.stderr)
         return 2

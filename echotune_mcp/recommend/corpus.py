@@ -436,10 +436,13 @@ def list_corpora(root: Path) -> list[CorpusInfo]:
 
 def add_corpus(root: Path, files: list[Path], format: str, licence: str, *, name: str | None = None,
                items_file: Path | None = None, commercial_use: bool = False, tag_files: list[Path] | None = None,
-               tag_names: Path | None = None, item_kind: Literal["artist", "track"] = "artist") -> CorpusInfo:
+               tag_names: Path | None = None, item_kind: Literal["artist", "track"] = "artist",
+               replace: str | None = None) -> CorpusInfo:
     """Parse ``files`` as ``format`` and store them as a new corpus (see the module docstring).
 
     The same files in the same format added before: that corpus is returned with ``already_present`` set.
+    ``replace``: the id of a corpus these files supersede (a newer export of the same data): it keeps its id and
+    ``added_at`` and its ``version`` goes up by one, so models fitted on the old version can tell they are stale.
     """
     root = Path(root)
     if format not in CORPUS_FORMATS:
@@ -473,6 +476,8 @@ def add_corpus(root: Path, files: list[Path], format: str, licence: str, *, name
     for existing in list_corpora(root):
         if existing.fingerprint() == fingerprint:
             return existing.model_copy(update={"already_present": True})
+    if replace is not None and not _info_path(root, replace).is_file():
+        raise CorpusError(f"no corpus {replace!r} to replace (see `corpus list`)")
 
     bad = _Malformed()
     data = [Path(p) for p in files]
@@ -488,9 +493,16 @@ def add_corpus(root: Path, files: list[Path], format: str, licence: str, *, name
         interactions=int(matrix.nnz), added_at=time.time(), version=1, malformed_rows=bad.count,
         malformed_examples=bad.examples, tagged_items=sum(1 for it in items if it.tags))
     with _locked(root):
-        for existing in list_corpora(root):  # another process may have added the same files meanwhile
+        current = list_corpora(root)
+        for existing in current:  # another process may have added the same files meanwhile
             if existing.fingerprint() == fingerprint:
                 return existing.model_copy(update={"already_present": True})
+        if replace is not None:
+            old = next((c for c in current if c.id == replace), None)
+            if old is None:
+                raise CorpusError(f"no corpus {replace!r} to replace (see `corpus list`)")
+            info = info.model_copy(update={"id": old.id, "version": old.version + 1, "added_at": old.added_at,
+                                           "name": name or old.name})
         tmp = root / f".tmp-{secrets.token_hex(8)}"
         tmp.mkdir(mode=DIR_MODE)
         os.chmod(tmp, DIR_MODE)
@@ -501,11 +513,34 @@ def add_corpus(root: Path, files: list[Path], format: str, licence: str, *, name
             buf = _npz_bytes(matrix)
             _write_private(tmp / "matrix.npz", buf)
             _write_private(tmp / "info.json", info.model_dump_json().encode())  # last: marks it complete
-            os.rename(tmp, root / info.id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _move_into_place(root, tmp, info.id)
     return info
+
+
+def _move_into_place(root: Path, tmp: Path, corpus_id: str) -> None:
+    """Rename the finished folder to its id; a replaced version is renamed aside first and removed after (put
+    back if the swap fails), so a reader sees the old corpus or the new one, never a mix."""
+    target = root / corpus_id
+    aside = root / f".trash-{secrets.token_hex(8)}" if target.exists() else None
+    try:
+        if aside is not None:
+            os.rename(target, aside)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            if aside is not None:
+                os.rename(aside, target)
+                aside = None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+        _forget(corpus_id)
 
 
 def _npz_bytes(matrix: sp.csr_matrix) -> bytes:
@@ -528,10 +563,14 @@ def remove_corpus(root: Path, corpus_id: str) -> bool:
         trash = root / f".trash-{secrets.token_hex(8)}"
         os.rename(target, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    _forget(corpus_id)
+    return True
+
+
+def _forget(corpus_id: str) -> None:
     with _cache_lock:
         for key in [k for k in _cache if k[1] == corpus_id]:
             del _cache[key]
-    return True
 
 
 _cache: dict[tuple[str, str, int], Corpus] = {}

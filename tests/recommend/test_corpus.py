@@ -185,3 +185,21 @@ def test_cli_add_list_remove(tmp_path, capsys, settings):
     with pytest.raises(KeyError):
         load_corpus(tmp_path / "corpora", added["id"])
     assert corpora_dir(settings) == settings.data_dir / "corpora"
+
+
+def test_replace_keeps_the_id_and_bumps_the_version(tmp_path):
+    root = tmp_path / "corpora"
+    first = tmp_path / "v1.tsv"
+    first.write_text("user\titem\tweight\nu1\ta\t1\nu2\tb\t2\n")
+    info = add_corpus(root, [first], "interactions", "mine", name="plays")
+    assert load_corpus(root, info.id).matrix.shape == (2, 2)  # now cached
+    second = tmp_path / "v2.tsv"
+    second.write_text("user\titem\tweight\nu1\ta\t1\nu2\tb\t2\nu3\tc\t5\n")
+    with pytest.raises(CorpusError, match="no corpus 'corpus_x' to replace"):
+        add_corpus(root, [second], "interactions", "mine", replace="corpus_x")
+    newer = add_corpus(root, [second], "interactions", "mine, v2", replace=info.id)
+    assert (newer.id, newer.version, newer.name, newer.added_at) == (info.id, 2, "plays", info.added_at)
+    assert [(c.id, c.version, c.licence) for c in list_corpora(root)] == [(info.id, 2, "mine, v2")]
+    assert load_corpus(root, info.id).matrix.shape == (3, 3)  # the new version, not the cached old one
+    assert add_corpus(root, [second], "interactions", "x", replace=info.id).already_present
+    assert sorted(p.name for p in root.iterdir()) == [".lock", info.id]  # nothing left aside
