@@ -690,6 +690,8 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
                     seed_artists=list(seed_artists), prompt=prompt, my_taste=use_history, exclude_known=only_new,
                     provider=provider, corpus_id=corpus_id), hub=hub)
             except NoModel as exc:
+                if corpus_id:  # the caller named a corpus: say it cannot be used rather than quietly not using it
+                    raise BadInput("corpus_id", str(exc)) from None
                 ignored.append(f"recommender: {exc}; used catalogue search, your library and related tracks")
             else:
                 model = rec.model

@@ -129,4 +129,8 @@ async def test_bad_input_names_the_field(settings, fake):
         r, _ = await call(client, "curate_playlist", provider="spotify", prompt="remix", max_per_artist=0,
                           create=False)
         assert r.is_error and "max_per_artist" in text_of(r)
+        # a named corpus that has no fitted model is refused, not silently replaced by search
+        r, _ = await call(client, "curate_playlist", provider="spotify", prompt="remix", corpus_id="corpus_nope",
+                          create=False)
+        assert r.is_error and "corpus_id" in text_of(r) and "corpus_nope" in text_of(r)
     assert fake.created == 0

@@ -154,7 +154,14 @@ async def test_import_profile_recommend_curate(settings, prism, loopback_api):  
         near = sum(1 for i in items if lists_of.get(i["spotify_id"], set()) & heard_lists)
         assert near >= 15, near
 
-        # 4. curate on the provider: the playlist is created there, with the tracks in the proposed order
+        # 4. a proposal first (nothing written): 30 minutes, only tracks not played yet, seeded by an artist too
+        plan = await call(client, "curate_playlist", provider="spotify", duration_minutes=30, arc="peak",
+                          only_new=True, seed_artists=["Dua Lipa"], create=False)
+        picked = [t["track"]["id"] for t in plan["tracks"]]
+        assert plan["playlist"] is None and fake.created == 0 and not set(picked) & played_ids
+        assert abs(plan["total_duration_s"] - 1800) <= max(t["duration_s"] for t in plan["tracks"])
+
+        # 5. curate on the provider: the playlist is created there, with the tracks in the proposed order
         cur = await call(client, "curate_playlist", provider="spotify", length=12, arc="rise", max_per_artist=2,
                          name="E2E rise", idempotency_key="e2e-curate-rise-1")
     pid = cur["playlist"]["id"]
