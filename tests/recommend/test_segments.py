@@ -154,6 +154,20 @@ def scrobbles(artists: list[str], day: int, secret: str | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def tagged_corpus(settings, folder):
+    """A Last.fm-2k-shaped corpus: artist names and the tags its users gave them."""
+    artists = ROCK + JAZZ
+    (folder / "ua.dat").write_text("userID\tartistID\tweight\n" + "".join(
+        f"{u}\t{a}\t{10 + u}\n" for u in range(1, 7) for a in range(1, 7)))
+    (folder / "artists.dat").write_text("id\tname\turl\tpictureURL\n" + "".join(
+        f"{i}\t{name}\thttp://x\thttp://y\n" for i, name in enumerate(artists, start=1)))
+    (folder / "uta.dat").write_text("userID\tartistID\ttagID\tday\tmonth\tyear\n" + "".join(
+        f"{u}\t{a}\t{1 if a <= 3 else 2}\t1\t1\t2010\n" for u in range(1, 4) for a in range(1, 7)))
+    (folder / "tags.dat").write_text("tagID\ttagValue\n1\theavy metal\n2\tcool jazz\n")
+    return add_corpus(corpora_dir(settings), [folder / "ua.dat"], "interactions", "CC BY-NC (test)",
+                      items_file=folder / "artists.dat", tag_files=[folder / "uta.dat"], tag_names=folder / "tags.dat")
+
+
 async def test_principals_only_opted_in_and_only_aggregates(make_client, settings, monkeypatch):
     folder = settings.allowed_roots[0]
     people = {f"user:metal{i}": ROCK for i in range(6)} | {f"user:jazz{i}": JAZZ for i in range(6)}
@@ -197,6 +211,16 @@ async def test_principals_only_opted_in_and_only_aggregates(make_client, setting
         assert sorted(s["size"] for s in out["segments"]) == [6, 6]
         named = {a["name"] for s in out["segments"] for a in s["defining_artists"]}
         assert named == set(ROCK + JAZZ)
+        assert all(s["defining_tags"] == [] for s in out["segments"])  # scrobbles carry no tags
+
+        # With a tagged corpus named, the segments are described by the corpus's tags (and carry its licence).
+        tagged = tagged_corpus(settings, folder)
+        r = await as_("user:jazz3", "segment_listeners", {"population": "principals", "segments": 2,
+                                                          "corpus_id": tagged.id})
+        out = r.structured_content
+        assert out["licence"] == "CC BY-NC (test)" and out["members"] == 12
+        assert {s["defining_tags"][0]["name"] for s in out["segments"]} == {"heavy metal", "cool jazz"}
+        assert {s["name"] for s in out["segments"]} == {"heavy metal / Iron Maiden fans", "cool jazz / Miles Davis fans"}
         whole = text_of(r) + json.dumps(out)
         assert "Secret Artist" not in whole  # not opted in: not counted at all
         assert "user:" not in whole and "Only" not in whole and "Song " not in whole and "2024" not in whole
