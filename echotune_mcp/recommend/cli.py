@@ -1,10 +1,11 @@
-"""``echotune-mcp recommend batch|evaluate|corpus``: offline recommendation from files, its measurement, corpora.
+"""``echotune-mcp recommend batch|evaluate|corpus|fit``: offline recommendation, its measurement, corpora, models.
 
 ``batch`` is the file-in/file-out contract of issue #14 item 5 (see recommend/batch.py for what it guarantees).
 ``evaluate`` runs the protocol of docs/RECOMMENDATION.md on the public data sets under ``--data``
 (Last.fm-2k and the TidyTuesday Spotify playlists) and prints a table (or JSON with ``--json``).
 ``corpus add|list|remove`` manages the operator-loaded corpora (recommend/corpus.py) the server recommends and
-segments from; each is stored with the licence it was loaded under.
+segments from; each is stored with the licence it was loaded under. ``fit --corpus ID`` fits the served model
+over a corpus (recommend/fitted.py) as a new version, the same work as the fit_recommender tool.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
               (cr := csub.add_parser("remove", help="delete a corpus by id"))):
         q.add_argument("--data-dir", default=None, help="the server's data folder (ECHOTUNE_DATA_DIR)")
     cr.add_argument("corpus_id")
+    f = sub.add_parser("fit", help="fit the served recommendation model over a corpus (a new model version)")
+    f.add_argument("--corpus", required=True, help="the corpus id (see `corpus list`)")
+    f.add_argument("--seed", type=int, default=0, help="seed for the validation split and ALS (default 0)")
+    f.add_argument("--data-dir", default=None, help="the server's data folder (ECHOTUNE_DATA_DIR)")
     return p
 
 
@@ -84,6 +89,8 @@ def recommend_main(argv: list[str]) -> int:
         return 0
     if args.action == "corpus":
         return _corpus(args)
+    if args.action == "fit":
+        return _fit(args)
     return _evaluate(args)
 
 
@@ -94,6 +101,9 @@ def _corpus(args: argparse.Namespace) -> int:
     overrides = {"data_dir": Path(args.data_dir).expanduser()} if args.data_dir else {}
     root = corpora_dir(Settings.from_env(**overrides))
     if args.corpus_action == "list":
+        if not list_corpora(root):
+            print(f"no corpus in {root}; add one with `echotune-mcp recommend corpus add FILE... --format "
+                  "interactions|playlists --licence TEXT`", file=sys.stderr)
         for info in list_corpora(root):
             use = "commercial use allowed" if info.commercial_use else "non-commercial"
             print(f"{info.id}\t{info.name}\t{info.format}\t{info.users} users x {info.items} items, "
@@ -127,6 +137,24 @@ def _corpus(args: argparse.Namespace) -> int:
     elif info.malformed_rows:
         print(f"{info.malformed_rows} malformed rows skipped, e.g. {'; '.join(info.malformed_examples)}",
               file=sys.stderr)
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    """Fit in this process, progress on stderr; the stored provenance (with its version) as JSON on stdout."""
+    from ..config import Settings
+    from .fitted import fit_and_save
+
+    overrides = {"data_dir": Path(args.data_dir).expanduser()} if args.data_dir else {}
+    settings = Settings.from_env(**overrides)
+    try:
+        provenance = fit_and_save(settings, args.corpus, seed=args.seed,
+                                  progress=lambda f, m: print(f"{f:4.0%} {m}", file=sys.stderr))
+    except KeyError:
+        print(f"echotune-mcp recommend fit: no corpus {args.corpus!r} (see `echotune-mcp recommend corpus list`)",
+              file=sys.stderr)
+        return 2
+    print(json.dumps({"fitted": provenance}))
     return 0
 
 

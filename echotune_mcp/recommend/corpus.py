@@ -593,10 +593,13 @@ def load_corpus(root: Path, corpus_id: str) -> Corpus:
     if hit is not None:
         return hit
     folder = root / corpus_id
-    users = json.loads((folder / "users.json").read_bytes())
-    with (folder / "items.jsonl").open(encoding="utf-8") as fh:
-        items = [CorpusItem.from_json(json.loads(line)) for line in fh if line.strip()]
-    matrix = sp.load_npz(folder / "matrix.npz").tocsr().astype(np.float32)
+    try:
+        users = json.loads((folder / "users.json").read_bytes())
+        with (folder / "items.jsonl").open(encoding="utf-8") as fh:
+            items = [CorpusItem.from_json(json.loads(line)) for line in fh if line.strip()]
+        matrix = sp.load_npz(folder / "matrix.npz").tocsr().astype(np.float32)
+    except FileNotFoundError:  # removed or replaced while we read it
+        raise KeyError(corpus_id) from None
     corpus = Corpus(info, items, users, matrix)
     with _cache_lock:
         while len(_cache) >= _CACHE_MAX:
