@@ -10,6 +10,7 @@ import functools
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -142,6 +143,14 @@ def _env_list(name: str) -> tuple[str, ...]:
     return tuple(p for p in (raw or "").split(os.pathsep if os.pathsep in (raw or "") else ",") if p)
 
 
+def _clap_model(raw: str | None) -> str:
+    """ECHOTUNE_CLAP_MODEL: a folder name under the models dir (a model id), never a path out of it."""
+    name = (raw or "clap-htsat-unfused").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) or ".." in name:
+        raise ValueError(f"ECHOTUNE_CLAP_MODEL must be a model folder name such as clap-htsat-unfused, got {raw!r}")
+    return name
+
+
 def _provider_settings() -> dict[str, object]:
     """The music-provider fields of ``Settings`` from ``ECHOTUNE_SPOTIFY_*``, ``ECHOTUNE_YTMUSIC_*`` and friends."""
     yt_file = _env("YTMUSIC_AUTH_FILE")
@@ -198,6 +207,7 @@ class Settings:
     engine_read_timeout_s: float = 30.0  # RemoteEngine: longest silence (the daemon heartbeats every 2 s)
     device: str | None = None
     models_dir: Path | None = None
+    clap_model: str = "clap-htsat-unfused"  # the CLAP folder under the models dir (similar_to's embeddings)
     # The in-process MusicGen engine.
     engine_slots: int | None = None  # requests decoded together per model; None: 16 on a GPU, 8 on the CPU
     engine_dtype: str | None = None  # float32, bfloat16 or float16; None: the device's choice
@@ -258,6 +268,7 @@ class Settings:
             engine_read_timeout_s=_env_float("ENGINE_READ_TIMEOUT_S", 30.0),
             device=_env("DEVICE"),
             models_dir=Path(models).expanduser() if models else None,
+            clap_model=_clap_model(_env("CLAP_MODEL")),
             engine_slots=_env_int("ENGINE_SLOTS", 0) if _env("ENGINE_SLOTS") else None,
             engine_dtype=_env("ENGINE_DTYPE"),
             preview_every_s=_env_float("PREVIEW_EVERY_S", 5.0),
