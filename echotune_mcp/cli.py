@@ -151,13 +151,24 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return asyncio.run(_in_process_call(_settings_from_args(args), "list_jobs", arguments, as_table=True))
 
 
+def _wait_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds (allowed: 0 to 3600)") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range (allowed: 0 to 3600)")
+    return value
+
+
 def cmd_history_import(args: argparse.Namespace) -> int:
     """Import history files as the local user (the owner the stdio server uses); prints the import report."""
-    return asyncio.run(_history_import(_settings_from_args(args), args.files, args.format))
+    return asyncio.run(_history_import(_settings_from_args(args), args.files, args.format, args.wait))
 
 
-async def _history_import(settings: Settings, files: list[str], fmt: str) -> int:
-    """The same job the tool starts (so `echotune-mcp jobs` lists it, and one import runs at a time), waited for."""
+async def _history_import(settings: Settings, files: list[str], fmt: str, wait_s: float = 60.0) -> int:
+    """The same job the tool starts (so `echotune-mcp jobs` lists it, and one import runs at a time, here and in
+    any server on the same data: it waits up to ``wait_s`` for one running there), waited for."""
     from .app import App
     from .clientutil import progress_bar
     from .errors import Busy
@@ -189,7 +200,7 @@ async def _history_import(settings: Settings, files: list[str], fmt: str) -> int
               "file_count": len(sources), "format": fmt, "upload": False, "via": "cli"}
     async with App(settings) as app:
         try:
-            job = await submit_import(app, LOCAL, sources, params, skipped)
+            job = await submit_import(app, LOCAL, sources, params, skipped, wait_s=wait_s)
         except Busy as exc:
             print(f"echotune-mcp: {exc}", file=sys.stderr)
             return 1
@@ -268,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("--format", default="auto", choices=["auto", *HISTORY_FORMATS],
                     help="auto (default): detected from the content; naming one refuses a file of another format")
     hi.add_argument("--data-dir", default=None, help="where jobs, artifacts and blobs live (ECHOTUNE_DATA_DIR)")
+    hi.add_argument("--wait", type=_wait_seconds, default=60.0, metavar="SECONDS",
+                    help="how long to wait for an import or sync already running for you (in a server on the "
+                         "same data) before giving up (0-3600, default 60)")
     hi.set_defaults(func=cmd_history_import)
 
     for name, module, func, help_ in (

@@ -132,6 +132,11 @@ class SpotifyProvider(MusicProvider):
                                            deadline_s=self.deadline_s)
 
     def _translate(self, exc: SpotifyException, what: str) -> Exception:
+        err = self._translated(exc, what)
+        err.http_status = exc.http_status  # type: ignore[attr-defined]  # callers that must tell a 403 apart
+        return err
+
+    def _translated(self, exc: SpotifyException, what: str) -> Exception:
         text = f"{exc.reason or ''} {exc.msg or ''}"
         if "QUOTA_EXCEEDED" in text:
             return RateLimitHit(None, quota=True, detail=(exc.reason or "").strip())
@@ -187,6 +192,24 @@ class SpotifyProvider(MusicProvider):
     async def saved_tracks(self, limit: int) -> list[Track]:
         items = await self._paged("me/tracks", limit, LIBRARY_PAGE, what="saved tracks")
         return [to_track(i["track"]) for i in items if (i.get("track") or {}).get("id")]
+
+    # -- listening history (raw objects, for recommend/sync.py) --------------------------------------
+    async def recently_played_page(self, before_ms: int | None = None) -> dict[str, Any]:
+        """One page (up to 50) of play-history objects (track, played_at, context) before ``before_ms``.
+
+        Spotify keeps only about the last 50 plays here, whatever the paging; ``cursors.before`` pages back."""
+        params: dict[str, Any] = {"limit": LIBRARY_PAGE}
+        if before_ms is not None:
+            params["before"] = before_ms
+        return await self._call("GET", "me/player/recently-played", what="recently played tracks", **params) or {}
+
+    async def top_tracks_raw(self, term: str, limit: int) -> list[dict[str, Any]]:
+        """Track objects of one top list (``term``: short_term, medium_term or long_term), best first."""
+        return await self._paged("me/top/tracks", limit, LIBRARY_PAGE, what="top tracks", time_range=term)
+
+    async def saved_tracks_raw(self, limit: int) -> list[dict[str, Any]]:
+        """Saved-track objects (added_at, track), newest first."""
+        return await self._paged("me/tracks", limit, LIBRARY_PAGE, what="saved tracks")
 
     async def list_playlists(self, limit: int, offset: int = 0) -> list[Playlist]:
         body = await self._call("GET", "me/playlists", what="playlists", limit=min(limit, 50), offset=offset)

@@ -174,6 +174,15 @@ class YTMusicProvider(MusicProvider):
         items = await self._run("get_history", lambda yt: yt.get_history(), needs_auth=True)
         return [to_track(i) for i in items if i.get("videoId")][:limit]
 
+    async def history_raw(self) -> list[dict[str, Any]]:
+        """ytmusicapi's get_history(): playlist items, newest first, each with ``played``: the label of the
+        section it is listed under ("Today", "Yesterday", ...), the only time the history gives."""
+        return await self._run("get_history", lambda yt: yt.get_history(), needs_auth=True)
+
+    async def liked_raw(self, limit: int) -> list[dict[str, Any]]:
+        body = await self._run("get_liked_songs", lambda yt: yt.get_liked_songs(limit=limit), needs_auth=True)
+        return [i for i in body.get("tracks") or [] if isinstance(i, dict)][:limit]
+
     async def saved_tracks(self, limit: int) -> list[Track]:
         body = await self._run("get_liked_songs", lambda yt: yt.get_liked_songs(limit=limit), needs_auth=True)
         return [to_track(i) for i in body.get("tracks") or [] if i.get("videoId")][:limit]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import io
 import logging
+import secrets
 import time
-import weakref
 import zipfile
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +27,8 @@ import anyio
 from pydantic import BaseModel, Field
 
 from ..errors import Busy
-from ..storage.records import ACTIVE_STATUSES, JobRecord, JobStatus
+from ..storage.base import DuplicateKey
+from ..storage.records import JobRecord, JobStatus, now
 from ..storage.stores import ListeningEventStore
 from .history import FORMATS, HEAD_BYTES, HistoryFileError, Row, candidates, event_id, iter_rows, resolve_format
 
@@ -37,6 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TOOL = "import_listening_history"
+SYNC_TOOL = "sync_listening_history"  # recommend/sync.py: the same store, the same undo, the same one-at-a-time
+HISTORY_TOOLS = (TOOL, SYNC_TOOL)
+LOCK_POLL_S = 0.25
+UNDO_GRACE_S = 15.0  # how long a caller waits for an ended import (cancelled or failed) to finish undoing
 BATCH = 1000  # events per write
 EXAMPLES = 5  # malformed rows shown per file
 SKIPPED_SHOWN = 50  # archive members not imported, listed
@@ -316,7 +322,8 @@ async def undo_interrupted(storage: Storage, owner: str) -> int:
     removed_total = 0
     cursor = None
     while True:
-        jobs, cursor = await storage.jobs.find(owner, {"tool": TOOL, "status": JobStatus.interrupted.value},
+        jobs, cursor = await storage.jobs.find(owner, {"tool": list(HISTORY_TOOLS),
+                                                       "status": JobStatus.interrupted.value},
                                                limit=100, cursor=cursor)
         for job in jobs:
             if (job.result or {}).get("undone"):
@@ -331,24 +338,150 @@ async def undo_interrupted(storage: Storage, owner: str) -> int:
 
 
 async def submit_import(app: App, owner: str, sources: list[HistorySource], params: dict[str, Any],
-                        skipped: list[SkippedFile] | None = None) -> JobRecord:
+                        skipped: list[SkippedFile] | None = None, *, wait_s: float = 0.0) -> JobRecord:
     """Start the import job (the tool and the CLI both do it this way); one import per owner at a time, since a
     failed import's undo must not remove plays that a neighbour counted as already stored."""
-    async def work(job: JobContext) -> dict[str, Any]:
-        undone = await undo_interrupted(app.storage, owner)
+    async def work(job: JobContext, undone: int) -> dict[str, Any]:
         report = await import_history(app.storage.listening, owner, sources, job.job.id, run=job.run_in_thread,
                                       progress=job.progress, skipped=skipped)
         report.interrupted_imports_undone = undone
         return report.model_dump(mode="json")
 
-    # the check and the submit as one step in this process (another process sharing the data can still race it)
-    async with _SUBMITTING.setdefault(app, asyncio.Lock()):
-        running, _ = await app.storage.jobs.find(owner, {"tool": TOOL, "status": [s.value for s in ACTIVE_STATUSES]},
-                                                 limit=1)
-        if running:
-            raise Busy(f"an import is already running for you (job {running[0].id}); wait for it with "
-                       f"get_job(job_id='{running[0].id}', wait_seconds=20), then import again", retry_after_s=5)
-        return await app.jobs.submit(owner=owner, tool=TOOL, params=params, work=work)
+    return await submit_exclusive(app, owner, TOOL, params, work, wait_s=wait_s)
 
 
-_SUBMITTING: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+ExclusiveWork = Callable[["JobContext", int], Awaitable[dict[str, Any]]]
+
+
+async def submit_exclusive(app: App, owner: str, tool: str, params: dict[str, Any], work: ExclusiveWork, *,
+                           wait_s: float = 0.0) -> JobRecord:
+    """Submit a job that writes the owner's listening events, holding the owner's import lock (``ImportLock``)
+    from before the job exists until its work, undo included, has stopped. ``work(job, undone)`` runs after
+    the plays of interrupted imports were removed (``undone`` of them). Busy, naming the running job, when
+    another import or sync holds the lock for longer than ``wait_s``."""
+    lock = ImportLock(app, owner)
+    await lock.acquire(wait_s)
+
+    async def guarded(job: JobContext) -> dict[str, Any]:
+        try:
+            undone = await undo_interrupted(app.storage, owner)
+            return await work(job, undone)
+        finally:
+            await lock.release(job.job.id)
+
+    try:
+        job = await app.jobs.submit(owner=owner, tool=tool, params=params, work=guarded)
+    except BaseException:
+        await lock.release()
+        raise
+    await lock.bind(job.id)
+    return job
+
+
+class ImportLock:
+    """One import or sync of listening history per owner at a time, across every process sharing the data.
+
+    A document with a fixed id per owner in the job-slot collection: taking it is an insert only one caller
+    can win (SQLite or MongoDB, any number of processes: the CLI and running servers alike). It names the
+    job holding it and the holder's process lease; the job heartbeat renews it with the job's quota slot
+    while the work runs. It is given back when the work (and its undo) has stopped. A lock whose process is
+    dead (its lease gone or run out) or whose job ended without ever starting is stale and taken over; the
+    plays of an import cut off that way are removed by the next import (``undo_interrupted``).
+    """
+
+    def __init__(self, app: App, owner: str):
+        self.app = app
+        self.owner = owner
+        self.slots = app.storage.jobs.slots
+        self.id = f"implock_{hashlib.sha256(owner.encode()).hexdigest()[:32]}"
+        self.pending = f"pending_{secrets.token_hex(8)}"  # who holds it until the job exists
+        self.holder = self.pending  # the job id once the job exists (``bind``)
+        self.held = False
+
+    def _doc(self) -> dict[str, Any]:
+        return {"id": self.id, "owner": self.owner, "created_at": now(), "job_id": self.holder,
+                "lease_owner": self.app.jobs.lease_id,
+                "lease_expires_at": time.time() + self.app.settings.job_lease_seconds}
+
+    async def acquire(self, wait_s: float = 0.0) -> None:
+        """Take the lock, waiting up to ``wait_s`` (and up to UNDO_GRACE_S for a holder whose job has ended and
+        is only undoing); else Busy naming the job that holds it."""
+        deadline = time.monotonic() + max(0.0, wait_s)
+        graced = False
+        while True:
+            try:
+                await self.slots.insert(self._doc())
+                self.held = True
+                return
+            except DuplicateKey:
+                pass
+            doc = await self.slots.get(self.owner, self.id)
+            if doc is None:
+                continue  # given back meanwhile
+            state, job = await self._judge(doc)
+            if state == "stale" and await self._take_over(doc):
+                return
+            if state == "ending" and not graced:
+                graced = True
+                deadline = max(deadline, time.monotonic() + UNDO_GRACE_S)
+            if time.monotonic() >= deadline:
+                raise Busy(self._busy_message(doc, job), retry_after_s=5)
+            await asyncio.sleep(LOCK_POLL_S)
+
+    async def _judge(self, doc: dict[str, Any]) -> tuple[str, JobRecord | None]:
+        """'stale' (its holder is gone), 'ending' (its job ended, its undo is finishing) or 'held'."""
+        alive = await self.app.storage.leases.alive_ids()
+        if doc.get("lease_owner") not in alive or (doc.get("lease_expires_at") or 0) <= time.time():
+            return "stale", None
+        job_id = str(doc.get("job_id") or "")
+        if job_id.startswith("pending_"):
+            return "held", None  # being submitted right now
+        job = await self.app.storage.jobs.get(self.owner, job_id)
+        if job is None or (job.status.terminal and job.started_at is None):
+            return "stale", job  # its job never ran (cancelled while queued): nothing of it to undo
+        return ("ending" if job.status.terminal else "held"), job
+
+    async def _take_over(self, doc: dict[str, Any]) -> bool:
+        fresh = self._doc()
+        taken = await self.slots.update(
+            self.owner, self.id, {k: fresh[k] for k in ("job_id", "lease_owner", "lease_expires_at", "created_at")},
+            expect={"job_id": doc.get("job_id"), "lease_owner": doc.get("lease_owner"),
+                    "lease_expires_at": doc.get("lease_expires_at")})
+        if taken is None:
+            return False
+        self.held = True
+        log.warning("took over the listening-history import lock of %s from job %s (its process is gone)",
+                    self.owner, doc.get("job_id"))
+        # its job is marked interrupted now, so this import's undo_interrupted removes what it stored
+        await self.app.storage.jobs.interrupt_dead(self.app.storage.leases.alive_ids)
+        return True
+
+    def _busy_message(self, doc: dict[str, Any], job: JobRecord | None) -> str:
+        job_id = str(doc.get("job_id") or "")
+        if job_id.startswith("pending_"):
+            return ("an import or sync of your listening history is starting right now; wait a few seconds and "
+                    "try again (list_jobs shows it)")
+        what = "an import" if job is None or job.tool == TOOL else "a sync"
+        state = "is still removing what it stored" if job is not None and job.status.terminal else "is already running"
+        return (f"{what} of your listening history {state} for you (job {job_id}); only one runs at a time. Wait "
+                f"for it with get_job(job_id='{job_id}', wait_seconds=20), then try again")
+
+    async def bind(self, job_id: str) -> None:
+        """Name the job in the lock (the heartbeat renews it from now on, with the job's quota slot)."""
+        if await self.slots.update(self.owner, self.id, {"job_id": job_id}, expect={"job_id": self.holder}):
+            self.holder = job_id
+        elif self.held:  # the work already ended and gave the lock back
+            self.held = False
+
+    async def release(self, job_id: str | None = None) -> None:
+        """Give the lock back if this holder (before or after ``bind``) still holds it."""
+        if not self.held:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                holders = [self.pending] + ([job_id] if job_id else [])
+                await self.slots.delete(self.owner, self.id, expect={"job_id": holders})
+                self.held = False
+            except Exception:  # no longer renewed: stale after one lease length, then taken over
+                log.warning("could not give back the listening-history import lock of job %s", self.holder,
+                            exc_info=True)

@@ -69,7 +69,10 @@ class HistoryRange(BaseModel):
     first_play: str | None = Field(None, description="earliest dated play, ISO 8601 UTC")
     last_play: str | None = Field(None, description="latest dated play, ISO 8601 UTC")
     undated_events: int = Field(0, description="events without a time (TSV rows without a timestamp)")
-    by_source: dict[str, int] = Field(default_factory=dict)
+    by_source: dict[str, int] = Field(default_factory=dict, description="plays per source")
+    non_play_signals: dict[str, int] = Field(default_factory=dict, description=(
+        "stored taste signals that are not plays (top: in a Spotify top list; saved: a saved or liked track, "
+        "from sync_listening_history): counted here only, never as plays or in any figure below"))
 
 
 class Totals(BaseModel):
@@ -237,6 +240,7 @@ class _Pass:
         self.last: float | None = None
         self.undated = 0
         self.by_source: dict[str, int] = {}
+        self.signals: dict[str, int] = {}
         self.external_users: set[str] = set()
         self.events = 0
         self.plays = 0.0
@@ -263,6 +267,9 @@ class _Pass:
 
     def add(self, ev: ListeningEventRecord) -> None:
         self.stored += 1
+        if ev.signal != "play":  # a top-list entry or a saved track: taste, not listening
+            self.signals[ev.signal] = self.signals.get(ev.signal, 0) + 1
+            return
         t = ev.played_at
         self.by_source[ev.source] = self.by_source.get(ev.source, 0) + 1
         if t is None:
@@ -349,6 +356,7 @@ async def build_profile(store: ListeningEventStore, owner: str, span: Span, *, t
                  since=None if span.since is None else _iso(span.since, span.tz),
                  until=None if span.until is None else _iso(span.until, span.tz))
     history = HistoryRange(events_stored=acc.stored, undated_events=acc.undated, by_source=acc.by_source,
+                           non_play_signals=acc.signals,
                            first_play=None if acc.first is None else _iso(acc.first),
                            last_play=None if acc.last is None else _iso(acc.last))
     artists_in = [a for a in acc.artists.values() if a.plays > 0]
@@ -397,8 +405,12 @@ async def build_profile(store: ListeningEventStore, owner: str, span: Span, *, t
                          f"{history.last_play} (UTC): try period=all_time or since/until inside it")
     else:
         notes.append("discovery is left out for all_time: every play is first heard in it; ask for a period")
+    if acc.signals:
+        notes.append(f"{sum(acc.signals.values())} stored top-list and saved-track signals are not plays: they "
+                     "are left out of every count here (history.non_play_signals)")
     if acc.undated:
-        notes.append(f"{acc.undated} events have no time (TSV rows without a timestamp): "
+        notes.append(f"{acc.undated} plays have no time (TSV rows without a timestamp; YouTube Music history, "
+                     "which gives only a day or period): "
                      + ("counted in totals and tops, not in listening times" if span.label == "all_time"
                         else "left out of any bounded window"))
     if acc.events and acc.with_ms < acc.events:

@@ -131,7 +131,7 @@ class ListeningEventRecord(BaseModel):
     id: str
     owner: str
     created_at: float = Field(default_factory=now, description="when it was stored")
-    source: str = Field(description="spotify | listenbrainz | lastfm | tsv")
+    source: str = Field(description="spotify | listenbrainz | lastfm | tsv | ytmusic")
     format: str = Field(description="the file format it came from")
     import_id: str = Field(description="the import (job) that stored it; undone together")
     played_at: float | None = Field(default=None, description="epoch seconds, UTC, as the source records it")
@@ -147,7 +147,21 @@ class ListeningEventRecord(BaseModel):
     skipped: bool | None = None
     reason_end: str | None = None
     external_user: str | None = Field(default=None, description="the user column of a TSV interactions file")
-    weight: float = Field(default=1.0, description="plays this event stands for (a TSV row's weight)")
+    weight: float = Field(default=1.0, description="plays this event stands for (a TSV row's weight); 1 for a "
+                                                   "non-play signal (one top-list entry, one saved track)")
+    # Synced from a provider (recommend/sync.py): what kind of signal it is, and what the service said about it.
+    signal: str = Field(default="play", description="play | top (in a Spotify top-tracks list) | saved (a saved "
+                                                    "or liked track): only plays are listening, the others are "
+                                                    "taste signals and never counted as plays")
+    rank: int | None = Field(default=None, description="position in a top list, 1 = first")
+    term: str | None = Field(default=None, description="a top list's time range: short_term | medium_term | "
+                                                       "long_term")
+    added_at: float | None = Field(default=None, description="when a saved track was saved, epoch seconds UTC")
+    played_period: str | None = Field(default=None, description=(
+        "when only a period is known (YouTube Music history: 'Today', 'Yesterday', ...): the day YYYY-MM-DD, "
+        "ISO week YYYY-Www, month YYYY-MM or year YYYY it means, or 'label:<text>' when the label is not one of "
+        "those"))
+    ytmusic_video_id: str | None = None
 
 
 class ArtifactRecord(BaseModel):

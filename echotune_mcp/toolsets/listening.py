@@ -10,7 +10,7 @@ reads those plays back (this user's only) as tops, listening times, skip and dis
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import anyio
@@ -22,15 +22,20 @@ from pydantic import Field
 from ..app import App
 from ..errors import BadInput, Busy
 from ..principal import current_principal
+from ..providers.base import NotConnected
+from ..providers.hub import ProviderHub
 from ..recommend.history import FORMAT_NAMES, HistoryFileError
 from ..recommend.importer import (
     HistorySource,
     ImportReport,
     SkippedFile,
+    SYNC_TOOL,
     open_sources,
+    submit_exclusive,
     submit_import,
 )
-from ..recommend.profile import NoHistory, Period, TasteProfile, build_profile, profile_png, window
+from ..recommend.profile import NoHistory, Period, TasteProfile, build_profile, profile_png, window, zone
+from ..recommend.sync import TERMS, Include, SyncReport, Term, run_sync
 from ..views import JobView
 from .base import Toolset, tool_result
 from .common import WaitSeconds, decoded_upload, job_result
@@ -51,10 +56,23 @@ class ListeningImportJobView(JobView):
     result: ImportReport | None = Field(default=None, description="the import report once the job succeeded")  # type: ignore[assignment]
 
 
-def build(app: App) -> Toolset:
+class ListeningSyncJobView(JobView):
+    """The sync job; once it succeeded, ``result`` is the sync report."""
+
+    result: SyncReport | None = Field(default=None, description="the sync report once the job succeeded")  # type: ignore[assignment]
+
+
+def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
     ts = Toolset("listening", "The user's listening history: import plays from Spotify, ListenBrainz and Last.fm "
-                              "exports or an interactions TSV, and read them back as a taste profile.")
+                              "exports or an interactions TSV, sync what Spotify and YouTube Music still give, "
+                              "and read them back as a taste profile.")
     limit = app.settings.max_upload_bytes
+    hub_ref: list[ProviderHub | None] = [hub]
+
+    def the_hub() -> ProviderHub:
+        if hub_ref[0] is None:
+            hub_ref[0] = ProviderHub(app)
+        return hub_ref[0]
 
     @ts.tool(title="Import listening history", read_only=False, destructive=False, idempotent=True)
     async def import_listening_history(
@@ -122,6 +140,77 @@ def build(app: App) -> Toolset:
         params = {"files": [{"file": s.name, "format": s.format, "bytes": s.size} for s in sources[:MAX_FILES]],
                   "file_count": len(sources), "format": format, "upload": data_base64 is not None}
         job = await submit_import(app, owner, sources, params, skipped)
+        return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    @ts.tool(title="Sync listening history from a provider", read_only=False, destructive=False, idempotent=True,
+             open_world=True)
+    async def sync_listening_history(
+        ctx: Context,
+        provider: Annotated[Literal["spotify", "ytmusic"], Field(description=(
+            "spotify or ytmusic (YouTube Music); connect it first (connect_provider)"))],
+        include: Annotated[list[Include] | None, Field(min_length=1, max_length=3, description=(
+            "what to fetch: recently_played (plays: Spotify's last ~50, YouTube Music's history), top (Spotify's "
+            "top tracks; not plays) and saved (saved / liked tracks; not plays). Default: all three for "
+            "spotify, recently_played for ytmusic"))] = None,
+        top_terms: Annotated[list[Term] | None, Field(min_length=1, max_length=3, description=(
+            "Spotify top lists to fetch with include 'top': short_term (~4 weeks), medium_term (~6 months), "
+            "long_term (~1 year); default all three"))] = None,
+        max_items: Annotated[int, Field(ge=1, le=10_000, description=(
+            "the most items taken from each source (1-10000)"))] = 1000,
+        timezone: Annotated[str, Field(min_length=1, max_length=64, description=(
+            "IANA timezone of the YouTube Music account, for what its history labels ('Today', 'Yesterday') "
+            "mean as dates"))] = "UTC",
+        wait_seconds: WaitSeconds = 20,
+    ) -> Annotated[CallToolResult, ListeningSyncJobView]:
+        """Bring what a connected provider still tells about your listening into your history, as a job.
+
+        Spotify: recently played (real plays with their times, but Spotify keeps only about the last 50
+        and not how long each lasted: for years of history import the account-data export with
+        import_listening_history), top tracks per term and saved tracks. Top and saved tracks are
+        stored as taste signals, not plays, so taste_profile's play counts stay true. YouTube Music: the
+        history (plays labelled only 'Today', 'Yesterday', 'This week'...: stored with that day or
+        period, no invented times) and liked songs (saved). Safe to repeat: what is already stored
+        (same source, time or period, and track) is counted as a duplicate, so re-syncing adds only
+        what is new. A source the API refuses is reported as unavailable with why (a 403 names the
+        Spotify scope it needs) while the others are synced. If the job fails or is cancelled,
+        everything it stored is removed again; one import or sync runs at a time. The report gives,
+        per source: fetched, imported, duplicates, skipped (with reasons), and what the API could not give.
+        """
+        owner = current_principal()
+        kinds: list[str] = list(dict.fromkeys(include or (["recently_played", "top", "saved"]
+                                                          if provider == "spotify" else ["recently_played"])))
+        if provider == "ytmusic" and "top" in kinds:
+            raise BadInput("include", "YouTube Music has no top-tracks listing", "recently_played, saved")
+        if top_terms is not None and ("top" not in kinds or provider != "spotify"):
+            raise BadInput("top_terms", "only applies to provider spotify with 'top' in include",
+                           "leave it out, or include 'top'")
+        terms = list(dict.fromkeys(top_terms or TERMS))
+        zone(timezone)
+        if provider == "ytmusic" and not app.settings.ytmusic_auth_file:
+            raise NotConnected("ytmusic")
+        adapter = await the_hub().provider(owner, provider)
+        granted: str | None = None
+        if provider == "spotify" and not app.settings.spotify_token:
+            meta = await the_hub().keeper.store.metadata(owner, "spotify")
+            granted = (meta or {}).get("scope")
+        params = {"provider": provider, "include": kinds, "top_terms": terms if "top" in kinds else [],
+                  "max_items": max_items, "timezone": timezone}
+
+        async def work(job: Any, undone: int) -> dict[str, Any]:
+            try:
+                report = await run_sync(app.storage.listening, owner, provider, adapter, job.job.id, include=kinds,
+                                        terms=terms, max_items=max_items, timezone=timezone,
+                                        granted_scope=granted, progress=job.progress)
+            finally:
+                await adapter.aclose()
+            report.interrupted_imports_undone = undone
+            return report.model_dump(mode="json")
+
+        try:
+            job = await submit_exclusive(app, owner, SYNC_TOOL, params, work)
+        except BaseException:
+            await adapter.aclose()
+            raise
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
     @ts.tool(title="Taste profile", read_only=True)

@@ -18,7 +18,7 @@ from echotune_mcp.licensing import assert_provenance_complete
 NO_ARTIFACTS = {"cancel_job", "delete_artifact", "set_license", "connect_provider", "disconnect_provider",
                 "create_playlist", "add_tracks", "remove_tracks", "reorder_playlist", "dedupe_playlist",
                 "transfer_playlist", "curate_playlist", "restore_playlist",
-                "import_listening_history", "fit_recommender", "share_taste_for_segments"}
+                "import_listening_history", "sync_listening_history", "fit_recommender", "share_taste_for_segments"}
 
 
 def _wav(seconds=3.0, sr=22050) -> bytes:

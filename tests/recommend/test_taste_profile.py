@@ -84,7 +84,7 @@ def check_january(p: dict) -> None:
                            "until": "2024-02-01T00:00:00-05:00", "timezone": TZ}
     assert p["history"] == {"events_stored": 13, "first_play": "2023-06-01T12:00:00Z",
                             "last_play": "2024-02-01T06:00:00Z", "undated_events": 0,
-                            "by_source": {"spotify": 12, "lastfm": 1}}
+                            "by_source": {"spotify": 12, "lastfm": 1}, "non_play_signals": {}}
     assert p["totals"] == {"events": 9, "plays": 9, "listening_minutes": 24.9, "events_with_duration": 8,
                            "artists": 3, "tracks": 7, "undated_events_included": 0}
     assert [(a["artist"], a["plays"], a["listening_minutes"]) for a in p["top_artists_by_plays"]] == [
