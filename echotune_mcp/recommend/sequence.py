@@ -13,14 +13,17 @@ tracks or a target duration and orders them so that
 It is a beam search (``BEAM`` partial playlists kept per position) over one documented cost, the sum over
 positions i of::
 
-    W_ENERGY * |energy - target_energy(i)|          (target from the arc, scaled to the pool's energy range)
+    W_ENERGY * min(1, |energy - target(i)| / range)  (target from the arc, between the pool's 10th and 90th
+                                                     energy percentiles; range = their distance, at least 0.1)
   + W_TEMPO  * tempo_step(previous, this)           (0 within TEMPO_OK of the previous tempo or its half/double,
                                                      rising to 1 at TEMPO_FAR beyond it)
   + W_KEY    * key_step(previous, this)             (0 same Camelot key, 0.15 one harmonic move, 0.5 two, else 1)
   + W_RANK   * rank / pool size                     (0 for the recommender's first choice)
 
 A track whose features are unknown costs ``UNKNOWN`` for that term (about a typical fit), so it is placed by
-the other rules (rank, artist spread, duration) rather than guessed, and the report says so. Everything is
+the other rules (rank, artist spread, duration) rather than guessed, and the report says so. The search runs
+twice: once to choose (rank counts), then over the chosen tracks with the rank term off to order them (every
+order of one set has the same rank cost, and the first pass would otherwise spend the best-ranked tracks early). Everything is
 deterministic for a given ``seed`` (the seed only breaks exact ties).
 """
 
