@@ -35,6 +35,7 @@ from .base import Toolset, tool_result
 
 MAX_PRINCIPALS = 100_000
 EVENT_PAGE = 1000
+MAX_PLAYS_PER_PRINCIPAL = 50_000  # the newest; bounds the time one segmentation spends reading a long history
 
 
 class CorpusView(BaseModel):
@@ -166,7 +167,7 @@ def build(app: App) -> Toolset:
                 corpus = await _corpus(corpus_id)
                 tags = await app.cpu.run(artist_tags_of, corpus, start_within=app.settings.max_wait_seconds)
                 extra = {"licence": corpus.info.licence, "commercial_use": corpus.info.commercial_use}
-            pop, without = await _principals(tags)
+            pop, without, capped = await _principals(tags)
             extra["opted_in_without_history"] = without
         try:
             report, _labels = await app.cpu.run(partial(segment, pop, segments, floor, seed=seed, small=small_segments),
@@ -176,6 +177,9 @@ def build(app: App) -> Toolset:
                     if population == "principals" else "")
             raise BadInput("population", f"{exc}{hint}") from None
         result = SegmentsResult(**report.model_dump(), **extra)
+        if population == "principals" and capped:
+            result.notes.append(f"{capped} principal(s) have more than {MAX_PLAYS_PER_PRINCIPAL} plays; their "
+                                f"newest {MAX_PLAYS_PER_PRINCIPAL} were used")
         summary = (f"{len(result.segments)} segments of {result.members} {population} (floor {floor}): "
                    + "; ".join(f"{s.name} ({s.size})" for s in result.segments))
         return tool_result(result, summary=summary)
@@ -191,17 +195,23 @@ def build(app: App) -> Toolset:
         except KeyError:
             raise BadInput("corpus_id", f"no corpus {corpus_id!r}", [i.id for i in infos]) from None
 
-    async def _principals(tags: dict[str, tuple[str, ...]] | None) -> tuple[Population, int]:
-        """Opted-in principals' plays per artist, read owner by owner (each read scoped to that owner)."""
+    async def _principals(tags: dict[str, tuple[str, ...]] | None) -> tuple[Population, int, int]:
+        """Opted-in principals' plays per artist, read owner by owner (each read scoped to that owner); also how
+        many had no plays and how many were read only up to MAX_PLAYS_PER_PRINCIPAL."""
         owners = await app.storage.segment_optins.opted_in_owners(MAX_PRINCIPALS)
         vectors: list[dict[str, float]] = []
         names: dict[str, str] = {}
-        without = 0
+        without = capped = 0
         for owner in owners:
             vec: defaultdict[str, float] = defaultdict(float)
             cursor = None
+            read = 0
             while True:
+                if read >= MAX_PLAYS_PER_PRINCIPAL:
+                    capped += 1
+                    break
                 page, cursor = await app.storage.listening.find(owner, limit=EVENT_PAGE, cursor=cursor)
+                read += len(page)
                 for ev in page:
                     if ev.artist and ev.artist.strip():
                         key = artist_key(ev.artist)
@@ -215,6 +225,6 @@ def build(app: App) -> Toolset:
                 without += 1
         pop = await app.cpu.run(population_from_vectors, vectors, names, tags,
                                 start_within=app.settings.max_wait_seconds)
-        return pop, without
+        return pop, without, capped
 
     return ts

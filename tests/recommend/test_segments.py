@@ -244,6 +244,13 @@ async def test_principals_only_opted_in_and_only_aggregates(make_client, setting
         bad = await as_("user:jazz3", "segment_listeners", {"population": "principals", "segments": 1})
         assert bad.is_error and "segments" in text_of(bad)
 
+        # A long history is read up to its newest plays only (bounded time), and the reply says so.
+        monkeypatch.setattr("echotune_mcp.toolsets.audience.EVENT_PAGE", 4)
+        monkeypatch.setattr("echotune_mcp.toolsets.audience.MAX_PLAYS_PER_PRINCIPAL", 8)
+        r = await as_("user:jazz3", "segment_listeners", {"population": "principals", "segments": 2})
+        assert r.structured_content["members"] == 9
+        assert "9 principal(s) have more than 8 plays" in " ".join(r.structured_content["notes"])
+
 
 async def test_corpus_population_and_list_corpora_tools(make_client, settings, tmp_path):
     rows = ["user\titem\tweight"]
