@@ -36,23 +36,28 @@ class SearchAndLibrary:
     """Search + library + radio, interleaved so no single source dominates."""
 
     async def candidates(self, provider: MusicProvider, prompt: str | None, seeds: list[str],
-                         limit: int) -> list[Candidate]:
+                         limit: int, *, library: bool = True) -> list[Candidate]:
+        """Up to about ``limit`` per source; ``library=False`` leaves the user's own library out."""
         pools: list[list[Candidate]] = []
         want = min(50, max(10, limit))
         if prompt:
             pools.append([Candidate(t, "search") for t in await provider.search_tracks(prompt, want)])
         for seed in seeds:
             pools.append(await self._from_seed(provider, seed, want))
-        library = await self._library(provider, want)
-        if prompt and library:
-            words = _words(prompt)
-            library = [c for c in library
-                       if words & _words(" ".join([c.track.title, c.track.album or "", *c.track.artists]))]
-        pools.append(library)
+        library_pool = await self._library(provider, want) if library else []
+        pools.append(self._about(library_pool, prompt))
         merged: list[Candidate] = []
         for i in range(max((len(p) for p in pools), default=0)):
             merged.extend(p[i] for p in pools if i < len(p))
         return merged
+
+    @staticmethod
+    def _about(library: list[Candidate], prompt: str | None) -> list[Candidate]:
+        """With a prompt, only the library tracks that share a word with it."""
+        if not prompt:
+            return library
+        words = _words(prompt)
+        return [c for c in library if words & _words(" ".join([c.track.title, c.track.album or "", *c.track.artists]))]
 
     async def _from_seed(self, provider: MusicProvider, seed: str, want: int) -> list[Candidate]:
         """A seed is a track id on this provider, or free text such as 'Artist - Title'."""

@@ -700,17 +700,19 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
                     notes.append(f"recommender: {rec.message}")
                 # the recommender lists each track it could not find on the provider in rec.ignored
                 pool = [i for i in rec.items if i.kind == "track" and i.provider_track is not None]
-            if len(pool) < want and (prompt or seeds or use_history):
+            if len(pool) < want:
                 try:
-                    # more than wanted, so the sequencer has a choice
-                    extra = await SearchAndLibrary().candidates(p, prompt, list(seeds), min(50, 3 * want))
+                    # more than wanted, so the sequencer has a choice; the library only when the taste may be used
+                    extra = await SearchAndLibrary().candidates(p, prompt, [*seeds, *seed_artists], min(50, 3 * want),
+                                                                library=use_history)
                 except ProviderError as exc:
                     ignored.append(f"search/library fallback failed: {exc}")
                     extra = []
                 pool += [candidate_item(c, prompt) for c in extra]
                 if extra:
                     notes.append(f"the recommender gave {len(pool) - len(extra)} track(s) on {provider} for {want} "
-                                 f"wanted: {len(extra)} candidate(s) added from search, library and related tracks")
+                                 f"wanted: {len(extra)} candidate(s) added from search" +
+                                 (", your library" if use_history else "") + " and related tracks")
             root = corpora_dir(app.settings)
             used: set[str] = set()
             if any(not i.features for i in pool):

@@ -54,7 +54,8 @@ def rows(settings, tmp_path):
 @pytest.fixture
 def fake(loopback_api, rows):
     fs = FakeSpotify([as_fake(r) for r in rows.values()])
-    fs.base = loopback_api(fs).base
+    fs.api = loopback_api(fs)
+    fs.base = fs.api.base
     return fs
 
 
@@ -64,6 +65,8 @@ async def test_proposal_is_sequenced_with_corpus_features(settings, rows, fake):
                              use_history=False, create=False)
         assert not r.is_error, text_of(r)
     assert data["playlist"] is None and fake.created == 0 and not fake.writes
+    # use_history=false: the user's library (top, saved, recent) was not read either
+    assert not [path for _, path, _ in fake.api.requests if path.startswith(("/me/top", "/me/tracks", "/me/player"))]
     tracks = data["tracks"]
     assert [t["position"] for t in tracks] == list(range(1, 11))
     # features came from the corpus rows of the same Spotify ids, and the corpus licence is reported
