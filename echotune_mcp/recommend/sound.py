@@ -433,8 +433,10 @@ def _artifact_title(rec: Any) -> str:
     return f"{rec.name}: {prompt[:80]}" if isinstance(prompt, str) and prompt else rec.name
 
 
-async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id: str | None = None) -> SimilarResult:
-    """Catalogue tracks and the owner's other audio artifacts that sound like ``artifact_id``, nearest first."""
+async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id: str | None = None, *,
+                       include_artifacts: bool = True) -> SimilarResult:
+    """Catalogue tracks and (unless ``include_artifacts`` is off) the owner's other audio artifacts that sound
+    like ``artifact_id``, nearest first."""
     from ..audio_inputs import load_audio_input
     from ..errors import BadInput, Busy, NotFound
     from ..toolsets.audio import _analysis, _cache_id
@@ -510,7 +512,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
 
     others: list[Any] = []
     cursor = None
-    while len(others) < MAX_ARTIFACTS:
+    while include_artifacts and len(others) < MAX_ARTIFACTS:
         page, cursor = await app.artifacts.list(owner, kind="audio", limit=100, cursor=cursor)
         others += [r for r in page if r.id != record.id and r.sha256 != record.sha256]
         if not cursor:
@@ -580,7 +582,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
                          embeddings=f"clap:{app.settings.clap_model}" if query_vec is not None else None, notes=notes)
 
 
-async def similar_to_artifact(app: App, owner: str, artifact_id: str, k: int,
-                              corpus_id: str | None = None) -> list[RecommendedItem]:
-    """``find_similar``'s items only."""
-    return (await find_similar(app, owner, artifact_id, k, corpus_id)).items
+async def similar_to_artifact(app: App, owner: str, artifact_id: str, k: int, corpus_id: str | None = None, *,
+                              include_artifacts: bool = True) -> list[RecommendedItem]:
+    """``find_similar``'s items only (``include_artifacts=False``: corpus tracks only, e.g. as seeds)."""
+    return (await find_similar(app, owner, artifact_id, k, corpus_id, include_artifacts=include_artifacts)).items
