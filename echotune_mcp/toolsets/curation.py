@@ -642,7 +642,9 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             max_length=5, description="seed tracks: ids on this provider, or 'Artist - Title' text")] = [],  # noqa: B006
         seed_artists: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(
             max_length=5, description="seed artist names")] = [],  # noqa: B006
-        use_history: Annotated[bool, Field(description="build on your imported listening history (my taste)")] = True,
+        use_history: Annotated[bool, Field(description=(
+            "build on your taste: your imported listening history, and your library on the provider when search "
+            "fills in"))] = True,
         length: Annotated[int | None, Field(ge=1, le=100, description=(
             "number of tracks (default 25); give this or duration_minutes"))] = None,
         duration_minutes: Annotated[float | None, Field(ge=5, le=600, description=(
