@@ -450,7 +450,8 @@ class ImportLock:
         if taken is None:
             return False
         self.held = True
-        log.warning("took over the listening-history import lock of %s from job %s (its process is gone)",
+        log.warning("took over the listening-history import lock of %s from job %s (its process is gone or "
+                    "the job never ran)",
                     self.owner, doc.get("job_id"))
         # its job is marked interrupted now, so this import's undo_interrupted removes what it stored
         await self.app.storage.jobs.interrupt_dead(self.app.storage.leases.alive_ids)

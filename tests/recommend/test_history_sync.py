@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -407,8 +408,13 @@ async def test_a_lock_left_by_a_dead_process_is_taken_over_and_its_plays_undone(
         assert (await app.storage.jobs.get("local", job.id)).status == JobStatus.interrupted
 
 
-async def test_two_servers_on_one_data_dir_take_turns(settings):
-    async with App(replace(settings, job_lease_seconds=300)) as a, App(replace(settings, job_lease_seconds=300)) as b:
+@pytest.mark.parametrize("backend", ["sqlite", "mongodb"])
+async def test_two_servers_on_one_data_dir_take_turns(settings, request, backend):
+    settings = replace(settings, job_lease_seconds=300)
+    if backend == "mongodb":
+        settings = replace(settings, mongodb_uri=request.getfixturevalue("mongo_uri"),
+                           mongodb_db=f"t_{uuid.uuid4().hex[:10]}")
+    async with App(settings) as a, App(settings) as b:
         lock, job = await _held(a)
         t0 = time.monotonic()
         with pytest.raises(Busy, match=job.id):
@@ -435,3 +441,15 @@ async def test_two_servers_on_one_data_dir_take_turns(settings):
         late = ImportLock(b, "local")
         await late.acquire(wait_s=0)
         assert late.held
+        # a job cancelled before it started never runs its work (nor gives the lock back): taken over at once
+        await late.release()
+        never = await a.storage.jobs.insert(JobRecord(owner="local", tool=SYNC_TOOL, status=JobStatus.cancelled,
+                                                      lease_owner=a.jobs.lease_id))
+        lock = ImportLock(a, "local")
+        await lock.acquire()
+        await lock.bind(never.id)
+        t0 = time.monotonic()
+        taker = ImportLock(b, "local")
+        await taker.acquire(wait_s=0)
+        assert taker.held and time.monotonic() - t0 < 2
+        assert (await b.storage.jobs.slots.get("local", taker.id))["lease_owner"] == b.jobs.lease_id
