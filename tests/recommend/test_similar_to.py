@@ -113,6 +113,11 @@ async def test_similar_to_ranks_matching_tempo_and_key_first(make_client, tmp_pa
         assert a2["mix_artifact_id"] in ids[:5] and a["mix_artifact_id"] not in ids and b["mix_artifact_id"] not in ids
         mine = res["items"][ids.index(a2["mix_artifact_id"])]
         assert mine["source"] == "artifact" and "same key A minor" in mine["reasons"], mine
+        # as recommend's seed_artifact uses it: corpus tracks only
+        seeds = await sound.similar_to_artifact(app, "local", a["mix_artifact_id"], 10, info.id, include_artifacts=False)
+        assert len(seeds) == 10 and all(i.source == f"corpus:{info.id}" for i in seeds)
+        tracks = [i["item_id"] for i in res["items"] if i["source"] != "artifact"]
+        assert [i.item_id for i in seeds][:len(tracks)] == tracks
 
         # CLAP weights appear in the models dir: artifacts are compared by embeddings too
         save_tiny_clap(models / "clap-htsat-unfused")
