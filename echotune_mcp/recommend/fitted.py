@@ -228,9 +228,8 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = Non
         say(0.65, "EASE")
         ease = EASE(**EASE_PARAMS).fit(x)
         arrays.update(ease_items=ease.items.astype(np.int64), ease_b=ease.b)
-    if weights.get("als"):
-        say(0.75, "ALS")
-        arrays["als_items"] = ALS(seed=seed, **ALS_PARAMS).fit(x).item_factors
+    say(0.75, "ALS")  # always: its item vectors are what diversity (MMR) and large-catalogue retrieval use
+    arrays["als_items"] = ALS(seed=seed, **ALS_PARAMS).fit(x).item_factors
     if weights.get("content") and content is not None:
         arrays.update(content_data=content.data, content_indices=content.indices, content_indptr=content.indptr,
                       content_shape=np.asarray(content.shape, dtype=np.int64))
@@ -302,7 +301,7 @@ def save(root: Path, corpus_id: str, arrays: dict[str, np.ndarray], provenance: 
     return version
 
 
-_CACHE: dict[Path, Fitted] = {}
+_CACHE: dict[tuple[Path, int], Fitted] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -313,9 +312,10 @@ def load(root: Path, corpus_id: str, version: int | None = None) -> Fitted:
         raise KeyError(corpus_id)
     v = version if version is not None else versions[-1]
     path = root / corpus_id / f"v{v}"
+    key = (path, (path / "provenance.json").stat().st_mtime_ns)  # a version rewritten in place is read again
     with _CACHE_LOCK:
-        if path in _CACHE:
-            return _CACHE[path]
+        if key in _CACHE:
+            return _CACHE[key]
     provenance = json.loads((path / "provenance.json").read_text(encoding="utf-8"))
     with np.load(path / "arrays.npz", allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
@@ -336,7 +336,7 @@ def load(root: Path, corpus_id: str, version: int | None = None) -> Fitted:
     with _CACHE_LOCK:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[path] = fitted
+        _CACHE[key] = fitted
     return fitted
 
 

@@ -93,6 +93,7 @@ class Catalog:
     listeners: np.ndarray  # users per item in the corpus
     knn_cols: sp.csc_matrix | None  # item-kNN similarities by column: who leads to item j (the reasons)
     popularity_rank: np.ndarray  # 1 = the item with the most listeners
+    popularity_signal: np.ndarray  # z-scored listeners (+ the data's own 0-100 popularity where it has one)
 
     @classmethod
     def build(cls, fitted: Fitted, corpus: Corpus) -> Catalog:
@@ -126,7 +127,7 @@ class Catalog:
                 by_tag[tag].append((j, rank))
         return cls(fitted, corpus, items, by_id, by_isrc, dict(by_artist), by_name, dict(by_title), dict(by_tag),
                    listeners, fitted.knn.tocsc() if fitted.knn is not None else None,
-                   np.argsort(order, kind="stable") + 1)
+                   np.argsort(order, kind="stable") + 1, _popularity_signal(fitted, items))
 
     @property
     def kind(self) -> str:
@@ -179,6 +180,19 @@ class Catalog:
 
 
 MAX_TRACKS_PER_ARTIST = 20
+
+
+def _popularity_signal(fitted: Fitted, items: list[CorpusItem | None]) -> np.ndarray:
+    """How well known each item is: z-scored log listeners in the corpus, averaged with the z-scored popularity
+    the data carries (Spotify's 0-100) where items have one, since a playlist corpus lists most tracks once."""
+    signal = zscore(fitted.popularity[None, :].astype(np.float32))[0]
+    own = np.array([np.nan if it is None or it.popularity is None else it.popularity for it in items], np.float64)
+    have = ~np.isnan(own)
+    if have.sum() > 1 and np.nanstd(own) > 0:
+        z = np.zeros_like(own)
+        z[have] = (own[have] - own[have].mean()) / own[have].std()
+        signal = np.where(have, (signal + z) / 2, signal).astype(np.float32)
+    return signal
 HISTORY_PAGE = 1000
 _CATALOGS: dict[tuple[str, int], Catalog] = {}
 _CATALOGS_LOCK = threading.Lock()
@@ -212,7 +226,7 @@ def _catalog(settings, corpus_id: str | None, kind: str) -> tuple[Catalog, str |
     key = (str(fitted.path), corpus.info.version)
     with _CATALOGS_LOCK:
         catalog = _CATALOGS.get(key)
-    if catalog is None:
+    if catalog is None or catalog.fitted is not fitted or catalog.corpus is not corpus:
         catalog = Catalog.build(fitted, corpus)
         with _CATALOGS_LOCK:
             if len(_CATALOGS) >= 4:
@@ -235,6 +249,7 @@ class _Play:
     spotify_uri: str | None
     isrc: str | None
     plays: float = 0.0
+    signals: set[str] = field(default_factory=set)  # play, and synced taste signals: top, saved
 
 
 async def owner_plays(store, owner: str) -> dict[str, _Play]:
@@ -249,7 +264,10 @@ async def owner_plays(store, owner: str) -> dict[str, _Play]:
             p = out.get(ev.item_key)
             if p is None:
                 p = out[ev.item_key] = _Play(ev.artist, ev.track, ev.spotify_uri, ev.isrc)
-            p.plays += float(ev.weight or 1.0)
+            signal = getattr(ev, "signal", "play") or "play"
+            p.signals.add(signal)
+            if signal == "play":  # a top-list entry or a saved track is taste, not a play
+                p.plays += float(ev.weight or 1.0)
         if cursor is None:
             return out
 
@@ -259,6 +277,7 @@ async def owner_plays(store, owner: str) -> dict[str, _Play]:
 class _Query:
     history: dict[int, float] = field(default_factory=dict)  # item -> plays
     history_names: dict[int, str] = field(default_factory=dict)
+    history_signals: dict[int, set[str]] = field(default_factory=dict)
     known: set[int] = field(default_factory=set)  # every item the owner played (exclude_known)
     seeds: dict[int, str] = field(default_factory=dict)  # item -> the seed text that matched it
     prompt_terms: list[str] = field(default_factory=list)
@@ -335,7 +354,7 @@ def rank(catalog: Catalog, q: _Query, request: RecommendRequest) -> tuple[list[t
     if q.prompt is not None:
         parts.append((1.0, zscore(q.prompt[None, :])[0]))
         how.append("tags matching your prompt")
-    popularity = zscore(fitted.popularity[None, :].astype(np.float32))[0]
+    popularity = catalog.popularity_signal
     if not parts:
         total = popularity.copy()
         how.append("corpus popularity")
@@ -374,12 +393,18 @@ def _reasons(catalog: Catalog, q: _Query, j: int, request: RecommendRequest) -> 
             out.append(f"listeners of your seed {catalog.label(best_seed)} also play this")
         if q.history:
             hist = np.fromiter(q.history, dtype=np.int64)
-            contrib = sims[hist] * np.log1p(np.fromiter(q.history.values(), dtype=np.float64))
+            contrib = sims[hist] * np.log1p(1.0 + np.fromiter(q.history.values(), dtype=np.float64))
             b = int(np.argmax(contrib))
             if contrib[b] > 0:
                 i = int(hist[b])
                 name = q.history_names.get(i, catalog.label(i))
-                out.append(f"you played {name} {q.history[i]:g} times; listeners of {name} also play this")
+                plays = q.history[i]
+                if plays > 0:
+                    why = f"you played {name} {plays:g} time{'s' if plays != 1 else ''}"
+                else:
+                    kinds = sorted(q.history_signals.get(i, set()) - {"play"})
+                    why = f"{name} is in your {' and '.join(k + ' tracks' for k in kinds) or 'library'}"
+                out.append(f"{why}; listeners of {name} also play this")
     item = catalog.items[j]
     tags = list(item.tags) if item is not None else []
     if q.prompt_tags.get(j):
@@ -421,7 +446,7 @@ async def _playlist_seeds(hub, owner: str, provider: str, playlist: str) -> list
         listing = await adapter.get_playlist(pid, MAX_PLAYLIST_SEEDS)
     finally:
         await adapter.aclose()
-    return [t for t in listing.tracks if t.kind == "track"]
+    return [t for t in listing.tracks if t.kind in ("track", "local")]  # a local file still names its artist
 
 
 MAX_PLAYLIST_SEEDS = 500
@@ -475,6 +500,7 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
             q.known.add(j)
             if request.my_taste:
                 q.history[j] = q.history.get(j, 0.0) + play.plays
+                q.history_signals.setdefault(j, set()).update(play.signals)
                 q.history_names.setdefault(j, play.artist if catalog.kind == "artist" else
                                            f"{play.artist} - {play.track}")
         if request.my_taste:

@@ -24,6 +24,7 @@ from echotune_mcp.recommend.history import fold
 from echotune_mcp.recommend.importer import import_history, path_source
 from echotune_mcp.recommend.service import RecommendRequest, recommend
 from tests.conftest import shared_path
+from tests.providers.conftest import prism, spotify_spec  # noqa: F401 (fixtures)
 from tests.providers.test_curation_tools import call, curation_client, text_of
 
 LICENCE = "HetRec 2011 / Last.fm terms: non-commercial research"
@@ -256,25 +257,125 @@ async def test_one_principal_never_moves_anothers_recommendations(rec_settings, 
         fold(a) for a in alice_plays}) for it in after.items for r in it.reasons)
 
 
-async def test_refit_is_a_new_version_and_the_old_stays_until_done(settings, world):
+def tiny_corpus(data_dir: Path, tmp: Path) -> str:
+    """30 listeners of 12 artists; everyone who plays 'string' (the name Prism's examples use) also plays Alpha."""
+    rng = np.random.default_rng(3)
+    names = ["string", "Alpha", "Beta"] + [f"Band {i}" for i in range(3, 12)]
+    (tmp / "artists.dat").write_text("id\tname\n" + "".join(f"{i + 1}\t{n}\n" for i, n in enumerate(names)))
+    rows = ["userID\tartistID\tweight"]
+    for u in range(30):
+        picks = {1, 2} if u < 12 else {3}
+        picks |= set((rng.choice(9, size=2, replace=False) + 4).tolist())
+        rows += [f"{u}\t{a}\t{int(rng.integers(1, 50))}" for a in sorted(picks)]
+    (tmp / "plays.dat").write_text("\n".join(rows) + "\n")
+    info = add_corpus(data_dir / "corpora", [tmp / "plays.dat"], "interactions", "test data, no restrictions",
+                      items_file=tmp / "artists.dat", commercial_use=True)
+    prov = fitted_mod.fit_and_save(type("S", (), {"data_dir": data_dir})(), info.id)
+    assert prov["weights_from"].startswith("defaults")  # too few listeners to carve validation users from
+    return info.id
+
+
+async def test_a_playlist_seed_read_from_the_prism_spotify_mock(settings, prism, tmp_path):
+    cid = tiny_corpus(Path(settings.data_dir), tmp_path)
+    async with curation_client(settings, spotify_token="ci-token", spotify_api_base=prism) as (client, _app):
+        r, data = await call(client, "recommend_artists", seed_playlist="3cEYpjA9oz9GiPac4AsH4n", my_taste=False,
+                             k=3, corpus_id=cid)
+        assert not r.is_error, text_of(r)
+        assert any(s.startswith("seed_playlist") and "on spotify" in s for s in data["seeds_used"]), data
+        assert data["items"][0]["artists"] == ["Alpha"]
+        assert "listeners of your seed string also play this" in data["items"][0]["reasons"]
+        assert "string" not in [it["artists"][0] for it in data["items"]]
+        assert data["model"]["commercial_use"] is True and "non-commercial" not in data["message"]
+        r, _ = await call(client, "recommend_artists", seed_playlist="not a playlist id!", corpus_id=cid)
+        assert r.is_error and "seed_playlist" in text_of(r)
+
+
+@pytest.fixture(scope="module")
+def tracks_world(tmp_path_factory):
+    """The TidyTuesday playlists as a track corpus (Spotify ids, genres, audio features), fitted."""
+    data_dir = tmp_path_factory.mktemp("tracks") / "data"
+    parts = sorted(shared_path("data", "recsys", "tidytuesday_spotify_songs_2020").glob("spotify_songs_part*.csv"))
+    info = add_corpus(data_dir / "corpora", parts, "playlists", "CC0 (TidyTuesday / spotifyr)", name="TidyTuesday",
+                      commercial_use=False)
+    fitted_mod.fit_and_save(type("S", (), {"data_dir": data_dir})(), info.id)
+    return data_dir, info
+
+
+def extended_history(folder: Path, tracks) -> Path:
+    rows = [{"ts": f"2024-01-{1 + i % 28:02d}T12:{i % 60:02d}:00Z", "ms_played": 200_000,
+             "master_metadata_track_name": t.title, "master_metadata_album_artist_name": t.artists[0],
+             "master_metadata_album_album_name": "x", "spotify_track_uri": t.id, "reason_end": "trackdone",
+             "skipped": False, "episode_name": None, "spotify_episode_uri": None} for i, t in enumerate(tracks)]
+    path = folder / "Streaming_History_Audio_2024_0.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path
+
+
+async def test_tracks_from_a_playlist_corpus_with_seeds_history_and_provider_ids(settings, tracks_world, tmp_path):
+    data_dir, info = tracks_world
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "corpora").symlink_to(data_dir / "corpora")
+    (data / "models").symlink_to(data_dir / "models")
+    corpus = load_corpus(corpora_dir(settings), info.id)
+    # a listener of one playlist: its first half is their history, one track of the rest a seed by URI and one by name
+    row = corpus.matrix[5].indices
+    played = [corpus.items[j] for j in row[: len(row) // 2]]
+    by_uri, by_name = corpus.items[row[-1]], corpus.items[row[-2]]
+    async with curation_client(settings) as (client, app):
+        report = await import_history(app.storage.listening, "local",
+                                      [path_source(extended_history(tmp_path, played), None)], "imp_tracks")
+        assert report.imported == len(played)
+        r, out = await call(client, "recommend_tracks", k=15, provider="spotify", diversity=0.3,
+                            seed_tracks=[by_uri.id, f"{by_name.artists[0]} - {by_name.title}", "Nobody - Nothing"])
+        assert not r.is_error, text_of(r)
+    ids = [it["item_id"] for it in out["items"]]
+    assert len(ids) == 15 and not set(ids) & ({p.id for p in played} | {by_uri.id, by_name.id})
+    assert len(out["seeds_used"]) == 3 and any("Nobody - Nothing" in i for i in out["ignored"])
+    assert all(it["kind"] == "track" and it["title"] and it["features"] for it in out["items"])
+    pt = [it["provider_track"] for it in out["items"]]
+    assert all(p and p["provider"] == "spotify" and p["id"] == it["spotify_id"] for p, it in zip(pt, out["items"]))
+    reasons = [r for it in out["items"] for r in it["reasons"]]
+    assert any(r.startswith("you played ") for r in reasons) and any("your seed" in r for r in reasons)
+    assert out["model"]["corpus_id"] == info.id and "non-commercial" in out["message"]
+
+
+async def test_refit_versions_and_a_changed_corpus_is_detected(settings, world):
     data = Path(settings.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     (data / "corpora").symlink_to(world["data_dir"] / "corpora")
-    shutil.copytree(world["data_dir"] / "models", data / "models")  # this test's refits stay its own
-    rec_settings = settings
-    root = fitted_mod.models_root(rec_settings)
+    shutil.copytree(world["data_dir"] / "models", data / "models")
     cid = world["corpus"].id
-    async with curation_client(rec_settings) as (client, app):
+    root = fitted_mod.models_root(settings)
+    prov_path = root / cid / "v1" / "provenance.json"
+    async with curation_client(settings) as (client, _app):
         r, _ = await call(client, "fit_recommender", corpus_id=cid)
         assert r.is_error and "force" in text_of(r)  # already fitted on this corpus version
-        r, job = await call(client, "fit_recommender", corpus_id=cid, force=True, wait_seconds=25)
+        r, _ = await call(client, "fit_recommender", corpus_id="corpus_00000000000000000000")
+        assert r.is_error and "corpus_id" in text_of(r)
+        prov = json.loads(prov_path.read_text())
+        prov["corpus"]["version"] = world["corpus"].version - 1  # as if fitted before the corpus last changed
+        prov_path.write_text(json.dumps(prov))
+        r, data_ = await call(client, "recommend_artists", k=3)
+        assert not r.is_error and len(data_["items"]) == 3
+        assert "changed since model v1" in data_["model"]["stale"] and "fit_recommender" in data_["message"]
+        r, job = await call(client, "fit_recommender", corpus_id=cid, wait_seconds=0)  # no force needed now
         assert not r.is_error, text_of(r)
         while job["status"] not in ("succeeded", "failed", "cancelled"):
             r, job = await call(client, "get_job", job_id=job["job_id"], wait_seconds=20)
-        assert job["status"] == "succeeded", job
-        assert job["result"]["version"] == 2 and job["result"]["corpus"]["id"] == cid
-        assert fitted_mod._versions(root, cid)[-2:] == [1, 2]
-        r, data = await call(client, "recommend_artists", k=3)
-        assert data["model"]["model_version"] == 2
-        r, _ = await call(client, "fit_recommender", corpus_id="corpus_00000000000000000000")
-        assert r.is_error and "corpus_id" in text_of(r)
+        assert job["status"] == "succeeded"
+        r, data_ = await call(client, "recommend_artists", k=3)
+        assert data_["model"]["model_version"] == 2 and data_["model"]["stale"] is None
+        assert job["result"]["version"] == 2 and fitted_mod._versions(root, cid) == [1, 2]  # the old one kept
+
+
+def test_cli_fit_stores_a_version(tmp_path, capsys):
+    from echotune_mcp.recommend.cli import recommend_main
+
+    cid = tiny_corpus(tmp_path / "data", tmp_path)  # v1 by the library call
+    assert recommend_main(["fit", "--corpus", cid, "--data-dir", str(tmp_path / "data")]) == 0
+    out = json.loads(capsys.readouterr().out)["fitted"]
+    assert out["version"] == 2 and out["corpus"]["id"] == cid and out["item_kind"] == "artist"
+    assert recommend_main(["fit", "--corpus", "corpus_00000000000000000000", "--data-dir",
+                           str(tmp_path / "data")]) == 2
+    assert "no corpus" in capsys.readouterr().err
