@@ -320,7 +320,9 @@ class ClapEmbedder:
                                 truncation="fusion" if self.model.config.audio_config.enable_fusion else "rand_trunc")
         kwargs = {"input_features": inputs["input_features"].to(self.model.device)}
         if "is_longer" in inputs:
-            kwargs["is_longer"] = inputs["is_longer"].to(self.model.device)
+            # No window is longer than the model's: say so. (With fusion, the extractor marks a random clip of
+            # a batch 'longer' when none is, which would make the result depend on the batch and on chance.)
+            kwargs["is_longer"] = torch.zeros_like(inputs["is_longer"]).to(self.model.device)
         with torch.inference_mode():
             rows = self._rows(self.model.get_audio_features(**kwargs))
         idx = np.asarray(owners)

@@ -100,9 +100,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 TINY_DIM = 24
 
 
-def save_tiny_clap(folder: Path, seed: int = 0) -> Path:
+def save_tiny_clap(folder: Path, seed: int = 0, fusion: bool = False) -> Path:
     """A randomly initialised tiny CLAP (model, tokenizer, feature extractor) in the Hugging Face layout that
-    ``models pull clap-htsat-unfused`` downloads; its audio window is 2 s instead of 10 s."""
+    ``models pull clap-htsat-unfused`` downloads; its audio window is 2 s instead of 10 s. ``fusion``: the
+    feature-fusion variant (laion/clap-htsat-fused)."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,14 +112,16 @@ def save_tiny_clap(folder: Path, seed: int = 0) -> Path:
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = transformers.RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     extractor = transformers.ClapFeatureExtractor(feature_size=16, sampling_rate=48000, hop_length=480, max_length_s=2,
-                                                  fft_window_size=1024, truncation="rand_trunc", padding="repeatpad")
+                                                  fft_window_size=1024, truncation="fusion" if fusion else "rand_trunc",
+                                                  padding="repeatpad")
     torch.manual_seed(seed)
     config = transformers.ClapConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=37, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
                          eos_token_id=2),
         audio_config=dict(num_mel_bins=16, spec_size=64, window_size=4, patch_stride=2, patch_embeds_hidden_size=16,
-                          hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2),
+                          hidden_size=32, depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2,
+                          enable_fusion=fusion, fusion_type="aff_2d" if fusion else None),
         projection_dim=TINY_DIM)
     transformers.ClapModel(config).eval().save_pretrained(folder)
     transformers.ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
@@ -171,6 +174,17 @@ def test_clap_audio_embeddings(tiny_clap):
     assert tiny_clap._windows(long, 44100)[-1].size == tiny_clap.window == 96000
     with pytest.raises(ValueError, match="no audio"):
         tiny_clap.audio(np.zeros(0, np.float32), 44100)
+
+
+def test_clap_fused_model_is_deterministic_and_batch_independent(tmp_path):
+    """The fusion variant's extractor marks a random clip 'longer' when none is; ours never depends on that."""
+    emb = sound.ClapEmbedder.from_dir(save_tiny_clap(tmp_path / "fused", fusion=True))
+    clips = [(_tone(220, 1.5), 44100), (_tone(880, 1.0), 44100), (_tone(330, 5.0), 44100)]
+    batch = emb.audios(clips)
+    assert batch.shape == (3, TINY_DIM)
+    for _ in range(3):
+        assert np.allclose(emb.audios(clips), batch, atol=1e-5)
+    assert np.allclose(np.stack([emb.audio(*c) for c in clips]), batch, atol=1e-5)
 
 
 def test_clap_availability_names_the_fix(tmp_path, settings):
