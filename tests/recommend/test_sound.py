@@ -217,3 +217,34 @@ def test_clap_model_setting_is_a_folder_name(monkeypatch):
         monkeypatch.setenv("ECHOTUNE_CLAP_MODEL", bad)
         with pytest.raises(ValueError, match="ECHOTUNE_CLAP_MODEL"):
             Settings.from_env()
+
+
+def test_feature_neighbours_share_genre_well_above_chance():
+    """On real tracks, using only the keys an artifact has: the nearest track by feature_distance is in the same
+    playlist genre far more often than chance (docs/RECOMMENDATION.md reports the full-data numbers)."""
+    import csv
+    from collections import Counter
+
+    from tests.conftest import shared_path
+
+    rows: dict[str, dict] = {}
+    for path in sorted(shared_path("data", "recsys", "tidytuesday_spotify_songs_2020").glob("spotify_songs_part*.csv")):
+        with path.open(encoding="utf-8", newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["tempo"] not in ("", "NA"):
+                    rows.setdefault(r["track_id"], r)
+    keys = ("tempo", "key", "mode", "loudness", "energy", "danceability")
+    every = list(rows.values())
+    sample = [every[i] for i in np.random.default_rng(1).choice(len(every), 10000, replace=False)]
+    feats = [{k: float(r[k]) for k in keys} for r in sample]
+    genre = np.array([r["playlist_genre"] for r in sample])
+    chance = sum((c / len(genre)) ** 2 for c in Counter(genre).values())
+    queries = np.random.default_rng(0).choice(len(feats), 200, replace=False)
+    same = 0
+    for q in queries:
+        d = sound.feature_distances(feats[q], feats)
+        d[q] = np.inf
+        same += genre[int(np.argmin(d))] == genre[q]
+    assert chance < 0.2
+    print(f"nearest neighbour in the same genre {same / len(queries):.2f}, chance {chance:.2f}")
+    assert same / len(queries) > 1.6 * chance, (same / len(queries), chance)
