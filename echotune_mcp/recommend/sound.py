@@ -23,6 +23,7 @@ never fetched on demand; when they are there, two audio artifacts are also compa
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 import threading
@@ -440,7 +441,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
     """Catalogue tracks and (unless ``include_artifacts`` is off) the owner's other audio artifacts that sound
     like ``artifact_id``, nearest first."""
     from ..audio_inputs import load_audio_input
-    from ..errors import BadInput, Busy, NotFound
+    from ..errors import BadInput, Busy, EchoError, NotFound
     from ..toolsets.audio import _analysis, _cache_id
     from . import corpus as corpus_mod
 
@@ -491,7 +492,20 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
             why = str(exc)
     if embedder is None:
         notes.append(f"compared by audio features only: {why}")
-    query_vec = await _embedding(app, owner, record.sha256, lambda: load(record, "artifact_id"), embedder)
+
+    async def embed(rec: Any) -> np.ndarray | None:
+        """The CLAP embedding of ``rec``; a model that fails is reported and switched off for this call."""
+        nonlocal embedder
+        try:
+            return await _embedding(app, owner, rec.sha256, lambda: load(rec, "artifact_id"), embedder)
+        except (EchoError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a broken model must not cost the feature comparison
+            notes.append(f"CLAP embedding failed ({type(exc).__name__}: {exc}); compared by audio features only")
+            embedder = None
+            return None
+
+    query_vec = await embed(record)
 
     results: list[tuple[float, Any]] = []
     compared = {"corpus_tracks": 0, "artifacts": 0}
@@ -543,7 +557,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
                 if doc is not None or rec.id in loaded or budget[0] > 0:
                     if doc is None and rec.id not in loaded:
                         budget[0] -= 1
-                    vec = await _embedding(app, owner, rec.sha256, lambda rec=rec: load(rec, "artifact_id"), embedder)
+                    vec = await embed(rec)
                 else:
                     unembedded += 1
         except (BadInput, NotFound) as exc:  # undecodable, too long, or deleted meanwhile: left out, said so

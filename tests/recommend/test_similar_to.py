@@ -142,8 +142,16 @@ async def test_similar_to_ranks_matching_tempo_and_key_first(make_client, tmp_pa
         assert all(i["source"] != "artifact" for i in res_c["items"])
 
 
-async def test_similar_to_bad_input_names_the_field(make_client):
-    async with make_client(toolsets=TOOLSETS) as (client, _):
+async def test_similar_to_bad_input_names_the_field(make_client, tmp_path, monkeypatch):
+    from tests.recommend.test_sound import save_tiny_clap
+
+    save_tiny_clap(tmp_path / "models" / "clap-htsat-unfused")
+
+    def broken(self, clips):
+        raise RuntimeError("weights damaged")
+
+    monkeypatch.setattr(sound.ClapEmbedder, "audios", broken)
+    async with make_client(toolsets=TOOLSETS, models_dir=tmp_path / "models") as (client, _):
         r = await client.call_tool("similar_to", {"artifact_id": "art_nothing_like_this_here"})
         assert r.is_error and "not found" in text_of(r), text_of(r)
         piece = await _compose(client, {"prompt": "lofi", "bpm": 84, "key": "D minor"})
@@ -153,6 +161,13 @@ async def test_similar_to_bad_input_names_the_field(make_client):
         assert r.is_error and "invalid corpus_id" in text_of(r), text_of(r)
         r = await client.call_tool("similar_to", {"artifact_id": piece["mix_artifact_id"], "k": 0})
         assert r.is_error and "k" in text_of(r)
-        # no corpus and no other piece: an empty answer that says what to load
-        res = await _similar(client, artifact_id=piece["mix_artifact_id"])
+        # no corpus and no other piece: an empty answer that says what to load; a CLAP model that fails is
+        # reported, and the answer still comes (by features)
+        try:
+            res = await _similar(client, artifact_id=piece["mix_artifact_id"])
+        finally:
+            sound.clear_embedders()
         assert res["items"] == [] and any("recommend corpus add" in n for n in res["notes"])
+        assert res["embeddings"] is None and any("CLAP embedding failed (RuntimeError: weights damaged)" in n
+                                                 for n in res["notes"]), res["notes"]
+        assert res["query"]["features"]["tempo"] > 0
