@@ -74,6 +74,24 @@ class ItemIndex:
             self.index.add(np.arange(self.n_items, dtype=np.uint64), self.vectors, threads=build_threads)
         self.backend = "ann" if self.index is not None else "exact"
 
+    def save(self, path) -> None:
+        """Write the HNSW graph (ann backend only) so a later process can ``load`` it instead of rebuilding."""
+        if self.index is None:
+            raise ValueError("only an ann-backed index has a graph to save")
+        self.index.save(str(path))
+
+    @classmethod
+    def load(cls, vectors: np.ndarray, path, *, search_threads: int = 1) -> ItemIndex:
+        """An ann-backed index over ``vectors`` from a graph ``save`` wrote for the same vectors."""
+        from usearch.index import Index
+
+        out = cls(vectors, backend="exact", search_threads=search_threads)
+        index = Index.restore(str(path))
+        if index is None or len(index) != out.n_items or index.ndim != out.dim:
+            raise ValueError(f"{path} is not an index of these {out.n_items} x {out.dim} vectors")
+        out.index, out.backend = index, "ann"
+        return out
+
     def search(self, query: np.ndarray, k: int, exclude=None, *, exact: bool = False) -> Result:
         """The ``k`` best items for one query vector, none of them in ``exclude`` (item indices); fewer than
         ``k`` only when the catalogue minus ``exclude`` has fewer. ``exact=True`` forces the exact path."""

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import __version__
+from .ann import ANN_THRESHOLD, ItemIndex
 from .corpus import Corpus, corpora_dir, load_corpus
 from .evaluate import Split, metrics, split_users, tune_blend
 from .interactions import Interactions, unit_rows_sparse
@@ -45,6 +46,12 @@ ALS_PARAMS = {"factors": 64, "regularization": 0.05, "iterations": 15, "alpha": 
 EASE_PARAMS = {"l2": 50.0, "max_items": 3000}
 KNN_PARAMS = {"neighbours": 400}
 TOOL = "fit_recommender"
+# From this many items on, the ALS component answers from a usearch HNSW index over the item factors, built at fit
+# time and stored with the version (ann.py: exact scoring passes ~4 ms per query on one core there); the other
+# components are sparse products and stay exact. Items outside the index's candidates get the lowest candidate score.
+ANN_MIN_ITEMS = ANN_THRESHOLD
+ANN_CANDIDATES = 2000
+ANN_FILE = "als.usearch"
 Progress = Callable[[float, str], None]
 
 
@@ -121,6 +128,7 @@ class Fitted:
     ease_b: np.ndarray | None = None
     als_items: np.ndarray | None = None
     content: sp.csr_matrix | None = None
+    als_index: ItemIndex | None = None
     path: Path | None = None
     _als: Any = field(default=None, repr=False)
     _content_t: sp.csr_matrix | None = field(default=None, repr=False)
@@ -133,7 +141,8 @@ class Fitted:
         p = self.provenance
         return {"corpus_id": self.corpus_id, "corpus_version": p["corpus"]["version"], "model_version": self.version,
                 "licence": p["corpus"]["licence"], "commercial_use": p["corpus"]["commercial_use"],
-                "fitted_at": p["created_at"], "weights": self.weights}
+                "fitted_at": p["created_at"], "weights": self.weights,
+                "als_retrieval": "ann" if self.als_index is not None else "exact"}
 
     # -- scoring a folded-in row ---------------------------------------------------------------------------
     def components(self, row: sp.csr_matrix) -> dict[str, np.ndarray]:
@@ -150,7 +159,14 @@ class Fitted:
             s[self.ease_items] = np.asarray(row[:, self.ease_items] @ self.ease_b).ravel()
             out["ease"] = s
         if w.get("als") and self.als_items is not None:
-            out["als"] = self.als_items @ self.user_factors(row)
+            u = self.user_factors(row)
+            if self.als_index is not None:  # a large catalogue: the best candidates from the HNSW graph
+                found = self.als_index.search(u, min(ANN_CANDIDATES, self.n_items))
+                s = np.full(self.n_items, found.scores.min() if found.scores.size else 0.0, dtype=np.float32)
+                s[found.items] = found.scores
+                out["als"] = s
+            else:
+                out["als"] = self.als_items @ u
         if w.get("content") and self.content is not None:
             if self._content_t is None:
                 self._content_t = self.content.T.tocsr()
@@ -190,8 +206,9 @@ class Fitted:
 
 
 # -- fitting -------------------------------------------------------------------------------------------------------
-def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = None) -> tuple[dict, dict[str, Any]]:
-    """Fit the blend over ``corpus``: (arrays to store, provenance). Weights are tuned on validation users
+def fit_corpus(corpus: Corpus, *, seed: int = 0,
+               progress: Progress | None = None) -> tuple[dict, dict[str, Any], ItemIndex | None]:
+    """Fit the blend over ``corpus``: (arrays to store, provenance, the ALS item index for a large catalogue). Weights are tuned on validation users
     carved from the corpus when it has enough users with 2+ items, else the batch defaults."""
     say = progress or (lambda _f, _m: None)
     t0 = time.perf_counter()
@@ -230,6 +247,10 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = Non
         arrays.update(ease_items=ease.items.astype(np.int64), ease_b=ease.b)
     say(0.75, "ALS")  # always: its item vectors are what diversity (MMR) and large-catalogue retrieval use
     arrays["als_items"] = ALS(seed=seed, **ALS_PARAMS).fit(x).item_factors
+    index = None
+    if x.shape[1] >= ANN_MIN_ITEMS:
+        say(0.85, f"HNSW index over {x.shape[1]} ALS item vectors")
+        index = ItemIndex(arrays["als_items"], backend="ann")
     if weights.get("content") and content is not None:
         arrays.update(content_data=content.data, content_indices=content.indices, content_indptr=content.indptr,
                       content_shape=np.asarray(content.shape, dtype=np.int64))
@@ -244,13 +265,15 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = Non
                                     for f in info.source_files],
                    "users": int(x.shape[0]), "items": int(x.shape[1]), "interactions": int(x.nnz)},
         "params": {"seed": seed, "als": ALS_PARAMS, "ease": EASE_PARAMS, "itemknn": KNN_PARAMS,
-                   "content": "tags + standardised audio features" if content is not None else None},
+                   "content": "tags + standardised audio features" if content is not None else None,
+                   "als_retrieval": (f"ann (usearch HNSW, {ANN_CANDIDATES} candidates)" if index is not None
+                                     else "exact")},
         "weights": weights, "weights_from": weights_from, "validation": validation,
         "fit_s": round(time.perf_counter() - t0, 2), "created_at": time.time(),
         "code_version": __version__,
     }
     say(0.95, "fitted")
-    return arrays, provenance
+    return arrays, provenance, index
 
 
 def _measure(split: Split, fitted: dict[str, Model], weights: dict[str, float]) -> dict[str, float]:
@@ -268,7 +291,8 @@ def _versions(root: Path, corpus_id: str) -> list[int]:
                   if p.name.startswith("v") and p.name[1:].isdigit() and (p / "provenance.json").is_file())
 
 
-def save(root: Path, corpus_id: str, arrays: dict[str, np.ndarray], provenance: dict[str, Any]) -> int:
+def save(root: Path, corpus_id: str, arrays: dict[str, np.ndarray], provenance: dict[str, Any],
+         index: ItemIndex | None = None) -> int:
     """Store a new version (temp dir + rename, 0700/0600); returns its number. Keeps ``KEEP_VERSIONS``."""
     folder = root / corpus_id
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -281,6 +305,9 @@ def save(root: Path, corpus_id: str, arrays: dict[str, np.ndarray], provenance: 
         fd = os.open(tmp / "arrays.npz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        if index is not None:
+            index.save(tmp / ANN_FILE)
+            os.chmod(tmp / ANN_FILE, 0o600)
         while True:
             version = (max(_versions(root, corpus_id), default=0)) + 1
             provenance = dict(provenance, version=version)
@@ -330,6 +357,8 @@ def load(root: Path, corpus_id: str, version: int | None = None) -> Fitted:
         fitted.ease_items, fitted.ease_b = a["ease_items"], a["ease_b"]
     if "als_items" in a:
         fitted.als_items = np.ascontiguousarray(a["als_items"], dtype=np.float32)
+        if (path / ANN_FILE).is_file():
+            fitted.als_index = ItemIndex.load(fitted.als_items, path / ANN_FILE)
     if "content_data" in a:
         fitted.content = sp.csr_matrix((a["content_data"], a["content_indices"], a["content_indptr"]),
                                        shape=tuple(int(s) for s in a["content_shape"]))
@@ -356,8 +385,8 @@ def fitted_corpora(root: Path) -> list[tuple[str, int, dict[str, Any]]]:
 def fit_and_save(settings, corpus_id: str, *, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
     """Load the corpus, fit, store: the job's and the CLI's work. Returns the stored provenance."""
     corpus = load_corpus(corpora_dir(settings), corpus_id)
-    arrays, provenance = fit_corpus(corpus, seed=seed, progress=progress)
-    version = save(models_root(settings), corpus_id, arrays, provenance)
+    arrays, provenance, index = fit_corpus(corpus, seed=seed, progress=progress)
+    version = save(models_root(settings), corpus_id, arrays, provenance, index)
     return dict(provenance, version=version)
 
 

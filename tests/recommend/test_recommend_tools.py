@@ -379,3 +379,36 @@ def test_cli_fit_stores_a_version(tmp_path, capsys):
     assert recommend_main(["fit", "--corpus", "corpus_00000000000000000000", "--data-dir",
                            str(tmp_path / "data")]) == 2
     assert "no corpus" in capsys.readouterr().err
+
+
+async def test_a_large_catalogue_answers_als_from_the_stored_ann_index(settings, world, tmp_path, monkeypatch):
+    """Above ANN_MIN_ITEMS the ALS item vectors get a usearch HNSW index at fit time, stored with the version and
+    used per request; lowered here so Last.fm-2k (17.6k artists) counts as large. Same users, nearly same lists."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "corpora").symlink_to(world["data_dir"] / "corpora")
+    shutil.copytree(world["data_dir"] / "models", data / "models")
+    monkeypatch.setattr(fitted_mod, "ANN_MIN_ITEMS", 10_000)
+    prov = fitted_mod.fit_and_save(settings, world["corpus"].id)
+    folder = fitted_mod.models_root(settings) / world["corpus"].id / f"v{prov['version']}"
+    assert prov["params"]["als_retrieval"].startswith("ann") and (folder / fitted_mod.ANN_FILE).is_file()
+    assert stat.S_IMODE((folder / fitted_mod.ANN_FILE).stat().st_mode) == 0o600
+    assert fitted_mod.load(fitted_mod.models_root(settings), world["corpus"].id, 1).als_index is None  # v1: exact
+    newest = fitted_mod.load(fitted_mod.models_root(settings), world["corpus"].id)
+    assert newest.version == prov["version"] and newest.als_index is not None
+    overlap = []
+    async with App(settings) as app:
+        for n, (visible, _hidden) in enumerate(list(world["users"].values())[:5]):
+            await give_history(app, f"user{n}", tmp_path, visible, f"imp_{n}")
+            ann = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K))
+            assert ann.model["als_retrieval"] == "ann" and ann.model["model_version"] == prov["version"]
+            again = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K))
+            assert [i.item_id for i in again.items] == [i.item_id for i in ann.items]  # deterministic
+            index, newest.als_index = newest.als_index, None  # the same request on the exact ALS path
+            try:
+                exact = await recommend(app, f"user{n}", RecommendRequest(kind="artist", k=K))
+            finally:
+                newest.als_index = index
+            assert exact.model["als_retrieval"] == "exact"
+            overlap.append(len({i.item_id for i in ann.items} & {i.item_id for i in exact.items}) / K)
+    assert np.mean(overlap) >= 0.8, overlap
