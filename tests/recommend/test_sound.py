@@ -208,6 +208,24 @@ def test_clap_availability_names_the_fix(tmp_path, settings):
         sound.clear_embedders()
 
 
+def test_models_pull_puts_clap_where_similar_to_reads_it(tmp_path, settings):
+    """The model card makes `echotune-mcp models pull clap-htsat-unfused [--from-dir]` fill the folder read here."""
+    from dataclasses import replace
+
+    from echotune_mcp.engine.model_manager import ModelManager
+
+    s = replace(settings, models_dir=tmp_path / "models")
+    manager = ModelManager(s)
+    assert manager.card("clap-htsat-unfused").license == "Apache-2.0"
+    manager.pull("clap-htsat-unfused", from_dir=save_tiny_clap(tmp_path / "download"), log=lambda _m: None)
+    assert manager.verify("clap-htsat-unfused") == [] and sound.clap_dir(s) == manager.folder("clap-htsat-unfused")
+    assert sound.clap_status(s)[0]
+    try:
+        assert sound.get_embedder(s).text(["x"]).shape == (1, TINY_DIM)
+    finally:
+        sound.clear_embedders()
+
+
 def test_clap_model_setting_is_a_folder_name(monkeypatch):
     from echotune_mcp.config import Settings
 
