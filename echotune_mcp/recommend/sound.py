@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -398,6 +399,31 @@ def _corpus_tracks(corpus: Any) -> tuple[list[Any], dict[str, np.ndarray]]:
     return items, cols
 
 
+def _load_corpora(root: Path, corpus_id: str | None) -> list[Any]:
+    """The corpus named (KeyError if there is none), or every loaded one."""
+    from . import corpus as corpus_mod
+
+    if corpus_id is not None:
+        return [corpus_mod.load_corpus(root, corpus_id)]
+    out = []
+    for info in corpus_mod.list_corpora(root):
+        try:
+            out.append(corpus_mod.load_corpus(root, info.id))
+        except KeyError:  # removed between listing and loading
+            continue
+    return out
+
+
+def _nearest_tracks(corpus: Any, query: dict[str, float], k: int) -> tuple[list[tuple[float, Any]], int]:
+    """The k tracks of ``corpus`` nearest to ``query`` (finite distances only), and how many were compared."""
+    items, cols = _corpus_tracks(corpus)
+    if not items:
+        return [], 0
+    dist = _combine(_parts(query, cols, len(items)), len(items))
+    order = np.argsort(dist, kind="stable")[:k]
+    return [(float(dist[i]), items[i]) for i in order if math.isfinite(dist[i])], len(items)
+
+
 async def _cached_doc(app: App, owner: str, doc_id: str) -> dict | None:
     return await app.storage.collection(EMBED_CACHE).get(owner, doc_id)
 
@@ -451,20 +477,12 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
                                       "no audio to compare", "an audio artifact (a mix, remix, stem or upload)")
     notes: list[str] = []
     root = corpus_mod.corpora_dir(app.settings)
-    if corpus_id is not None:
-        try:
-            corpora = [corpus_mod.load_corpus(root, corpus_id)]
-        except KeyError:
-            have = [c.id for c in corpus_mod.list_corpora(root)]
-            raise BadInput("corpus_id", f"no corpus {corpus_id!r}", have or "none loaded yet: `echotune-mcp "
-                           "recommend corpus add FILE --format playlists --licence TEXT`") from None
-    else:
-        corpora = []
-        for info in corpus_mod.list_corpora(root):
-            try:
-                corpora.append(corpus_mod.load_corpus(root, info.id))
-            except KeyError:  # removed between listing and loading
-                continue
+    try:  # reading corpora from disk (tens of MB for a large one) stays off the event loop
+        corpora = await anyio.to_thread.run_sync(_load_corpora, root, corpus_id)
+    except KeyError:
+        have = [c.id for c in await anyio.to_thread.run_sync(corpus_mod.list_corpora, root)]
+        raise BadInput("corpus_id", f"no corpus {corpus_id!r}", have or "none loaded yet: `echotune-mcp "
+                       "recommend corpus add FILE --format playlists --licence TEXT`") from None
     loaded: dict[str, Any] = {}
 
     async def load(rec: Any, field: str) -> Any:
@@ -510,20 +528,16 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
     results: list[tuple[float, Any]] = []
     compared = {"corpus_tracks": 0, "artifacts": 0}
     for corpus in corpora:
-        items, cols = _corpus_tracks(corpus)
-        if not items:
+        nearest, total = await anyio.to_thread.run_sync(_nearest_tracks, corpus, query, k)
+        if not total:
             notes.append(f"corpus {corpus.info.id} ({corpus.info.name}) has no tracks with audio features")
             continue
-        compared["corpus_tracks"] += len(items)
-        dist = _combine(_parts(query, cols, len(items)), len(items))
-        for i in np.argsort(dist, kind="stable")[:k]:
-            if not math.isfinite(dist[i]):
-                break
-            it = items[i]
-            results.append((float(dist[i]), RecommendedItem(
+        compared["corpus_tracks"] += total
+        for d, it in nearest:
+            results.append((d, RecommendedItem(
                 item_id=it.id, kind="track", title=it.title, artists=list(it.artists), spotify_id=it.spotify_id,
                 isrc=it.isrc, tags=list(it.tags), features=dict(it.features), popularity=it.popularity,
-                score=round(1.0 - float(dist[i]), 4), reasons=closeness_reasons(query, it.features) or
+                score=round(1.0 - d, 4), reasons=closeness_reasons(query, it.features) or
                 ["the nearest by audio features, though none is close"], source=f"corpus:{corpus.info.id}")))
 
     others: list[Any] = []
