@@ -52,6 +52,9 @@ TOOL = "fit_recommender"
 ANN_MIN_ITEMS = ANN_THRESHOLD
 ANN_CANDIDATES = 2000
 ANN_FILE = "als.usearch"
+# Where CLAP weights are present, the fit embeds the corpus's most used tags (CLAP text embeddings) so a prompt can
+# reach tags it does not name ("dreamy guitar haze" -> shoegaze): only the prompt is embedded per request.
+TAG_VOCAB = 2000
 Progress = Callable[[float, str], None]
 
 
@@ -129,6 +132,8 @@ class Fitted:
     als_items: np.ndarray | None = None
     content: sp.csr_matrix | None = None
     als_index: ItemIndex | None = None
+    tag_vocab: list[str] | None = None  # the tags CLAP embedded at fit time, and their unit-length embeddings
+    tag_clap: np.ndarray | None = None
     path: Path | None = None
     _als: Any = field(default=None, repr=False)
     _content_t: sp.csr_matrix | None = field(default=None, repr=False)
@@ -206,8 +211,8 @@ class Fitted:
 
 
 # -- fitting -------------------------------------------------------------------------------------------------------
-def fit_corpus(corpus: Corpus, *, seed: int = 0,
-               progress: Progress | None = None) -> tuple[dict, dict[str, Any], ItemIndex | None]:
+def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = None,
+               settings=None) -> tuple[dict, dict[str, Any], ItemIndex | None]:
     """Fit the blend over ``corpus``: (arrays to store, provenance, the ALS item index for a large catalogue). Weights are tuned on validation users
     carved from the corpus when it has enough users with 2+ items, else the batch defaults."""
     say = progress or (lambda _f, _m: None)
@@ -255,6 +260,7 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0,
         arrays.update(content_data=content.data, content_indices=content.indices, content_indptr=content.indptr,
                       content_shape=np.asarray(content.shape, dtype=np.int64))
     arrays["item_ids"] = np.asarray([it.id for it in corpus.items], dtype=str)
+    prompt_embeddings = _embed_tags(corpus, settings, arrays, say)
     info = corpus.info
     kinds = sorted({it.kind for it in corpus.items})
     provenance = {
@@ -267,13 +273,38 @@ def fit_corpus(corpus: Corpus, *, seed: int = 0,
         "params": {"seed": seed, "als": ALS_PARAMS, "ease": EASE_PARAMS, "itemknn": KNN_PARAMS,
                    "content": "tags + standardised audio features" if content is not None else None,
                    "als_retrieval": (f"ann (usearch HNSW, {ANN_CANDIDATES} candidates)" if index is not None
-                                     else "exact")},
+                                     else "exact"),
+                   "prompt_embeddings": prompt_embeddings},
         "weights": weights, "weights_from": weights_from, "validation": validation,
         "fit_s": round(time.perf_counter() - t0, 2), "created_at": time.time(),
         "code_version": __version__,
     }
     say(0.95, "fitted")
     return arrays, provenance, index
+
+
+def _embed_tags(corpus: Corpus, settings, arrays: dict[str, np.ndarray], say: Progress) -> str:
+    """CLAP text embeddings of the ``TAG_VOCAB`` most used tags into ``arrays``; what was done, for provenance."""
+    counts: dict[str, int] = {}
+    for item in corpus.items:
+        for tag in item.tags:
+            counts[tag] = counts.get(tag, 0) + 1
+    if not counts:
+        return "none (the corpus has no tags)"
+    if settings is None or not hasattr(settings, "clap_model"):
+        return "none (no settings to find CLAP weights with)"
+    from . import sound
+
+    try:
+        embedder = sound.get_embedder(settings)
+    except sound.ClapUnavailable as exc:
+        return f"none ({exc})"
+    vocab = sorted(counts, key=lambda t: (-counts[t], t))[:TAG_VOCAB]
+    say(0.9, f"CLAP text embeddings of {len(vocab)} tags")
+    rows = [embedder.text([f"{t} music" for t in vocab[lo:lo + 64]]) for lo in range(0, len(vocab), 64)]
+    arrays["tag_vocab"] = np.asarray(vocab, dtype=str)
+    arrays["tag_clap"] = np.concatenate(rows).astype(np.float32)
+    return f"clap:{settings.clap_model} over {len(vocab)} tags"
 
 
 def _measure(split: Split, fitted: dict[str, Model], weights: dict[str, float]) -> dict[str, float]:
@@ -359,6 +390,8 @@ def load(root: Path, corpus_id: str, version: int | None = None) -> Fitted:
         fitted.als_items = np.ascontiguousarray(a["als_items"], dtype=np.float32)
         if (path / ANN_FILE).is_file():
             fitted.als_index = ItemIndex.load(fitted.als_items, path / ANN_FILE)
+    if "tag_clap" in a:
+        fitted.tag_vocab, fitted.tag_clap = [str(t) for t in a["tag_vocab"]], a["tag_clap"]
     if "content_data" in a:
         fitted.content = sp.csr_matrix((a["content_data"], a["content_indices"], a["content_indptr"]),
                                        shape=tuple(int(s) for s in a["content_shape"]))
@@ -385,7 +418,7 @@ def fitted_corpora(root: Path) -> list[tuple[str, int, dict[str, Any]]]:
 def fit_and_save(settings, corpus_id: str, *, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
     """Load the corpus, fit, store: the job's and the CLI's work. Returns the stored provenance."""
     corpus = load_corpus(corpora_dir(settings), corpus_id)
-    arrays, provenance, index = fit_corpus(corpus, seed=seed, progress=progress)
+    arrays, provenance, index = fit_corpus(corpus, seed=seed, progress=progress, settings=settings)
     version = save(models_root(settings), corpus_id, arrays, provenance, index)
     return dict(provenance, version=version)
 

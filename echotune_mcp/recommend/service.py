@@ -283,6 +283,7 @@ class _Query:
     prompt_terms: list[str] = field(default_factory=list)
     prompt: np.ndarray | None = None
     prompt_tags: dict[int, list[str]] = field(default_factory=dict)
+    prompt_near: dict[int, list[str]] = field(default_factory=dict)  # item -> tags CLAP put near the prompt
     seeds_used: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 
@@ -309,6 +310,30 @@ def _prompt_scores(catalog: Catalog, terms: list[str]) -> tuple[np.ndarray, dict
             if term not in matched[j]:
                 matched[j].append(term)
     return score, dict(matched)
+
+
+CLAP_NEAR_TAGS = 5
+CLAP_WEIGHT = 0.5
+
+
+def _clap_tags(settings, fitted: Fitted, prompt: str, literal: set[str]) -> list[tuple[str, float]]:
+    """The corpus tags whose CLAP text embedding (made at fit time) is nearest the prompt's, with their weight;
+    tags the prompt already names literally are left to the literal match."""
+    from .sound import get_embedder
+
+    vec = get_embedder(settings).text([prompt])[0]
+    sims = fitted.tag_clap @ vec
+    order = np.argsort(-sims, kind="stable")
+    top = float(sims[order[0]]) if sims.size else 0.0
+    out = []
+    for i in order:
+        if sims[i] <= 0 or len(out) == CLAP_NEAR_TAGS:
+            break
+        if fitted.tag_vocab[i] not in literal:
+            # relative to the nearest tag and at most half a literal match: CLAP text embeddings are all fairly
+            # similar to each other, so the raw cosine says little on its own, and a tag the prompt names wins
+            out.append((fitted.tag_vocab[i], round(CLAP_WEIGHT * float(sims[i]) / top, 4)))
+    return out
 
 
 def _mmr(candidates: np.ndarray, relevance: np.ndarray, vectors: np.ndarray | None, k: int,
@@ -409,6 +434,8 @@ def _reasons(catalog: Catalog, q: _Query, j: int, request: RecommendRequest) -> 
     tags = list(item.tags) if item is not None else []
     if q.prompt_tags.get(j):
         out.append(f"tagged {', '.join(q.prompt_tags[j][:2])}, as your prompt asked")
+    elif q.prompt_near.get(j):
+        out.append(f"tagged {', '.join(q.prompt_near[j][:2])}, close to your prompt (CLAP text embeddings)")
     elif tags and q.seeds:
         for s in q.seeds:
             seed_item = catalog.items[s]
@@ -548,13 +575,29 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
                                                 corpus_id=catalog.fitted.corpus_id)
             add_seed("seed_artifact", request.seed_artifact,
                      [catalog.by_id[s.item_id] for s in similar if s.item_id in catalog.by_id])
+    prompt_embeddings = catalog.fitted.provenance["params"].get("prompt_embeddings") or "none"
     if request.prompt:
         q.prompt_terms = prompt_terms(request.prompt)
         score, matched = _prompt_scores(catalog, q.prompt_terms)
-        if matched:
+        near: list[tuple[str, float]] = []
+        if catalog.fitted.tag_clap is not None:
+            from .sound import ClapUnavailable
+
+            try:
+                near = await app.cpu.run(_clap_tags, settings, catalog.fitted, request.prompt, set(q.prompt_terms),
+                                         start_within=settings.max_wait_seconds)
+            except ClapUnavailable as exc:
+                prompt_embeddings = f"not used now: {exc}"
+        for tag, sim in near:
+            for j, rank_ in catalog.by_tag.get(tag, ()):
+                score[j] += sim / (1.0 + 0.1 * rank_)
+                q.prompt_near.setdefault(j, []).append(tag)
+        if matched or q.prompt_near:
             q.prompt, q.prompt_tags = score, matched
-            q.seeds_used.append(f"prompt {request.prompt!r} ({len(matched)} items tagged "
-                                f"{', '.join(sorted({t for ts in matched.values() for t in ts})[:5])})")
+            said = sorted({t for ts in matched.values() for t in ts})[:5]
+            parts = [f"{len(matched)} items tagged {', '.join(said)}"] if said else []
+            parts += ["tags CLAP finds near it: " + ", ".join(t for t, _ in near)] if near else []
+            q.seeds_used.append(f"prompt {request.prompt!r} ({'; '.join(parts)})")
         else:
             q.ignored.append(f"prompt {request.prompt!r}: no tag or genre in corpus {catalog.fitted.corpus_id} "
                              "matches its words")
@@ -586,4 +629,5 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
     if stale:
         message += " " + stale
     model["stale"] = stale
+    model["prompt_embeddings"] = prompt_embeddings
     return RecommendResult(items=items, model=model, seeds_used=q.seeds_used, ignored=q.ignored, message=message)

@@ -257,7 +257,7 @@ async def test_one_principal_never_moves_anothers_recommendations(rec_settings, 
         fold(a) for a in alice_plays}) for it in after.items for r in it.reasons)
 
 
-def tiny_corpus(data_dir: Path, tmp: Path) -> str:
+def tiny_corpus(data_dir: Path, tmp: Path, **tags) -> str:
     """30 listeners of 12 artists; everyone who plays 'string' (the name Prism's examples use) also plays Alpha."""
     rng = np.random.default_rng(3)
     names = ["string", "Alpha", "Beta"] + [f"Band {i}" for i in range(3, 12)]
@@ -269,7 +269,7 @@ def tiny_corpus(data_dir: Path, tmp: Path) -> str:
         rows += [f"{u}\t{a}\t{int(rng.integers(1, 50))}" for a in sorted(picks)]
     (tmp / "plays.dat").write_text("\n".join(rows) + "\n")
     info = add_corpus(data_dir / "corpora", [tmp / "plays.dat"], "interactions", "test data, no restrictions",
-                      items_file=tmp / "artists.dat", commercial_use=True)
+                      items_file=tmp / "artists.dat", commercial_use=True, **tags)
     prov = fitted_mod.fit_and_save(type("S", (), {"data_dir": data_dir})(), info.id)
     assert prov["weights_from"].startswith("defaults")  # too few listeners to carve validation users from
     return info.id
@@ -412,3 +412,32 @@ async def test_a_large_catalogue_answers_als_from_the_stored_ann_index(settings,
             assert exact.model["als_retrieval"] == "exact"
             overlap.append(len({i.item_id for i in ann.items} & {i.item_id for i in exact.items}) / K)
     assert np.mean(overlap) >= 0.8, overlap
+
+
+async def test_a_prompt_reaches_tags_it_does_not_name_through_clap(settings, tmp_path):
+    """With CLAP weights present (a tiny random CLAP here) the fit embeds the corpus's tags; a prompt naming no
+    tag then still ranks the items carrying the tags nearest it, and says so. Without weights: tags only, said."""
+    from tests.recommend.test_sound import save_tiny_clap
+
+    data = Path(settings.data_dir)
+    (tmp_path / "tags.dat").write_text("tagID\ttagValue\n1\tshoegaze\n2\tdream pop\n3\tthrash metal\n4\tpolka\n")
+    (tmp_path / "tagged.dat").write_text("userID\tartistID\ttagID\n" + "".join(
+        f"{u}\t{a}\t{t}\n" for u, a, t in [(0, 1, 1), (0, 2, 2), (1, 3, 3), (1, 4, 4), (2, 5, 1), (2, 6, 3)]))
+    cid = tiny_corpus(data, tmp_path, tag_files=[tmp_path / "tagged.dat"], tag_names=tmp_path / "tags.dat")
+    prov = json.loads((fitted_mod.models_root(settings) / cid / "v1" / "provenance.json").read_text())
+    assert prov["params"]["prompt_embeddings"].startswith("none (no settings")  # fitted without settings
+    save_tiny_clap(settings.weights_dir / settings.clap_model)
+    prov = fitted_mod.fit_and_save(settings, cid)
+    assert prov["params"]["prompt_embeddings"] == f"clap:{settings.clap_model} over 4 tags"
+    fitted = fitted_mod.load(fitted_mod.models_root(settings), cid)
+    assert sorted(fitted.tag_vocab) == ["dream pop", "polka", "shoegaze", "thrash metal"]
+    assert np.allclose(np.linalg.norm(fitted.tag_clap, axis=1), 1.0, atol=1e-5)
+    async with App(settings) as app:
+        res = await recommend(app, "nobody", RecommendRequest(kind="artist", k=3, prompt="hazy wall of guitars",
+                                                              corpus_id=cid))
+        assert res.model["prompt_embeddings"].startswith("clap:")
+        assert any("tags CLAP finds near it" in s for s in res.seeds_used), res.seeds_used
+        assert any("close to your prompt (CLAP" in r for it in res.items for r in it.reasons)
+        literal = await recommend(app, "nobody", RecommendRequest(kind="artist", k=2, prompt="polka",
+                                                                  corpus_id=cid))
+        assert literal.items[0].tags[:1] == ["polka"] and "as your prompt asked" in literal.items[0].reasons[0]
