@@ -477,6 +477,7 @@ async def _playlist_seeds(hub, owner: str, provider: str, playlist: str) -> list
 
 
 MAX_PLAYLIST_SEEDS = 500
+ARTIFACT_SEEDS = 10  # the corpus tracks that sound most like an artifact become its seeds
 
 
 async def _resolve(hub, owner: str, provider: str, items: list[RecommendedItem], ignored: list[str]) -> None:
@@ -571,8 +572,8 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
             q.ignored.append(f"seed_artifact {request.seed_artifact!r}: sound similarity is not available on this "
                              "server yet")
         else:
-            similar = await similar_to_artifact(app, owner, request.seed_artifact, 20,
-                                                corpus_id=catalog.fitted.corpus_id)
+            similar = await similar_to_artifact(app, owner, request.seed_artifact, ARTIFACT_SEEDS,
+                                                corpus_id=catalog.fitted.corpus_id, include_artifacts=False)
             add_seed("seed_artifact", request.seed_artifact,
                      [catalog.by_id[s.item_id] for s in similar if s.item_id in catalog.by_id])
     prompt_embeddings = catalog.fitted.provenance["params"].get("prompt_embeddings") or "none"

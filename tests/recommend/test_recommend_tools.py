@@ -441,3 +441,32 @@ async def test_a_prompt_reaches_tags_it_does_not_name_through_clap(settings, tmp
         literal = await recommend(app, "nobody", RecommendRequest(kind="artist", k=2, prompt="polka",
                                                                   corpus_id=cid))
         assert literal.items[0].tags[:1] == ["polka"] and "as your prompt asked" in literal.items[0].reasons[0]
+
+
+async def test_an_artifact_of_ours_as_the_seed(settings, tracks_world):
+    """seed_artifact: the corpus tracks that sound most like a piece we made (sound.similar_to_artifact) are the
+    seeds; they are named in seeds_used and never returned themselves."""
+    data_dir, info = tracks_world
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "corpora").symlink_to(data_dir / "corpora")
+    (data / "models").symlink_to(data_dir / "models")
+    async with curation_client(settings) as (client, app):
+        r = await client.call_tool("generate_music", {"prompt": "upbeat house", "bpm": 124, "key": "A minor",
+                                                      "duration_s": 6, "seed": 3, "backend": "composer",
+                                                      "wait_seconds": 25})
+        job = r.structured_content
+        while job["status"] in ("queued", "running"):
+            job = (await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 25})).structured_content
+        assert job["status"] == "succeeded", job
+        art = job["result"]["mix_artifact_id"]
+        r, out = await call(client, "recommend_tracks", seed_artifact=art, my_taste=False, k=10)
+        assert not r.is_error, text_of(r)
+        from echotune_mcp.recommend.sound import similar_to_artifact
+
+        seeds = await similar_to_artifact(app, "local", art, 10, corpus_id=info.id, include_artifacts=False)
+        r, _ = await call(client, "recommend_tracks", seed_artifact="art_NoSuchArtifact1234", k=3)
+        assert r.is_error and "art_NoSuchArtifact1234" in text_of(r), text_of(r)
+    assert any(s.startswith(f"seed_artifact '{art}'") for s in out["seeds_used"]), out["seeds_used"]
+    assert len(out["items"]) == 10 and not {i["item_id"] for i in out["items"]} & {s.item_id for s in seeds}
+    assert any("your seed" in r for it in out["items"] for r in it["reasons"])
