@@ -202,13 +202,6 @@ class Fitted:
             total += np.float32(self.weights[key]) * zscore(s[None, :])[0]
         return total, comps
 
-    def item_vectors(self) -> np.ndarray | None:
-        """Unit-length item vectors for diversity (ALS factors where fitted)."""
-        if self.als_items is None:
-            return None
-        n = np.linalg.norm(self.als_items, axis=1, keepdims=True)
-        return self.als_items / np.where(n > 0, n, 1.0)
-
 
 # -- fitting -------------------------------------------------------------------------------------------------------
 def fit_corpus(corpus: Corpus, *, seed: int = 0, progress: Progress | None = None,

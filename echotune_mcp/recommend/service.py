@@ -94,6 +94,7 @@ class Catalog:
     knn_cols: sp.csc_matrix | None  # item-kNN similarities by column: who leads to item j (the reasons)
     popularity_rank: np.ndarray  # 1 = the item with the most listeners
     popularity_signal: np.ndarray  # z-scored listeners (+ the data's own 0-100 popularity where it has one)
+    missing: np.ndarray  # items of the model the corpus no longer has (after a corpus replace): never returned
 
     @classmethod
     def build(cls, fitted: Fitted, corpus: Corpus) -> Catalog:
@@ -127,7 +128,8 @@ class Catalog:
                 by_tag[tag].append((j, rank))
         return cls(fitted, corpus, items, by_id, by_isrc, dict(by_artist), by_name, dict(by_title), dict(by_tag),
                    listeners, fitted.knn.tocsc() if fitted.knn is not None else None,
-                   np.argsort(order, kind="stable") + 1, _popularity_signal(fitted, items))
+                   np.argsort(order, kind="stable") + 1, _popularity_signal(fitted, items),
+                   np.array([it is None for it in items], dtype=bool))
 
     @property
     def kind(self) -> str:
@@ -345,7 +347,8 @@ def _mmr(candidates: np.ndarray, relevance: np.ndarray, vectors: np.ndarray | No
     rel = relevance.astype(np.float64)
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-    vec = vectors[candidates]
+    vec = vectors[candidates].astype(np.float64)
+    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)  # cosine, over the candidates only
     chosen: list[int] = []
     best_sim = np.full(len(candidates), -np.inf)
     left = np.ones(len(candidates), dtype=bool)
@@ -389,8 +392,7 @@ def rank(catalog: Catalog, q: _Query, request: RecommendRequest) -> tuple[list[t
             total = total + np.float32(0.3) * popularity  # prompt only: among the matches, the better known first
     if request.novelty > 0:
         total = total - np.float32(1.5 * request.novelty) * popularity
-    blocked = np.zeros(n, dtype=bool)
-    blocked[[j for j, it in enumerate(catalog.items) if it is None]] = True
+    blocked = catalog.missing.copy()
     blocked[list(q.seeds)] = True
     if request.exclude_known and q.known:
         blocked[list(q.known)] = True
@@ -403,7 +405,7 @@ def rank(catalog: Catalog, q: _Query, request: RecommendRequest) -> tuple[list[t
     cand = np.argpartition(-total, pool - 1)[:pool] if pool < n else np.arange(n)
     cand = cand[np.lexsort((cand, -total[cand]))]
     cand = cand[np.isfinite(total[cand])]
-    picked = _mmr(cand, total[cand], fitted.item_vectors(), request.k, request.diversity)
+    picked = _mmr(cand, total[cand], fitted.als_items, request.k, request.diversity)
     return [(j, float(total[j])) for j in picked], ", ".join(how)
 
 

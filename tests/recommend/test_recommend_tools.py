@@ -177,7 +177,7 @@ async def test_reasons_versions_licence_and_provenance(rec_settings, world, tmp_
 
 async def test_diversity_and_novelty_change_the_list_as_asked(rec_settings, world, tmp_path):
     fitted = fitted_mod.load(fitted_mod.models_root(rec_settings), world["corpus"].id)
-    vectors = fitted.item_vectors()
+    vectors = fitted.als_items / np.linalg.norm(fitted.als_items, axis=1, keepdims=True)  # what diversity uses
     index = {i: j for j, i in enumerate(fitted.item_ids)}
     listeners = np.expm1(fitted.popularity)
 
