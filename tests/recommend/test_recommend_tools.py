@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from echotune_mcp.recommend.history import fold
 from echotune_mcp.recommend.importer import import_history, path_source
 from echotune_mcp.recommend.service import RecommendRequest, recommend
 from tests.conftest import shared_path
-from tests.providers.conftest import prism, spotify_spec  # noqa: F401 (fixtures)
+from tests.providers.conftest import loopback_api, prism, spotify_spec  # noqa: F401 (fixtures)
 from tests.providers.test_curation_tools import call, curation_client, text_of
 
 LICENCE = "HetRec 2011 / Last.fm terms: non-commercial research"
@@ -470,3 +471,30 @@ async def test_an_artifact_of_ours_as_the_seed(settings, tracks_world):
     assert any(s.startswith(f"seed_artifact '{art}'") for s in out["seeds_used"]), out["seeds_used"]
     assert len(out["items"]) == 10 and not {i["item_id"] for i in out["items"]} & {s.item_id for s in seeds}
     assert any("your seed" in r for it in out["items"] for r in it["reasons"])
+
+
+async def test_items_without_a_provider_id_are_found_by_isrc_or_name_and_the_rest_reported(settings,
+                                                                                           loopback_api):
+    """provider=...: a corpus track without the provider's id is looked up (ISRC first, then title + artist,
+    providers.curate.find_on) on a Spotify double at the HTTP boundary; what is not found is listed in ignored."""
+    from echotune_mcp.providers.hub import ProviderHub
+    from echotune_mcp.recommend.service import RecommendedItem, _resolve
+    from tests.providers.fake_spotify import FakeSpotify, sid, track
+
+    fs = FakeSpotify([track("a1", "So What", "Miles Davis", "USSM15900113"), track("b1", "Take Five", "Dave Brubeck")])
+    api = loopback_api(fs)
+
+    def item(item_id, title, artist, isrc=None, spotify_id=None):
+        return RecommendedItem(item_id=item_id, kind="track", title=title, artists=[artist], isrc=isrc,
+                               spotify_id=spotify_id, score=1.0, reasons=["x"], source="corpus:c")
+
+    items = [item("c:1", "So What (remaster)", "Miles Davis", isrc="USSM15900113"),
+             item("c:2", "Take Five", "Dave Brubeck"), item("c:3", "Unfindable", "Nobody"),
+             item("spotify:track:" + sid("z9"), "Known", "Someone", spotify_id=sid("z9"))]
+    ignored: list[str] = []
+    async with App(replace(settings, spotify_token="tok", spotify_api_base=api.base)) as app:
+        await _resolve(ProviderHub(app), "local", "spotify", items, ignored)
+    assert [i.provider_track.id if i.provider_track else None for i in items] == [sid("a1"), sid("b1"), None,
+                                                                                  sid("z9")]
+    assert ignored == ["c:3 (Nobody - Unfindable): not found on spotify"]
+    assert not any("z9" in p for _m, p, _b in api.requests)  # the corpus's own Spotify id needs no request
