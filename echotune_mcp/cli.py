@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
         ("engine", ".engine.cli", "engine_main", "serve: the shared inference engine as a local daemon"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
-        ("recommend", ".recommend.cli", "recommend_main", "batch | evaluate | corpus: offline recommendation, corpora"),
+        ("recommend", ".recommend.cli", "recommend_main",
+         "batch | evaluate | corpus | fit: offline recommendation, corpora, the served model"),
     ):
         sp = sub.add_parser(name, help=help_, add_help=False)
         sp.add_argument("rest", nargs=argparse.REMAINDER)
