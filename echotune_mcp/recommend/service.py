@@ -225,6 +225,11 @@ def _catalog(settings, corpus_id: str | None, kind: str) -> tuple[Catalog, str |
         fitted = load_fitted(models, corpus_id)
     except KeyError:
         raise NoModel(f"corpus {corpus_id} has no fitted model yet: fit_recommender(corpus_id='{corpus_id}')") from None
+    fitted_kind = fitted.provenance.get("item_kind")
+    if fitted_kind != kind:
+        other = "recommend_artists" if fitted_kind == "artist" else "recommend_tracks"
+        raise NoModel(f"corpus {corpus_id} holds {fitted_kind}s, not {kind}s: use {other} with it, or a corpus of "
+                      f"{kind}s")
     key = (str(fitted.path), corpus.info.version)
     with _CATALOGS_LOCK:
         catalog = _CATALOGS.get(key)

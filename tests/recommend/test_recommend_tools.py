@@ -238,6 +238,8 @@ async def test_cold_start_seeds_prompt_and_what_was_ignored(rec_settings, world)
         assert r.is_error and "corpus_id" in text_of(r) and "track" in text_of(r)
         r, _ = await call(client, "recommend_artists", k=5, corpus_id="corpus_00000000000000000000")
         assert r.is_error and "corpus_id" in text_of(r)
+        r, _ = await call(client, "recommend_tracks", k=5, corpus_id=world["corpus"].id)
+        assert r.is_error and "holds artists" in text_of(r) and "recommend_artists" in text_of(r)
 
 
 async def test_one_principal_never_moves_anothers_recommendations(rec_settings, world, tmp_path):
