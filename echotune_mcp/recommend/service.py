@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from ..providers.base import Track
+from ..providers.base import ProviderError, Track
 from ..providers.spotify import parse_id as parse_spotify_id
 from .corpus import Corpus, CorpusItem, corpora_dir, list_corpora, load_corpus
 from .fitted import Fitted, fitted_corpora, models_root
@@ -500,18 +500,27 @@ async def _resolve(hub, owner: str, provider: str, items: list[RecommendedItem],
                                       else None)
     if not need:
         return
-    adapter = await hub.provider(owner, provider)
+    try:
+        adapter = await hub.provider(owner, provider)
+    except ProviderError as exc:  # the recommendations stand; only the lookup is missing, and why
+        ignored.append(f"provider {provider}: {len(need)} tracks not looked up: {exc}")
+        return
     try:
         gate = asyncio.Semaphore(4)
 
         async def one(it: RecommendedItem) -> None:
             source = Track(provider="corpus", id=it.item_id, title=it.title or "", artists=it.artists, isrc=it.isrc)
-            async with gate:
-                outcome = await find_on(adapter, source)
+            label = f"{it.item_id} ({', '.join(it.artists)} - {it.title})"
+            try:
+                async with gate:
+                    outcome = await find_on(adapter, source)
+            except ProviderError as exc:
+                ignored.append(f"{label}: lookup on {provider} failed: {exc}")
+                return
             if outcome.matched and outcome.match is not None:
                 it.provider_track = outcome.match.track
             else:
-                ignored.append(f"{it.item_id} ({', '.join(it.artists)} - {it.title}): not found on {provider}")
+                ignored.append(f"{label}: not found on {provider}")
 
         await asyncio.gather(*(one(it) for it in need))
     finally:
@@ -540,8 +549,8 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
                                            f"{play.artist} - {play.track}")
         if request.my_taste:
             if q.history:
-                q.seeds_used.append(f"your listening history: {len(plays)} tracks, {len(q.history)} of them in "
-                                    f"corpus {catalog.fitted.corpus_id}")
+                q.seeds_used.append(f"your listening history: {len(plays)} tracks played, matching {len(q.history)} "
+                                    f"{catalog.kind}s of corpus {catalog.fitted.corpus_id}")
             else:
                 q.ignored.append(f"your listening history: none of your {len(plays)} played tracks is in corpus "
                                  f"{catalog.fitted.corpus_id}")

@@ -500,3 +500,10 @@ async def test_items_without_a_provider_id_are_found_by_isrc_or_name_and_the_res
                                                                                   sid("z9")]
     assert ignored == ["c:3 (Nobody - Unfindable): not found on spotify"]
     assert not any("z9" in p for _m, p, _b in api.requests)  # the corpus's own Spotify id needs no request
+    # not connected: the recommendations stand, and what could not be looked up says why
+    fresh = [item("c:2", "Take Five", "Dave Brubeck")]
+    ignored = []
+    async with App(settings) as app:
+        await _resolve(ProviderHub(app), "local", "spotify", fresh, ignored)
+    assert fresh[0].provider_track is None and len(ignored) == 1
+    assert ignored[0].startswith("provider spotify: 1 tracks not looked up") and "connect_provider" in ignored[0]
