@@ -213,7 +213,8 @@ def build(app: App) -> Toolset:
                 page, cursor = await app.storage.listening.find(owner, limit=EVENT_PAGE, cursor=cursor)
                 read += len(page)
                 for ev in page:
-                    if ev.artist and ev.artist.strip():
+                    # Plays only: a synced top-list entry or saved track (recommend/sync.py) is not a play.
+                    if ev.signal == "play" and ev.artist and ev.artist.strip():
                         key = artist_key(ev.artist)
                         vec[key] += ev.weight
                         names.setdefault(key, ev.artist.strip())

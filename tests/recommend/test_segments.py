@@ -275,3 +275,40 @@ async def test_corpus_population_and_list_corpora_tools(make_client, settings, t
         assert "r0" not in json.dumps(out["segments"])
         unknown = await client.call_tool("segment_listeners", {"corpus_id": "corpus_" + "0" * 20})
         assert unknown.is_error and info.id in text_of(unknown)
+
+
+async def test_synced_top_and_saved_signals_are_not_counted_as_plays(make_client, settings, monkeypatch):
+    """A Spotify sync stores top-list entries and saved tracks as non-play signals (recommend/sync.py). Segments
+    are built from plays: six jazz listeners who all saved the same metal records stay a jazz segment."""
+    from echotune_mcp.recommend.sync import _doc
+
+    folder = settings.allowed_roots[0]
+    who = ["local"]
+    monkeypatch.setattr("echotune_mcp.toolsets.audience.current_principal", lambda: who[0])
+    async with make_client() as (client, app):
+        pop = ["Madonna", "Prince", "Cher"]
+        for n in range(6):
+            owner = f"user:pop{n}"
+            path = folder / f"pop{n}.csv"
+            path.write_text(scrobbles(pop, 1 + n), encoding="utf-8")
+            await import_history(app.storage.listening, owner, [path_source(path, None)], f"imp_pop{n}")
+            who[0] = owner
+            await client.call_tool("share_taste_for_segments", {"opt_in": True})
+        for n in range(6):
+            owner = f"user:jazz{n}"
+            path = folder / f"jazz{n}.csv"
+            path.write_text(scrobbles(JAZZ, 1 + n), encoding="utf-8")
+            await import_history(app.storage.listening, owner, [path_source(path, None)], f"imp_{n}")
+            saved = [_doc(owner, f"sync_{n}", f"saved{k}{a}", source="spotify", format="spotify_saved",
+                          signal=signal, artist=a, track=f"Record {k}", item_key=f"name:{a}\x1frecord {k}")
+                     for a in ROCK for k in range(10) for signal in ("saved",)]
+            saved += [_doc(owner, f"sync_{n}", f"top{a}", source="spotify", format="spotify_top", signal="top",
+                           rank=1, term="long_term", artist=a, track="Hit", item_key=f"name:{a}\x1fhit")
+                      for a in ROCK]
+            assert await app.storage.listening.insert_absent(saved) == len(saved)
+            who[0] = owner
+            await client.call_tool("share_taste_for_segments", {"opt_in": True})
+        r = await client.call_tool("segment_listeners", {"population": "principals", "segments": 2})
+        assert not r.is_error, text_of(r)
+        named = {a["name"] for s in r.structured_content["segments"] for a in s["defining_artists"]}
+        assert named == set(JAZZ + pop), named  # counted as plays, the saved metal would define the jazz segment
