@@ -582,16 +582,12 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
             add_seed("seed_playlist", f"{request.seed_playlist} ({len(tracks)} tracks on "
                      f"{request.seed_playlist_provider})", found)
     if request.seed_artifact:
-        try:
-            from .sound import similar_to_artifact  # type: ignore[attr-defined]
-        except ImportError:
-            q.ignored.append(f"seed_artifact {request.seed_artifact!r}: sound similarity is not available on this "
-                             "server yet")
-        else:
-            similar = await similar_to_artifact(app, owner, request.seed_artifact, ARTIFACT_SEEDS,
-                                                corpus_id=catalog.fitted.corpus_id, include_artifacts=False)
-            add_seed("seed_artifact", request.seed_artifact,
-                     [catalog.by_id[s.item_id] for s in similar if s.item_id in catalog.by_id])
+        from .sound import similar_to_artifact  # sound imports this module's models: imported here, not at the top
+
+        similar = await similar_to_artifact(app, owner, request.seed_artifact, ARTIFACT_SEEDS,
+                                            corpus_id=catalog.fitted.corpus_id, include_artifacts=False)
+        add_seed("seed_artifact", request.seed_artifact,
+                 [catalog.by_id[s.item_id] for s in similar if s.item_id in catalog.by_id])
     prompt_embeddings = catalog.fitted.provenance["params"].get("prompt_embeddings") or "none"
     if request.prompt:
         q.prompt_terms = prompt_terms(request.prompt)
