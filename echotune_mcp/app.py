@@ -28,7 +28,6 @@ class App:
         settings.validate()
         self.settings = settings
         self.bus = InMemorySubscriptionBus()
-        self.paths = PathPolicy(settings.allowed_roots)
         self._users = 0
         self._lock = asyncio.Lock()
         self._storage: Storage | None = None
@@ -41,6 +40,13 @@ class App:
     def add_update_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
         """Also tell ``listener`` about resource updates (legacy ``resources/subscribe`` sessions)."""
         self._update_listeners.append(listener)
+
+    async def path_policy(self, principal: str) -> PathPolicy:
+        """The local files ``principal`` may read: ECHOTUNE_ALLOWED_ROOTS for the local user; for anyone else only
+        the folders an operator granted it (none by default; auth/tenants.py)."""
+        from .auth.tenants import path_policy
+
+        return await path_policy(self, principal)
 
     @property
     def storage(self) -> Storage:
@@ -69,6 +75,9 @@ class App:
             if self._users == 0:
                 self._storage = await open_storage(self.settings)
                 self._artifacts = ArtifactService(self._storage)
+                from .auth.tenants import check_storage
+
+                self._artifacts.on_admission(lambda owner, size, kind: check_storage(self, owner, size, kind))
                 from .licensing import install_hooks
 
                 install_hooks(self)  # signed content-credential manifests for audio artifacts

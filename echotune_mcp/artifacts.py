@@ -48,6 +48,7 @@ def package_version() -> str:
 
 CreatedHook = Callable[["ArtifactService", ArtifactRecord], Awaitable[None]]
 DeletedHook = Callable[["ArtifactService", ArtifactRecord], Awaitable[None]]
+AdmissionHook = Callable[[str, int, str], Awaitable[None]]  # (owner, size in bytes, kind); raises to refuse
 
 
 class ArtifactService:
@@ -55,6 +56,11 @@ class ArtifactService:
         self.storage = storage
         self._created_hooks: list[CreatedHook] = []
         self._deleted_hooks: list[DeletedHook] = []
+        self._admission_hooks: list[AdmissionHook] = []
+
+    def on_admission(self, hook: AdmissionHook) -> None:
+        """Run ``hook(owner, size, kind)`` before each artifact is stored; it refuses one by raising (a quota)."""
+        self._admission_hooks.append(hook)
 
     def on_created(self, hook: CreatedHook) -> None:
         """Run ``hook`` after each artifact is stored (e.g. to sign a content-credentials manifest)."""
@@ -82,6 +88,8 @@ class ArtifactService:
         if kind not in KINDS:
             raise ValueError(f"unknown artifact kind {kind!r}")
         parent_records = [await self.get(owner, p) for p in parents or []]
+        for admit in self._admission_hooks:
+            await admit(owner, len(data), kind)
         with span("artifact.create", **{"echotune.artifact.kind": kind, "echotune.artifact.size": len(data)}):
             sha = await self.storage.blobs.put(data)
             record = ArtifactRecord(
@@ -161,8 +169,10 @@ class ArtifactService:
 class PathPolicy:
     """Local files may be read only inside configured roots; symlinks are resolved before checking."""
 
-    def __init__(self, roots: tuple[Path, ...]):
+    def __init__(self, roots: tuple[Path, ...], *, how_to_widen: str = "set ECHOTUNE_ALLOWED_ROOTS to widen, "
+                                                                        "or use import_audio"):
         self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
+        self.how_to_widen = how_to_widen
 
     def check(self, path_str: str) -> Path:
         if "\x00" in path_str:  # the OS cannot take it (os.path.realpath raises ValueError)
@@ -175,7 +185,7 @@ class PathPolicy:
         if not any(real == root or root in real.parents for root in self.roots):
             roots = ", ".join(str(r) for r in self.roots) or "(none configured)"
             raise BadInput("audio", f"{path_str!r} is outside the allowed roots (after resolving symlinks)",
-                           f"files under {roots}; set ECHOTUNE_ALLOWED_ROOTS to widen, or use import_audio")
+                           f"files under {roots}; {self.how_to_widen}")
         if not real.is_file():
             raise BadInput("audio", f"{path_str!r} is not a file")
         return real

@@ -60,7 +60,7 @@ async def load_audio_input(app: App, owner: str, ref: str, *, field: str = "audi
         what = f"artifact {record.id}"
     elif ref.startswith(("/", "~")):
         try:
-            path: Path = app.paths.check(ref)
+            path: Path = (await app.path_policy(owner)).check(ref)
         except BadInput as exc:
             raise BadInput(field, str(exc).removeprefix("invalid audio: ")) from None
         limit = app.settings.max_upload_bytes

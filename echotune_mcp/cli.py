@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
         ("engine", ".engine.cli", "engine_main", "serve: the shared inference engine as a local daemon"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
+        ("principals", ".auth.tenants", "principals_main",
+         "grant-roots | revoke-roots | set | list: local folders and quotas per authenticated user"),
         ("auth-server", ".auth.server.cli", "auth_server_main",
          "serve | user add | user reset-mfa | keys rotate: the bundled OAuth authorization server"),
         ("recommend", ".recommend.cli", "recommend_main",

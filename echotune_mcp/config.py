@@ -30,7 +30,7 @@ PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
 ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend",
-                "audience")
+                "audience", "account")
 TRANSPORTS = ("stdio", "http")
 
 
@@ -171,6 +171,41 @@ def _provider_settings() -> dict[str, object]:
     }
 
 
+def _tenant_settings() -> dict[str, object]:
+    """Limits per principal (``auth/limits.py``) and the audit log's retention (``auth/audit.py``)."""
+    return {
+        "rate_per_minute": _env_float("RATE_PER_MINUTE", 120.0),
+        "rate_burst": _env_float("RATE_BURST", 60.0),
+        "rate_limit_local": _env_bool("RATE_LIMIT_LOCAL", False),
+        "rate_costs": _rate_costs(_env("RATE_COSTS")),
+        "storage_quota_bytes": _env_int("STORAGE_QUOTA_BYTES", 5 * 1024**3),
+        "audit_ttl_days": _env_float("AUDIT_TTL_DAYS", 90.0),
+        "auth_fail_delay_max_s": _env_float("AUTH_FAIL_DELAY_MAX_S", 10.0),
+    }
+
+
+RATE_COST_DEFAULTS = (("read", 1.0), ("write", 2.0), ("provider", 3.0), ("job", 5.0), ("generate", 20.0))
+
+
+def _rate_costs(raw: str | None) -> tuple[tuple[str, float], ...]:
+    """ECHOTUNE_RATE_COSTS: ``class=cost`` pairs (``generate=30,read=0.5``) over the defaults."""
+    costs = dict(RATE_COST_DEFAULTS)
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        name, _, value = part.partition("=")
+        name = name.strip()
+        try:
+            cost = float(value)
+        except ValueError:
+            cost = -1.0
+        if name not in costs or not (math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"ECHOTUNE_RATE_COSTS has {part.strip()!r}; use class=cost pairs with classes "
+                             f"{', '.join(costs)} and costs of 0 or more")
+        costs[name] = cost
+    return tuple(costs.items())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured. Defaults are safe for a single local user."""
@@ -234,6 +269,17 @@ class Settings:
     # Tracing: the standard OTEL_* variables (the exporter itself reads the rest of them).
     otel_endpoint: str | None = None
     otel_service_name: str = "echotune-mcp"
+    # Limits per principal (auth/limits.py): a token bucket of ``rate_burst`` units refilled at ``rate_per_minute``
+    # (0: no rate limit); a tool call costs its class's units (a generation more than a read).
+    rate_per_minute: float = 120.0
+    rate_burst: float = 60.0
+    rate_limit_local: bool = False  # the local user (stdio, loopback without auth) is limited too only when on
+    rate_costs: tuple[tuple[str, float], ...] = RATE_COST_DEFAULTS
+    # Bytes of artifacts one principal may keep (0: no quota). The local user (stdio) has none unless an operator
+    # sets one with `echotune-mcp principals set`; every other principal has this one unless overridden.
+    storage_quota_bytes: int = 5 * 1024**3
+    audit_ttl_days: float = 90.0  # audit log entries are dropped this long after they were written
+    auth_fail_delay_max_s: float = 10.0  # the longest a client with repeated auth failures is held per request
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -276,6 +322,7 @@ class Settings:
             model_memory_mb=_env_int("MODEL_MEMORY_MB", 16000),
             **_provider_settings(),
             **_otel_settings(),
+            **_tenant_settings(),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
@@ -311,6 +358,17 @@ class Settings:
             raise ValueError(f"ECHOTUNE_CPU_WORKERS is {self.cpu_workers}; use 1 or more threads")
         if not 0 < self.job_lease_seconds <= 3600:
             raise ValueError(f"ECHOTUNE_JOB_LEASE_SECONDS is {self.job_lease_seconds}; use more than 0 and at most 3600")
+        if not (math.isfinite(self.rate_per_minute) and self.rate_per_minute >= 0):
+            raise ValueError(f"ECHOTUNE_RATE_PER_MINUTE is {self.rate_per_minute}; use 0 (no rate limit) or more")
+        if not (math.isfinite(self.rate_burst) and self.rate_burst >= max(dict(self.rate_costs).values(), default=1)):
+            raise ValueError(f"ECHOTUNE_RATE_BURST is {self.rate_burst}; use at least the dearest call's cost "
+                             f"({max(dict(self.rate_costs).values(), default=1)}), or no call of that class could run")
+        if self.storage_quota_bytes < 0:
+            raise ValueError(f"ECHOTUNE_STORAGE_QUOTA_BYTES is {self.storage_quota_bytes}; use 0 (no quota) or more")
+        if not (math.isfinite(self.audit_ttl_days) and 1 <= self.audit_ttl_days <= 3650):
+            raise ValueError(f"ECHOTUNE_AUDIT_TTL_DAYS is {self.audit_ttl_days}; use 1 to 3650 days")
+        if not (math.isfinite(self.auth_fail_delay_max_s) and 0 <= self.auth_fail_delay_max_s <= 60):
+            raise ValueError(f"ECHOTUNE_AUTH_FAIL_DELAY_MAX_S is {self.auth_fail_delay_max_s}; use 0 to 60 seconds")
 
     @property
     def blob_dir(self) -> Path:

@@ -280,7 +280,9 @@ class JobManager:
 
     # -- submission ----------------------------------------------------------------------------
     async def submit(self, *, owner: str, tool: str, params: dict[str, Any], work: JobWork) -> JobRecord:
-        limit = self.app.settings.max_jobs_per_owner
+        from .auth.tenants import job_limit
+
+        limit = await job_limit(self.app, owner)  # ECHOTUNE_MAX_JOBS_PER_CLIENT unless an operator set this one's
         job = JobRecord(owner=owner, tool=tool, params=params, trace_context=capture_context(),
                         lease_owner=self.lease_id, lease_expires_at=time.time() + self._ttl)
         # The quota is slots taken atomically (an insert only one caller can win), so concurrent submits from
@@ -291,7 +293,8 @@ class JobManager:
                                                  alive_leases=self.leases.alive_ids)
         if slot is None:
             raise Busy(
-                f"this client already has {limit} jobs queued, running or still stopping (limit {limit}); "
+                f"this client already has {limit} jobs queued, running or still stopping (limit {limit} "
+                "concurrent jobs for this principal); "
                 "wait for one with get_job or cancel one with cancel_job, then retry",
                 retry_after_s=5,
             )

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 # Names the server creates at the top of its data directory: their presence makes a folder ours.
-OURS = ("echotune.sqlite3", "token.key", "keys", "blobs", "weights")
+OURS = ("echotune.sqlite3", "token.key", "keys", "blobs", "weights", "auth-server")
 
 
 def private_dir(path: Path, *, tighten: bool = True, ours: bool = False) -> Path:

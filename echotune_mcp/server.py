@@ -156,6 +156,9 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
                                                 legacy.unsubscribe)
     app.add_update_listener(legacy.notify)
     server.middleware.append(_known_arguments_middleware(server))
+    from .auth.limits import tool_limits_middleware
+
+    server.middleware.append(tool_limits_middleware(app, server))  # rate limits (stdio), audit of deletions
     registered: dict[str, list[str]] = {}
     for name in ALL_TOOLSETS:
         if name not in settings.toolsets:

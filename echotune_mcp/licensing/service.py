@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..artifacts import HOW_TO_LIST, package_version
+from ..artifacts import HOW_TO_LIST, PathPolicy, package_version
 from ..audio_inputs import read_capped
 from ..errors import BadInput
 from ..music.audio_io import MAX_DECODED_BYTES
@@ -260,7 +260,8 @@ class Licensing:
         return {"target": record.id, "manifest": manifest_rec.id, **result.as_dict()}
 
     async def verify_file(self, owner: str, path: str, manifest: str | None) -> dict[str, Any]:
-        file_path = self._allowed(path, "path")
+        policy = await self.app.path_policy(owner)
+        file_path = self._allowed(policy, path, "path")
         sha = await anyio.to_thread.run_sync(lambda: _sha256_capped(file_path, VERIFY_MAX_BYTES, "path", path))
         if manifest is None:
             sidecar = file_path.with_name(file_path.name + ".manifest.json")
@@ -278,7 +279,7 @@ class Licensing:
                            "and no artifact of this server has these exact bytes — they may have been changed)",
                            "a manifest artifact id/URI, or an absolute path to the manifest JSON inside the allowed roots")
         if manifest.startswith(("/", "~")):
-            manifest_path = self._allowed(manifest, "manifest")
+            manifest_path = self._allowed(policy, manifest, "manifest")
             manifest_bytes = await anyio.to_thread.run_sync(
                 lambda: read_capped(manifest_path, MANIFEST_MAX_BYTES, "manifest", manifest))
             manifest_name = manifest
@@ -291,8 +292,9 @@ class Licensing:
         result = credentials.verify(manifest_bytes, None, self.key.public_raw, content_sha256=sha)
         return {"target": str(file_path), "manifest": manifest_name, **result.as_dict()}
 
-    def _allowed(self, path: str, field: str) -> Path:
+    @staticmethod
+    def _allowed(policy: PathPolicy, path: str, field: str) -> Path:
         try:
-            return self.app.paths.check(path)
+            return policy.check(path)
         except BadInput as exc:
             raise BadInput(field, str(exc).removeprefix("invalid audio: ")) from None

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import anyio
 from pydantic import BaseModel, Field
 
 from ..app import App
+from ..auth.audit import audit
+from ..principal import LOCAL
 from .base import DISPLAY, PROVIDERS, MusicProvider, ProviderError
 from .oauth import (
     AuthorizationFailed,
@@ -88,7 +91,7 @@ class ProviderHub:
         if name == "spotify":
             from .spotify import SpotifyProvider
 
-            if self.settings.spotify_token:
+            if self.settings.spotify_token and owner == LOCAL:
                 return SpotifyProvider(self.settings.spotify_token, api_base=self.settings.spotify_api_base, cap_s=cap,
                                        on_unauthorized="ECHOTUNE_SPOTIFY_TOKEN is expired or invalid; set a fresh "
                                                        "token, or unset it and use connect_provider")
@@ -97,7 +100,7 @@ class ProviderHub:
         if name == "ytmusic":
             from .ytmusic import YTMusicProvider
 
-            return YTMusicProvider(auth_file=self.settings.ytmusic_auth_file, client_id=self.settings.ytmusic_client_id,
+            return YTMusicProvider(auth_file=self._ytmusic_file(owner), client_id=self.settings.ytmusic_client_id,
                                    client_secret=self.settings.ytmusic_client_secret,
                                    api_base=self.settings.ytmusic_api_base, cap_s=cap)
         raise ProviderError(f"unknown provider {name!r}; valid providers are {', '.join(PROVIDERS)}")
@@ -105,8 +108,8 @@ class ProviderHub:
     # -- connect --------------------------------------------------------------------------------
     async def connect(self, owner: str, provider: str, wait_s: float = 0.0) -> ConnectResult:
         if provider == "ytmusic":
-            return self._ytmusic_connect()
-        if provider == "spotify" and self.settings.spotify_token:
+            return self._ytmusic_connect(owner)
+        if provider == "spotify" and self.settings.spotify_token and owner == LOCAL:
             return ConnectResult(provider=provider, status="connected",
                                  message="using the access token in ECHOTUNE_SPOTIFY_TOKEN (it is not refreshed)")
         cfg = self.oauth_config(provider)
@@ -148,6 +151,8 @@ class ProviderHub:
             try:
                 token = await authorize(req, listener, timeout)
                 await self.keeper.save(owner, provider, token)
+                await audit(self.app, "grant_added", principal=owner, provider=provider,
+                            scope=token.get("scope"))
             finally:
                 if listener.idle and self._listeners.get(cfg.redirect_port) is listener:
                     del self._listeners[cfg.redirect_port]
@@ -168,8 +173,17 @@ class ProviderHub:
         """Wait for a pending authorization to finish (the CLI, a person at a terminal)."""
         return await self.connect(owner, provider, wait_s=self.settings.oauth_wait_seconds + 5)
 
-    def _ytmusic_connect(self) -> ConnectResult:
-        path = self.settings.ytmusic_auth_file
+    def _ytmusic_file(self, owner: str) -> Path | None:
+        """The operator's YouTube Music auth file is the operator's account: it serves the local user only."""
+        return self.settings.ytmusic_auth_file if owner == LOCAL else None
+
+    def _ytmusic_connect(self, owner: str) -> ConnectResult:
+        path = self._ytmusic_file(owner)
+        if owner != LOCAL:
+            return ConnectResult(provider="ytmusic", status="not_configured",
+                                 message="YouTube Music library access is not available to accounts on this server "
+                                         "(the server's auth file is its operator's own account); search and "
+                                         "radio work without it")
         if path and path.is_file():
             return ConnectResult(provider="ytmusic", status="connected",
                                  message=f"using the YouTube Music auth file {path}")
@@ -184,12 +198,12 @@ class ProviderHub:
         for provider in PROVIDERS:
             pending = self._pending.get((owner, provider))
             if provider == "ytmusic":
-                res = self._ytmusic_connect()
+                res = self._ytmusic_connect(owner)
                 out.append(ProviderStatus(provider=provider, connected=res.status == "connected",
                                           source="auth_file" if res.status == "connected" else "none",
                                           refreshable=res.status == "connected", message=res.message))
                 continue
-            if self.settings.spotify_token:
+            if self.settings.spotify_token and owner == LOCAL:
                 out.append(ProviderStatus(provider=provider, connected=True, source="env_token", refreshable=False,
                                           message="using ECHOTUNE_SPOTIFY_TOKEN as given: it is not refreshed; "
                                                   "when it expires calls fail until a new one is set"))
@@ -218,6 +232,8 @@ class ProviderHub:
         keeper = self.keeper
         revoked = await keeper.revoke(owner, provider)
         deleted = await keeper.store.delete(owner, provider)
+        if deleted or revoked:
+            await audit(self.app, "grant_removed", principal=owner, provider=provider, revoked_at_provider=revoked)
         return revoked, deleted
 
     async def aclose(self) -> None:

@@ -44,8 +44,12 @@ IDEMPOTENCY = CollectionSpec("idempotency", indexed=("key",), ttl_field="expires
 PLAYLIST_SNAPSHOTS = CollectionSpec("playlist_snapshots", indexed=("provider", "playlist_id"), ttl_field="expires_at")
 # What a deleted artifact leaves for licence checks: its rights and lineage, never its bytes (licensing.service).
 TOMBSTONES = CollectionSpec("tombstones")
+# Per-principal settings an operator sets (granted local roots, quota overrides; auth/tenants.py), one per owner.
+PRINCIPAL_SETTINGS = CollectionSpec("principal_settings", indexed=("updated_at",))  # CAS version
+# The security audit log (auth/audit.py): owner-scoped where there is a principal, dropped after its TTL.
+AUDIT = CollectionSpec("audit", indexed=("event",), ttl_field="expires_at")
 ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES,
-             JOB_SLOTS, LEASES, SEGMENT_OPTINS)
+             JOB_SLOTS, LEASES, SEGMENT_OPTINS, PRINCIPAL_SETTINGS, AUDIT)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"
 

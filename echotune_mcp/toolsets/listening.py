@@ -20,6 +20,7 @@ from mcp_types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from ..app import App
+from ..artifacts import PathPolicy
 from ..errors import BadInput, Busy
 from ..principal import current_principal
 from ..providers.base import NotConnected
@@ -121,9 +122,10 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         skipped: list[SkippedFile] = []
         if paths is not None:
             seen: set[str] = set()
+            policy = await app.path_policy(owner)
             for i, raw in enumerate(paths):
                 field = f"paths[{i}]"
-                path = _checked_path(app, raw, field)
+                path = _checked_path(policy, raw, field)
                 if str(path) in seen:
                     raise BadInput(field, f"{raw!r} is already in the list", "each file once")
                 seen.add(str(path))
@@ -264,14 +266,14 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
     return ts
 
 
-def _checked_path(app: App, raw: str, field: str) -> Path:
-    """The real path of ``raw`` if it is a file inside the allowed roots; else an error about ``field``."""
-    allowed = (f"absolute paths of files under {', '.join(str(r) for r in app.paths.roots) or '(no root configured)'}"
-               "; set ECHOTUNE_ALLOWED_ROOTS to widen, or pass the file's bytes as data_base64")
+def _checked_path(policy: PathPolicy, raw: str, field: str) -> Path:
+    """The real path of ``raw`` if it is a file inside the caller's allowed roots; else an error about ``field``."""
+    allowed = (f"absolute paths of files under {', '.join(str(r) for r in policy.roots) or '(no root configured)'}"
+               f"; {policy.how_to_widen.replace('import_audio', 'pass the file bytes as data_base64')}")
     if "\x00" in raw:
         raise BadInput(field, "contains a NUL character", allowed)
     try:
-        return app.paths.check(raw)
+        return policy.check(raw)
     except BadInput as exc:
         problem = str(exc).removeprefix("invalid audio: ").split(" (allowed: ")[0]
         raise BadInput(field, problem, allowed) from None
