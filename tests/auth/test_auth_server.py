@@ -31,6 +31,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.conftest import free_port, stop_process
+from tests.node.conftest import NodeTools, node_tools  # noqa: F401  (the fixture, for the conformance run)
 
 RESOURCE = "http://127.0.0.1:8770/mcp"
 OTHER_RESOURCE = "https://music.example/mcp"
@@ -203,12 +204,13 @@ def refresh(server: AuthServer, client_id: str, token: str) -> httpx.Response:
                                                    "client_id": client_id}, timeout=10)
 
 
-def full_login(server: AuthServer, name: str, username: str, **sign_in_kw: str) -> tuple[str, dict]:
+def full_login(server: AuthServer, name: str, username: str, scope: str = "echotune:read echotune:write",
+               **sign_in_kw: str) -> tuple[str, dict]:
     """Run the whole code + PKCE flow for a fresh client ``name``; (client_id, token response)."""
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     client_id = server.docs.add(name, [redirect_uri])
     verifier, challenge = pkce()
-    params = authorize_params(client_id, redirect_uri, challenge)
+    params = authorize_params(client_id, redirect_uri, challenge, scope=scope)
     with httpx.Client(timeout=10) as browser:
         resp = sign_in(server, browser, f"{server.url}/authorize?{urllib.parse.urlencode(params)}", username,
                        **sign_in_kw)
@@ -417,8 +419,91 @@ def test_cli_user_add_and_reset_mfa(auth_server: AuthServer) -> None:
     assert run_cli(auth_server.data_dir, "user", "reset-mfa", "nobody").returncode == 2
 
 
+async def test_its_tokens_work_at_the_mcp_server_and_amr_drives_step_up(auth_server: AuthServer,
+                                                                       tmp_path: Path) -> None:
+    """The real `serve --transport http` configured with this issuer: an MFA token may delete, a password-only
+    token of the same scopes gets the RFC 9470 step-up challenge."""
+    from tests.auth.conftest import mcp_http_client, start_server
+
+    srv = start_server(tmp_path / "rs", None, {"ECHOTUNE_AUTH_ISSUER": auth_server.url,
+                                               "ECHOTUNE_AUTH_AUDIENCE": RESOURCE})
+    try:
+        scopes = "echotune:read echotune:write echotune:providers"
+        auth_server.add_user("ivy", totp=True)
+        auth_server.add_user("jack", totp=False)
+        _, mfa = full_login(auth_server, "rs-mfa", "ivy", scope=scopes)
+        _, pwd = full_login(auth_server, "rs-pwd", "jack", scope=scopes)
+        async with mcp_http_client(srv.mcp, mfa["access_token"]) as client:
+            result = await client.call_tool("delete_artifact", {"artifact": "art_nonexistent"})
+            assert result.is_error and "art_nonexistent" in result.content[0].text  # it ran: not found
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "delete_artifact", "arguments": {"artifact": "art_nonexistent"}}}
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        resp = httpx.post(srv.mcp, json=body, headers={**headers, "authorization": f"Bearer {pwd['access_token']}"},
+                          timeout=30)
+        assert resp.status_code == 401
+        assert 'error="insufficient_user_authentication"' in resp.headers["www-authenticate"]
+    finally:
+        stop_process(srv.proc)
+
+
 def test_state_file_is_private(auth_server: AuthServer) -> None:
     state = auth_server.data_dir / "auth-server"
     assert state.stat().st_mode & 0o777 == 0o700
     for f in state.iterdir():
         assert f.stat().st_mode & 0o077 == 0, f
+
+
+# -- the MCP conformance suite's authorization-server scenarios ----------------------------------------------
+@pytest.mark.slow
+def test_conformance_authorization_server_scenarios(auth_server: AuthServer, node_tools: NodeTools,
+                                                    tmp_path: Path) -> None:
+    """``conformance authorization`` runs authorization-server-metadata-endpoint, then authorization-code-grant:
+    it prints the authorization URL and waits for its callback; the test is the browser that signs in."""
+    auth_server.add_user("conformance", totp=False)
+    callback_port = free_port()
+    client_id = auth_server.docs.add("conformance", [f"http://127.0.0.1:{callback_port}/callback"])
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [str(node_tools.node), str(node_tools.conformance), "authorization", "--url", auth_server.url,
+         "--client-id", client_id, "--resource", RESOURCE, "--port", str(callback_port), "--output-dir", str(results)],
+        env=node_tools.env(), cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        authorize_url = None
+        deadline = time.monotonic() + 90
+        while authorize_url is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                line = ANSI.sub("", lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            output.append(line)
+            if line.strip().startswith(f"{auth_server.url}/authorize?"):
+                authorize_url = line.strip()
+        assert authorize_url, "the suite printed no authorization URL:\n" + "".join(output)[-3000:]
+
+        with httpx.Client(timeout=10) as browser:
+            resp = sign_in(auth_server, browser, authorize_url, "conformance")
+            assert resp.status_code == 303, resp.text
+            for _ in range(50):  # the suite's callback server listens before it prints, but be patient
+                try:
+                    assert browser.get(resp.headers["location"]).status_code == 200
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+    while not lines.empty():
+        output.append(ANSI.sub("", lines.get()))
+    text = "".join(output)
+    checks = [c for f in sorted(results.rglob("checks.json")) for c in json.loads(f.read_text())]
+    statuses = {c["id"]: c["status"] for c in checks}
+    assert statuses.get("authorization-server-metadata") == "SUCCESS", text[-3000:]
+    assert statuses.get("authorization-server-metadata-cimd") == "SUCCESS", text[-3000:]
+    assert statuses.get("authorization-code-grant") == "SUCCESS", text[-3000:]
+    assert proc.returncode == 0, text[-3000:]
