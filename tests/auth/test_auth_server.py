@@ -507,3 +507,98 @@ def test_conformance_authorization_server_scenarios(auth_server: AuthServer, nod
     assert statuses.get("authorization-server-metadata-cimd") == "SUCCESS", text[-3000:]
     assert statuses.get("authorization-code-grant") == "SUCCESS", text[-3000:]
     assert proc.returncode == 0, text[-3000:]
+
+
+# -- in process: registration, client_id refusals, bounded fetches, bad forms --------------------------------
+@pytest.fixture
+def app_client(tmp_path: Path) -> Iterator[tuple[object, object]]:
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from echotune_mcp.auth.server.app import create_app
+    from echotune_mcp.auth.server.settings import AuthServerSettings
+
+    settings = replace(AuthServerSettings(state_dir=tmp_path / "auth-server", issuer="http://127.0.0.1:8780"),
+                       dynamic_registration=True, resources=(RESOURCE,), secure_cookies=False)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8780", follow_redirects=False) as client:
+        yield client, settings
+
+
+def test_dynamic_registration_accepts_public_clients_only(app_client) -> None:
+    client, _ = app_client
+    meta = client.get("/.well-known/oauth-authorization-server").json()
+    assert meta["registration_endpoint"] == "http://127.0.0.1:8780/register"
+    ok = client.post("/register", json={"client_name": "Desktop", "redirect_uris": ["http://127.0.0.1:7777/cb"],
+                                        "grant_types": ["authorization_code", "refresh_token"]})
+    assert ok.status_code == 201, ok.text
+    client_id = ok.json()["client_id"]
+    assert ok.json()["token_endpoint_auth_method"] == "none" and "client_secret" not in ok.json()
+    _, challenge = pkce()
+    params = authorize_params(client_id, "http://127.0.0.1:7777/cb", challenge)
+    page = client.get(f"/authorize?{urllib.parse.urlencode(params)}")
+    assert page.status_code == 200 and "Desktop" in page.text  # the registered client can start a sign-in
+
+    for bad, field in (({"redirect_uris": ["javascript:alert(1)"]}, "redirect"),
+                       ({"redirect_uris": ["http://evil.example/cb"]}, "redirect"),
+                       ({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_basic"},
+                        "public"),
+                       ({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}, "grant_types"),
+                       ({"redirect_uris": []}, "redirect_uris")):
+        resp = client.post("/register", json=bad)
+        assert resp.status_code == 400 and field in resp.json()["error_description"], (bad, resp.text)
+
+
+def test_client_ids_that_point_inward_or_are_not_https_are_refused(tmp_path: Path) -> None:
+    from echotune_mcp.auth.server.clients import ClientRefused, load_client
+    from echotune_mcp.auth.server.settings import AuthServerSettings
+    from echotune_mcp.auth.server.store import Store
+
+    settings = AuthServerSettings(state_dir=tmp_path / "s", issuer="http://127.0.0.1:8780")
+    store = Store(settings.state_dir)
+    for client_id, why in (("https://127.0.0.1/client.json", "non-public"), ("https://10.1.2.3/c.json", "non-public"),
+                           ("http://127.0.0.1:9/client.json", "https"),  # loopback documents are off by default
+                           ("http://example.com/client.json", "https"), ("https://example.com", "path"),
+                           ("not-a-registered-id", "unknown")):
+        with pytest.raises(ClientRefused, match=why):
+            load_client(store, settings, client_id)
+
+
+def test_a_slow_metadata_document_is_abandoned_in_bounded_time(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from echotune_mcp.auth.server.clients import ClientRefused, fetch_metadata_document
+    from echotune_mcp.auth.server.settings import AuthServerSettings
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            time.sleep(5)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), Slow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        settings = replace(AuthServerSettings(state_dir=tmp_path / "s", issuer="http://127.0.0.1:8780"),
+                           loopback_client_ids=True, cimd_timeout_s=0.5)
+        start = time.monotonic()
+        with pytest.raises(ClientRefused, match="cannot fetch"):
+            fetch_metadata_document(f"http://127.0.0.1:{port}/client.json", settings)
+        assert time.monotonic() - start < 3
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_oversized_or_non_form_bodies_are_refused(app_client) -> None:
+    client, _ = app_client
+    resp = client.post("/token", content=b"grant_type=authorization_code&code=" + b"x" * 100_000,
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_request"
+    resp = client.post("/token", json={"grant_type": "authorization_code"})
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_request"
+    resp = client.post("/login", content=b"&".join(b"f%d=1" % i for i in range(100)),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 400

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer
@@ -37,7 +37,7 @@ from .users import verify_password, verify_totp
 log = logging.getLogger("echotune_mcp.auth.server")
 
 MAX_FORM_FIELDS = 30
-MAX_FIELD_BYTES = 8 * 1024
+MAX_FORM_BYTES = 32 * 1024
 AMR_PASSWORD = ("pwd",)
 AMR_MFA = ("pwd", "otp", "mfa")
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
@@ -323,9 +323,23 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
     issuer = settings.issuer
     csrf_cookie = "__Host-echotune_csrf" if settings.secure_cookies else "echotune_csrf"
 
-    async def _pairs(request: Request) -> list[tuple[str, str]]:
-        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES)
-        return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    async def _pairs(request: Request) -> list[tuple[str, str]] | None:
+        """A url-encoded form of at most MAX_FORM_BYTES and MAX_FORM_FIELDS fields; None for anything else."""
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+            return None
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_FORM_BYTES:
+                return None
+        try:
+            return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:  # bad UTF-8 or too many fields
+            return None
+
+    def _bad_form_page() -> HTMLResponse:
+        return _html(templates.error_page(f"The form could not be read (url-encoded, at most {MAX_FORM_BYTES} "
+                                          "bytes)."), 400)
 
     def _oauth_request(method: str, path: str, headers: object, query: list[tuple[str, str]],
                        form: list[tuple[str, str]]) -> _Request:
@@ -408,9 +422,11 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
                                                     "page from the application."), 403)
         return dict(row), None
 
+    def _address(request: Request) -> str:
+        return request.client.host if request.client else "-"
+
     def _limit_key(username: str, request: Request) -> str:
-        address = request.client.host if request.client else "-"
-        return hashlib.sha256(f"{username.strip().lower()}\x1f{address}".encode()).hexdigest()
+        return hashlib.sha256(f"{username.strip().lower()}\x1f{_address(request)}".encode()).hexdigest()
 
     async def _limited(key: str) -> int:
         """Seconds until another attempt is allowed for this user + address (0: allowed now)."""
@@ -452,7 +468,10 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
         return await run_in_threadpool(ctx)
 
     async def login(request: Request) -> Response:
-        form = dict(await _pairs(request))
+        pairs = await _pairs(request)
+        if pairs is None:
+            return _bad_form_page()
+        form = dict(pairs)
         txn, problem = await _transaction(request, form)
         if problem is not None:
             return problem
@@ -465,13 +484,15 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
         ctx = await _context_for(txn)
         csrf = form["csrf"]
         if (wait := await _limited(key)):
-            log.warning("login attempts for one user from %s are limited for %d s", request.client, wait)
+            log.warning("sign-in attempts for username %r from %s are limited for %d s", username[:64],
+                        _address(request), wait)
             return _html(templates.login_page(txn=txn["txn_id"], csrf=csrf, username=username,
                                               error=f"Too many failed attempts. Try again in {wait} seconds.", **ctx),
                          429, {"Retry-After": str(wait)})
         result = await run_in_threadpool(verify_password, store, username, password)
         if result is None:
             await run_in_threadpool(store.add_failure, key)
+            log.info("failed password sign-in for username %r from %s", username[:64], _address(request))
             return _html(templates.login_page(txn=txn["txn_id"], csrf=csrf, username=username,
                                               error="Wrong username or password.", **ctx), 401)
         await run_in_threadpool(store.clear_failures, key)
@@ -482,7 +503,10 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
                                                 auth_time=int(time.time()), resource=ctx["resource"]))
 
     async def login_otp(request: Request) -> Response:
-        form = dict(await _pairs(request))
+        pairs = await _pairs(request)
+        if pairs is None:
+            return _bad_form_page()
+        form = dict(pairs)
         txn, problem = await _transaction(request, form)
         if problem is not None:
             return problem
@@ -498,6 +522,7 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
                          429, {"Retry-After": str(wait)})
         if not await run_in_threadpool(verify_totp, store, username, form.get("code", "")):
             await run_in_threadpool(store.add_failure, key)
+            log.info("failed one-time code for username %r from %s", username, _address(request))
             return _html(templates.otp_page(txn=txn["txn_id"], csrf=csrf, error="That code is not valid.", **ctx),
                          401)
         await run_in_threadpool(store.clear_failures, key)
@@ -509,6 +534,10 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
 
     async def token(request: Request) -> Response:
         form = await _pairs(request)
+        if form is None:
+            return JSONResponse({"error": "invalid_request", "error_description": "send an application/x-www-form-"
+                                 f"urlencoded body of at most {MAX_FORM_BYTES} bytes"}, 400,
+                                headers={"Cache-Control": "no-store"})
         req = _oauth_request("POST", "/token", request.headers, [], form)
         return await run_in_threadpool(server.create_token_response, req)
 
