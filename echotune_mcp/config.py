@@ -30,7 +30,7 @@ PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
 ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend",
-                "audience", "account")
+                "audience", "privacy", "account")
 TRANSPORTS = ("stdio", "http")
 
 
@@ -206,6 +206,34 @@ def _rate_costs(raw: str | None) -> tuple[tuple[str, float], ...]:
     return tuple(costs.items())
 
 
+def _auth_settings() -> dict[str, object]:
+    """The OAuth resource-server fields of ``Settings`` (``auth/verifier.py``): set ``ECHOTUNE_AUTH_ISSUER`` to turn
+    authorization on for the HTTP transport."""
+    return {
+        "auth_issuer": _env("AUTH_ISSUER"),
+        "auth_audience": _env("AUTH_AUDIENCE"),
+        "auth_introspection_url": _env("AUTH_INTROSPECTION_URL"),
+        "auth_client_id": _env("AUTH_CLIENT_ID"),
+        "auth_client_secret": _env("AUTH_CLIENT_SECRET"),
+        "auth_jwks_cache_s": _env_float("AUTH_JWKS_CACHE_S", 300.0),
+        "auth_refetch_interval_s": _env_float("AUTH_REFETCH_INTERVAL_S", 10.0),
+    }
+
+
+def _web_url(value: str) -> bool:
+    """An absolute URL we may fetch or name: https, or http to a loopback host (a test or local issuer)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if not host or parts.query or parts.fragment:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured. Defaults are safe for a single local user."""
@@ -266,6 +294,15 @@ class Settings:
     # segment_listeners: no listener segment smaller than this is reported (k-anonymity floor), nor an artist or
     # tag named for a segment unless at least this many of its members have it; a tool call may raise it only.
     segment_min_size: int = 5
+    # OAuth resource server (auth/verifier.py, auth/http.py). With an issuer, HTTP callers need its access tokens
+    # and a non-loopback bind is allowed; without one, HTTP stays on loopback as the local user.
+    auth_issuer: str | None = None  # the issuer URL exactly as its tokens' ``iss`` (metadata gives ``jwks_uri``)
+    auth_audience: str | None = None  # this server's resource URL in tokens' ``aud``; None: the URL it serves
+    auth_introspection_url: str | None = None  # RFC 7662 endpoint for opaque (non-JWT) tokens
+    auth_client_id: str | None = None  # our client credentials at the introspection endpoint
+    auth_client_secret: str | None = field(default=None, repr=False)
+    auth_jwks_cache_s: float = 300.0  # the issuer's keys are trusted this long after a fetch, then refetched
+    auth_refetch_interval_s: float = 10.0  # at most one key fetch per this (unknown kid, or the issuer was down)
     # Tracing: the standard OTEL_* variables (the exporter itself reads the rest of them).
     otel_endpoint: str | None = None
     otel_service_name: str = "echotune-mcp"
@@ -321,6 +358,7 @@ class Settings:
             musicgen_latency_s=_env_float("MUSICGEN_LATENCY_S", 90.0),
             model_memory_mb=_env_int("MODEL_MEMORY_MB", 16000),
             **_provider_settings(),
+            **_auth_settings(),
             **_otel_settings(),
             **_tenant_settings(),
         )
@@ -338,6 +376,7 @@ class Settings:
                              "listener segment reported; 1 would expose single listeners)")
         if self.transport not in TRANSPORTS:
             raise ValueError(f"ECHOTUNE_TRANSPORT (--transport) is {self.transport!r}; use one of {list(TRANSPORTS)}")
+        self._validate_auth()
         for name, value in (("CONNECT", self.engine_connect_timeout_s), ("READ", self.engine_read_timeout_s)):
             if not (math.isfinite(value) and 0 < value <= 3600):  # bounded: a wedged daemon must fail the job
                 raise ValueError(f"ECHOTUNE_ENGINE_{name}_TIMEOUT_S is {value}; use more than 0 and at most 3600 "
@@ -369,6 +408,37 @@ class Settings:
             raise ValueError(f"ECHOTUNE_AUDIT_TTL_DAYS is {self.audit_ttl_days}; use 1 to 3650 days")
         if not (math.isfinite(self.auth_fail_delay_max_s) and 0 <= self.auth_fail_delay_max_s <= 60):
             raise ValueError(f"ECHOTUNE_AUTH_FAIL_DELAY_MAX_S is {self.auth_fail_delay_max_s}; use 0 to 60 seconds")
+
+    def _validate_auth(self) -> None:
+        for name, value in (("ISSUER", self.auth_issuer), ("AUDIENCE", self.auth_audience),
+                            ("INTROSPECTION_URL", self.auth_introspection_url)):
+            if value is not None and not _web_url(value):
+                raise ValueError(f"ECHOTUNE_AUTH_{name} is {value!r}; use an https:// URL (http:// only to a "
+                                 "loopback host), without query or fragment")
+        if (self.auth_audience or self.auth_introspection_url) and not self.auth_issuer:
+            raise ValueError("ECHOTUNE_AUTH_AUDIENCE / ECHOTUNE_AUTH_INTROSPECTION_URL are set but "
+                             "ECHOTUNE_AUTH_ISSUER is not; set the issuer to turn authorization on")
+        if bool(self.auth_client_id) != bool(self.auth_client_secret):
+            raise ValueError("set both ECHOTUNE_AUTH_CLIENT_ID and ECHOTUNE_AUTH_CLIENT_SECRET (the introspection "
+                             "client's credentials) or neither")
+        if not (math.isfinite(self.auth_jwks_cache_s) and 1 <= self.auth_jwks_cache_s <= 86400):
+            raise ValueError(f"ECHOTUNE_AUTH_JWKS_CACHE_S is {self.auth_jwks_cache_s}; use 1 to 86400 seconds")
+        if not (math.isfinite(self.auth_refetch_interval_s) and 0 <= self.auth_refetch_interval_s <= 3600):
+            raise ValueError(f"ECHOTUNE_AUTH_REFETCH_INTERVAL_S is {self.auth_refetch_interval_s}; use 0 to 3600 "
+                             "seconds")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether HTTP callers must present access tokens of ``auth_issuer``."""
+        return bool(self.auth_issuer)
+
+    @property
+    def resource_url(self) -> str:
+        """This server's resource URL (RFC 9728 ``resource``, the audience tokens must name)."""
+        if self.auth_audience:
+            return self.auth_audience
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/mcp"
 
     @property
     def blob_dir(self) -> Path:

@@ -152,6 +152,10 @@ class Backend(ABC):
     @abstractmethod
     def collection(self, name: str) -> Collection: ...
 
+    def collection_names(self) -> list[str]:
+        """Every collection this backend opened: the privacy export and delete walk each one."""
+        return sorted(getattr(self, "_collections", {}))
+
     @property
     @abstractmethod
     def blobs(self) -> BlobStore: ...

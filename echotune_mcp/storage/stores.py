@@ -48,8 +48,10 @@ TOMBSTONES = CollectionSpec("tombstones")
 PRINCIPAL_SETTINGS = CollectionSpec("principal_settings", indexed=("updated_at",))  # CAS version
 # The security audit log (auth/audit.py): owner-scoped where there is a principal, dropped after its TTL.
 AUDIT = CollectionSpec("audit", indexed=("event",), ttl_field="expires_at")
+# Each principal's data key, wrapped by the server key (privacy/keys.py); deleting it crypto-shreds their events.
+PRINCIPAL_KEYS = CollectionSpec("principal_keys")
 ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES,
-             JOB_SLOTS, LEASES, SEGMENT_OPTINS, PRINCIPAL_SETTINGS, AUDIT)
+             JOB_SLOTS, LEASES, SEGMENT_OPTINS, PRINCIPAL_SETTINGS, AUDIT, PRINCIPAL_KEYS)
 AliveLeases = Callable[[], Awaitable[set[str]]]
 INTERRUPTED = "the server stopped while this job was running; start it again"
 
@@ -285,15 +287,89 @@ class PlaylistSnapshotStore(RecordStore[PlaylistSnapshotRecord]):
 
 
 class ListeningEventStore(RecordStore[ListeningEventRecord]):
-    """The owner's listening events: written in deduplicating batches, undone per import."""
+    """The owner's listening events: written in deduplicating batches, undone per import.
 
-    def __init__(self, collection: Collection):
+    With ``keys`` (``privacy.keys.PrincipalKeys``) what identifies the music a person played is sealed at rest
+    with their own data key: the fields in ``SEALED`` are stored as one AES-GCM value bound to owner and event
+    id, and ``item_key`` (filtered on) as a keyed hash of itself. Reads open them again, so callers see plain
+    records; once the owner's key is deleted their events can never be opened (they read as gone). Ids,
+    times, sources and import ids stay clear: dedupe and owner-scoped queries work as before.
+    """
+
+    SEALED = ("track", "artist", "album", "item_key", "spotify_uri", "recording_mbid", "isrc", "ytmusic_video_id",
+              "external_user")
+
+    def __init__(self, collection: Collection, keys: Any = None):
         super().__init__(collection, ListeningEventRecord)
+        self.keys = keys
+
+    async def _seal(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.keys is None:
+            return docs
+        out = []
+        keys: dict[str, Any] = {}
+        for d in docs:
+            owner = d["owner"]
+            key = keys.get(owner) or keys.setdefault(owner, await self.keys.get(owner))
+            secret = {f: d[f] for f in self.SEALED if d.get(f) is not None}
+            sealed = {**d, **{f: None for f in self.SEALED}, "sealed": key.seal(d["id"], secret)}
+            sealed["item_key"] = key.lookup(str(d["item_key"]))
+            out.append(sealed)
+        return out
+
+    async def _open(self, owner: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.keys is None or not any("sealed" in d for d in docs):
+            return docs
+        key = await self.keys.get(owner, create=False)
+        out = []
+        for d in docs:
+            if "sealed" not in d:
+                out.append(d)
+            elif key is not None:  # no key: shredded by delete_my_data, so these read as gone
+                out.append({**{k: v for k, v in d.items() if k != "sealed"}, **key.open(d["id"], d["sealed"])})
+        return out
+
+    async def _where(self, owner: str, where: Where | None) -> Where | None:
+        if self.keys is None or not where or "item_key" not in where:
+            return where
+        key = await self.keys.get(owner)
+        want = where["item_key"]
+        values = [str(w) for w in want] if isinstance(want, list | tuple | set | frozenset) else [str(want)]
+        # the keyed hash, and the clear value for events stored before sealing (read as they are)
+        return {**where, "item_key": [key.lookup(v) for v in values] + values}
+
+    async def insert(self, record: ListeningEventRecord) -> ListeningEventRecord:
+        with self._span("insert"):
+            await self.coll.insert((await self._seal([record.model_dump(mode="json")]))[0])
+        return record
 
     async def insert_absent(self, docs: list[dict[str, Any]]) -> int:
         """Store the events not stored yet (documents of ``ListeningEventRecord``); how many were new."""
         with self._span("insert_absent", **{"db.operation.batch.size": len(docs)}):
-            return await self.coll.insert_absent(docs)
+            return await self.coll.insert_absent(await self._seal(docs))
+
+    async def get(self, owner: str, id_: str) -> ListeningEventRecord | None:
+        with self._span("get"):
+            doc = await self.coll.get(owner, id_)
+            opened = await self._open(owner, [doc]) if doc else []
+        return self.model.model_validate(opened[0]) if opened else None
+
+    async def find(self, owner: str, where: Where | None = None, *, limit: int = 50,
+                   cursor: str | None = None) -> tuple[list[ListeningEventRecord], str | None]:
+        with self._span("find"):
+            page: Page = await self.coll.find(owner, await self._where(owner, where), limit=limit, cursor=cursor)
+            docs = await self._open(owner, page.items)
+        return [self.model.model_validate(d) for d in docs], page.next_cursor
+
+    async def count(self, owner: str, where: Where | None = None) -> int:
+        with self._span("count"):
+            return await self.coll.count(owner, await self._where(owner, where))
+
+    async def update(self, owner: str, id_: str, fields: dict[str, Any], *,
+                     expect: Where | None = None) -> ListeningEventRecord | None:
+        if self.keys is not None and set(fields) & set(self.SEALED):
+            raise NotImplementedError("sealed listening-event fields are written once, by insert")
+        return await super().update(owner, id_, fields, expect=expect)
 
     async def delete_import(self, owner: str, import_id: str) -> int:
         """Remove what one import stored (a failed or cancelled import leaves nothing behind)."""

@@ -1,0 +1,264 @@
+"""Privacy: export_my_data and delete_my_data on both backends, and per-principal encryption at rest.
+
+Two principals get one of everything the server stores (jobs, artifacts with a blob they share and blobs of
+their own, listening events, playlist snapshots, segment opt-ins, provider grants, audit entries, cached
+results, tombstones). The checks read the database itself: every SQLite table / every MongoDB collection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+import uuid
+import zipfile
+from dataclasses import replace
+
+import pytest
+
+from echotune_mcp.auth.context import principal_for
+from echotune_mcp.privacy.delete import PHRASE
+from echotune_mcp.storage.records import PlaylistSnapshotRecord
+
+ALICE = principal_for("https://issuer.test", "alice")
+BOB = principal_for("https://issuer.test", "bob")
+ARTIST = "Zyxwvut Quartet"  # a name that appears nowhere else, to look for in raw storage
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def backend_settings(request, settings):
+    if request.param == "mongodb":
+        uri = request.getfixturevalue("mongo_uri")
+        return replace(settings, mongodb_uri=uri, mongodb_db=f"t_{uuid.uuid4().hex[:10]}")
+    return settings
+
+
+@pytest.fixture
+def as_principal(monkeypatch):
+    who = [ALICE]
+    monkeypatch.setattr("echotune_mcp.toolsets.privacy.current_principal", lambda: who[0])
+    return who
+
+
+def event(owner: str, n: int, artist: str = ARTIST) -> dict:
+    return {"id": f"lev_{owner[-6:]}_{n}", "owner": owner, "created_at": time.time(), "source": "lastfm",
+            "format": "lastfm_csv", "import_id": "imp_1", "played_at": 1_700_000_000.0 + n, "track": f"Song {n}",
+            "artist": artist, "album": "Quiet Rooms", "item_key": f"name:{artist.lower()}\x1fsong {n}",
+            "isrc": f"GBAAN{n:07d}"}
+
+
+async def seed(app, owner: str, tag: str) -> dict:
+    """One of everything for ``owner``; returns the ids and hashes the checks need."""
+    from echotune_mcp.auth.audit import audit
+    from echotune_mcp.providers.token_store import TokenKeyring, TokenStore
+
+    st = app.storage
+
+    async def work(job):
+        own = await job.add_artifact(data=f"only {tag}".encode(), kind="json", media_type="application/json",
+                                     name=f"{tag}.json")
+        shared = await job.add_artifact(data=b"shared bytes", kind="json", media_type="application/json",
+                                        name="shared.json")
+        gone = await job.add_artifact(data=f"deleted {tag}".encode(), kind="json", media_type="application/json",
+                                      name="gone.json")
+        return {"own": own.id, "shared": shared.id, "gone": gone.id, "own_sha": own.sha256,
+                "shared_sha": shared.sha256}
+
+    job = await app.jobs.submit(owner=owner, tool="seed", params={}, work=work)
+    done = await app.jobs.wait(owner, job.id, 10)
+    assert done.status.value == "succeeded", done.error
+    ids = dict(done.result)
+    await app.artifacts.delete(owner, ids["gone"])  # leaves a tombstone (licensing)
+    assert await st.listening.insert_absent([event(owner, n) for n in range(30)]) == 30
+    await st.collection("playlist_snapshots").insert(PlaylistSnapshotRecord(
+        owner=owner, provider="spotify", playlist_id=f"pl_{tag}", tool="add_tracks",
+        items=[{"uri": "spotify:track:" + "1" * 22}], expires_at=time.time() + 3600).model_dump(mode="json"))
+    await st.segment_optins.opt_in(owner)
+    await TokenStore(st.collection("tokens"), TokenKeyring(None, app.settings.data_dir)).save(
+        owner, "spotify", {"access_token": f"AT-{tag}-secret", "refresh_token": f"RT-{tag}-secret",
+                           "expires_at": time.time() + 3600, "scope": "playlist-modify-private"})
+    await st.collection("idempotency").insert({"id": f"idem_{tag}", "owner": owner, "created_at": time.time(),
+                                               "key": "k1", "expires_at": time.time() + 3600, "result": {"n": 1}})
+    await audit(app, "grant_added", principal=owner, provider="spotify")
+    return ids
+
+
+def raw_sqlite_rows(settings, needle: str) -> dict[str, int]:
+    """Rows of every table whose owner is ``needle`` or whose document mentions it."""
+    conn = sqlite3.connect(settings.data_dir / "echotune.sqlite3")
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        out = {}
+        for t in tables:
+            cols = {r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')}
+            clauses = (["owner = ?"] if "owner" in cols else []) + (["doc LIKE ?"] if "doc" in cols else [])
+            if not clauses:
+                continue
+            args = ([needle] if "owner" in cols else []) + ([f"%{needle}%"] if "doc" in cols else [])
+            n = conn.execute(f'SELECT COUNT(*) FROM "{t}" WHERE {" OR ".join(clauses)}', args).fetchone()[0]
+            if n:
+                out[t] = n
+        return out
+    finally:
+        conn.close()
+
+
+def raw_mongo_docs(settings, needle: str) -> dict[str, int]:
+    from pymongo import MongoClient
+
+    client = MongoClient(settings.mongodb_uri)
+    try:
+        db = client[settings.mongodb_db]
+        out = {}
+        for name in db.list_collection_names():
+            n = sum(1 for d in db[name].find() if needle in json.dumps(d, default=str))
+            if n:
+                out[name] = n
+        return out
+    finally:
+        client.close()
+
+
+def everything_of(settings, needle: str) -> dict[str, int]:
+    return raw_mongo_docs(settings, needle) if settings.mongodb_uri else raw_sqlite_rows(settings, needle)
+
+
+async def blob_exists(app, sha: str) -> bool:
+    return await app.storage.blobs.exists(sha)
+
+
+async def test_export_holds_every_record_and_file_but_no_secret(backend_settings, make_client, as_principal):
+    async with make_client(**vars_of(backend_settings)) as (client, app):
+        ids = await seed(app, ALICE, "alice")
+        await seed(app, BOB, "bob")
+        r = await client.call_tool("export_my_data", {"wait_seconds": 20})
+        out = r.structured_content
+        assert out["status"] == "succeeded", out
+        res = out["result"]
+        art = await app.artifacts.get(ALICE, res["artifact_id"])
+        assert art.owner == ALICE and art.kind == "export" and art.media_type == "application/zip"
+        assert await app.storage.artifacts.get(BOB, art.id) is None
+        path = app.storage.blobs.local_path(art.sha256)
+        if path is not None:
+            assert path.stat().st_mode & 0o777 == 0o600
+        zf = zipfile.ZipFile(io.BytesIO(await app.artifacts.read(art)))
+        manifest = json.loads(zf.read("manifest.json"))
+        assert manifest["format"] == "echotune-export/1" and manifest["principal"] == ALICE
+        counts = manifest["counts"]
+        assert counts["listening_events"] == 30 and counts["playlist_snapshots"] == 1
+        assert counts["segment_optins"] == 1 and counts["tokens"] == 1 and counts["idempotency"] == 1
+        assert counts["tombstones"] == 1 and counts["audit"] >= 1
+        assert counts["artifacts"] == 2 and counts["jobs"] == 2  # the seed job and this export job
+        assert "principal_keys" not in counts and "principal_keys" in manifest["left_out"]
+
+        def lines(name):
+            return [json.loads(x) for x in zf.read(f"records/{name}.jsonl").decode().splitlines()]
+
+        events = lines("listening_events")
+        assert {e["owner"] for e in events} == {ALICE} and {e["artist"] for e in events} == {ARTIST}
+        assert sorted(e["track"] for e in events)[:2] == ["Song 0", "Song 1"]  # opened, not ciphertext
+        grant = lines("tokens")[0]
+        assert grant["provider"] == "spotify" and grant["scope"] == "playlist-modify-private"
+        whole = b"".join(zf.read(n) for n in zf.namelist())
+        assert b"AT-alice-secret" not in whole and b"RT-alice-secret" not in whole and b"ciphertext" not in whole
+        assert BOB.encode() not in whole and b"only bob" not in whole  # nothing of the other principal
+        assert zf.read(f"artifacts/{ids['own']}/alice.json") == b"only alice"
+        assert zf.read(f"artifacts/{ids['shared']}/shared.json") == b"shared bytes"
+        assert not list((app.settings.data_dir / "tmp").iterdir())  # the temp zip is gone
+
+
+def vars_of(settings) -> dict:
+    return {"mongodb_uri": settings.mongodb_uri, "mongodb_db": settings.mongodb_db}
+
+
+async def test_delete_leaves_nothing_of_the_principal_and_all_of_the_other(backend_settings, make_client,
+                                                                           as_principal):
+    async with make_client(**vars_of(backend_settings)) as (client, app):
+        a = await seed(app, ALICE, "alice")
+        b = await seed(app, BOB, "bob")
+        bob_before = everything_of(app.settings, BOB)
+        assert ALICE in json.dumps(everything_of(app.settings, ALICE)) or everything_of(app.settings, ALICE)
+
+        bad = await client.call_tool("delete_my_data", {"confirm": "yes", "wait_seconds": 20})
+        assert bad.is_error and "confirm" in bad.content[0].text and PHRASE in bad.content[0].text
+        assert (await app.storage.listening.count(ALICE)) == 30  # nothing deleted
+
+        r = await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})
+        out = r.structured_content
+        assert out["status"] == "succeeded", out
+        rep = out["result"]
+        assert rep["complete"] is True and rep["remaining"] == {}
+        assert rep["deleted"]["listening_events"] == 30 and rep["deleted"]["artifacts"] == 2
+        assert rep["key_shredded"] is True and rep["blobs_deleted"] == 1 and rep["blobs_kept_shared"] == 1
+        assert rep["grants"] == [{"provider": "spotify", "revoked_at_provider": False, "deleted": True,
+                                  "note": rep["grants"][0]["note"]}]
+        # Walk every table / collection: only this job's receipt names the principal.
+        left = everything_of(app.settings, ALICE)
+        assert left == {"jobs": 1}, left
+        receipt = await app.storage.jobs.get(ALICE, out["job_id"])
+        assert receipt is not None and ARTIST not in receipt.model_dump_json()
+        # Alice's own blob is gone; the blob Bob also holds stays; Bob's data is untouched.
+        assert not await blob_exists(app, a["own_sha"])
+        assert await blob_exists(app, b["shared_sha"]) and await blob_exists(app, b["own_sha"])
+        assert everything_of(app.settings, BOB) == bob_before
+        assert (await app.storage.listening.count(BOB)) == 30
+        bob_events, _ = await app.storage.listening.find(BOB, limit=5)
+        assert {e.artist for e in bob_events} == {ARTIST}
+        assert (await app.artifacts.read(await app.artifacts.get(BOB, b["shared"]))) == b"shared bytes"
+
+
+async def test_an_interrupted_delete_reports_what_remains_and_resumes(backend_settings, make_client,
+                                                                      as_principal, monkeypatch):
+    import echotune_mcp.privacy.delete as deletion
+
+    real = deletion._collection
+
+    async def failing(app, owner, name, keep):
+        if name == "listening_events":
+            raise RuntimeError("storage went away")
+        return await real(app, owner, name, keep)
+
+    async with make_client(**vars_of(backend_settings)) as (client, app):
+        await seed(app, ALICE, "alice")
+        await seed(app, BOB, "bob")
+        monkeypatch.setattr(deletion, "_collection", failing)
+        r = await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})
+        out = r.structured_content
+        assert out["status"] == "failed"
+        rep = out["result"]
+        assert rep["complete"] is False and rep["key_shredded"] is True
+        assert rep["deleted"]["artifacts"] == 2 and "listening_events" not in rep["deleted"]
+        assert rep["remaining"]["listening_events"] == 30
+        assert set(rep["steps_done"]) >= {"stop_jobs", "grants", "key", "artifacts"}
+        monkeypatch.setattr(deletion, "_collection", real)
+        again = (await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})).structured_content
+        assert again["status"] == "succeeded" and again["result"]["complete"] is True
+        assert again["result"]["deleted"]["listening_events"] == 30
+        assert again["result"]["deleted"]["jobs"] == 1  # the failed attempt's record; this one is the receipt
+        assert everything_of(app.settings, ALICE) == {"jobs": 1}
+        assert (await app.storage.listening.count(BOB)) == 30
+
+
+async def test_delete_stops_the_principals_running_jobs_first(settings, make_client, as_principal):
+    import asyncio
+
+    async with make_client() as (client, app):
+        started = asyncio.Event()
+
+        async def slow(job):
+            started.set()
+            for _ in range(200):
+                await job.progress(0.1, "working")
+                await asyncio.sleep(0.05)
+            await job.add_artifact(data=b"late", kind="json", media_type="application/json", name="late.json")
+            return {}
+
+        job = await app.jobs.submit(owner=ALICE, tool="slow", params={}, work=slow)
+        await asyncio.wait_for(started.wait(), 5)
+        out = (await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})).structured_content
+        assert out["status"] == "succeeded" and out["result"]["jobs_stopped"] == 1
+        assert out["result"]["deleted"]["jobs"] == 1
+        await asyncio.sleep(0.3)
+        assert await app.storage.jobs.get(ALICE, job.id) is None
+        assert everything_of(app.settings, ALICE) == {"jobs": 1}
