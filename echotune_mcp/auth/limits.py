@@ -10,8 +10,9 @@
   Buckets live in this process: several server processes each hold their own.
 - Auth failures: ``AuthFailureMiddleware`` counts requests from one client address that were refused for a bad
   token; from the third in ``FAILURE_WINDOW_S`` on, each further request from that address is held for a growing
-  delay (doubling, at most ``ECHOTUNE_AUTH_FAIL_DELAY_MAX_S``) before it is served, and each failure is logged
-  and audited. A request with no token at all (the first step of OAuth discovery) is not a failure.
+  delay (doubling, at most ``ECHOTUNE_AUTH_FAIL_DELAY_MAX_S``) before it is served; each failure is logged, and
+  the 1st, 2nd, 4th, 8th... of an address are audited (with the count), so a flood cannot fill the store.
+  A request with no token at all (the first step of OAuth discovery) is not a failure.
 - Destructive tool calls that succeed are audited (``deletion``) here too, for every transport.
 Quotas (concurrent jobs, artifact bytes) are per principal in ``auth/tenants.py``.
 """
@@ -319,39 +320,26 @@ class AuthFailureMiddleware:
         delay = self.delay_for(address)
         if delay > 0:
             await self.sleep(delay)
-        sent_token = any(k.lower() == b"authorization" for k, _ in scope.get("headers", []))
-        answer: dict[str, Any] = {}
-
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                answer["status"] = int(message["status"])
-                answer["challenge"] = b" ".join(v for k, v in message.get("headers", [])
-                                                if k.lower() == b"www-authenticate").decode("latin-1")
-            await send(message)
-
-        await self.inner(scope, receive, watch)
-        status, challenge = answer.get("status"), answer.get("challenge", "")
-        if status == 401 and "insufficient_user_authentication" in challenge:
-            await audit(self.app, "step_up_denied", principal=_principal_of(scope), path=scope.get("path"))
-        elif status == 403 and "insufficient_scope" in challenge:
-            await audit(self.app, "scope_denied", principal=_principal_of(scope), path=scope.get("path"),
-                        challenge=challenge)
-        elif status == 401 and sent_token:
+        await self.inner(scope, receive, send)
+        # The auth layer inside says what it refused in the scope (auth/http.py): ``echotune.denied``.
+        denied = scope.get("echotune.denied") or {}
+        event = denied.get("event")
+        if event in ("step_up_denied", "scope_denied"):
+            await audit(self.app, event, principal=denied.get("principal") or _principal_of(scope),
+                        path=scope.get("path"), **{k: v for k, v in denied.items() if k not in ("event", "principal")})
+        elif event == "auth_failure" and denied.get("reason") != "no token":  # no token: OAuth discovery's 1st step
             count = self._record(address)
-            log.warning("auth failure from %s (%d in the last %.0f s; its next requests are held %.1f s)",
-                        address, count, FAILURE_WINDOW_S, self.delay_for(address))
-            await audit(self.app, "auth_failure", principal=None, client_address=address, path=scope.get("path"),
-                        recent_failures=count)
+            log.warning("auth failure from %s (%s; %d in the last %.0f s; its next requests are held %.1f s)",
+                        address, denied.get("reason"), count, FAILURE_WINDOW_S, self.delay_for(address))
+            if count & (count - 1) == 0:  # stored at the 1st, 2nd, 4th, 8th...: a flood cannot fill the store
+                await audit(self.app, "auth_failure", principal=None, client_address=address,
+                            path=scope.get("path"), reason=denied.get("reason"), recent_failures=count)
 
 
 def _principal_of(scope: Scope) -> str | None:
-    """The principal the auth layer inside found for this request (it sets ``scope["user"]``), if any."""
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-
-    from .context import caller_from_token
-
-    user = scope.get("user")
-    return caller_from_token(user.access_token).principal if isinstance(user, AuthenticatedUser) else None
+    """The principal the auth layer inside found for this request (``echotune.caller``), if any."""
+    caller = scope.get("echotune.caller")
+    return getattr(caller, "principal", None)
 
 
 def auth_failure_layer(app: App):
