@@ -26,7 +26,7 @@ from ..storage.base import DuplicateKey
 from ..storage.records import now
 from ..storage.stores import RecordStore
 from .audit import audit
-from .context import LOCAL
+from .context import LOCAL, principal_for
 
 if TYPE_CHECKING:
     from ..app import App
@@ -214,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-jobs", default=None, help="concurrent jobs (1 or more, or 'default')")
     s.add_argument("--storage-quota-bytes", default=None, help="artifact bytes (0: no quota, or 'default')")
     sub.add_parser("list", help="every principal with granted roots or overrides")
+    i = sub.add_parser("id", help="the principal of a user: ISSUER (as in ECHOTUNE_AUTH_ISSUER) and SUBJECT (sub)")
+    i.add_argument("issuer")
+    i.add_argument("subject")
     return p
 
 
@@ -221,6 +224,9 @@ async def _run(args: argparse.Namespace) -> int:
     from ..app import App
     from ..config import Settings
 
+    if args.action == "id":  # the owner id a token of (iss, sub) maps to; a user also sees it in my_limits
+        print(principal_for(args.issuer, args.subject))
+        return 0
     settings = Settings.from_env(data_dir=Path(args.data_dir).expanduser() if args.data_dir else None)
     async with App(settings) as app:
         if args.action == "grant-roots":

@@ -109,6 +109,8 @@ def test_grant_roots_refuses_what_is_not_an_absolute_folder(settings, tmp_path, 
     assert "is not a folder" in capsys.readouterr().err
     assert principals_main([*data_dir, "list"]) == 0
     assert "no principal has granted roots" in capsys.readouterr().out
+    assert principals_main(["id", "https://idp.example", "alice"]) == 0
+    assert capsys.readouterr().out.strip() == ALICE  # how an operator names a user to grant roots to
 
 
 async def test_environment_credentials_serve_the_local_principal_only(make_client, tmp_path):
