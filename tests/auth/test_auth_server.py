@@ -602,3 +602,26 @@ def test_oversized_or_non_form_bodies_are_refused(app_client) -> None:
     resp = client.post("/login", content=b"&".join(b"f%d=1" % i for i in range(100)),
                        headers={"content-type": "application/x-www-form-urlencoded"})
     assert resp.status_code == 400
+
+
+def test_deny_tells_the_client_and_a_step_up_request_needs_a_second_factor(auth_server: AuthServer) -> None:
+    auth_server.add_user("kim", totp=False)
+    auth_server.add_user("lee", totp=True)
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    client_id = auth_server.docs.add("deny-client", [redirect_uri])
+    _, challenge = pkce()
+    with httpx.Client(timeout=10) as browser:
+        params = authorize_params(client_id, redirect_uri, challenge)
+        page = browser.get(f"{auth_server.url}/authorize?{urllib.parse.urlencode(params)}")
+        resp = browser.post(f"{auth_server.url}/login", data={"txn": _field(page.text, "txn"),
+                                                              "csrf": _field(page.text, "csrf"), "action": "deny"})
+        assert resp.status_code == 303
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(resp.headers["location"]).query)
+        assert query["error"] == ["access_denied"] and query["state"] == [params["state"]] and "code" not in query
+
+        # the resource server's RFC 9470 challenge asks for acr_values=mfa: a password-only account cannot pass
+        params = authorize_params(client_id, redirect_uri, challenge, acr_values="mfa")
+        url = f"{auth_server.url}/authorize?{urllib.parse.urlencode(params)}"
+        resp = sign_in(auth_server, browser, url, "kim")
+        assert resp.status_code == 403 and "second factor" in resp.text and "location" not in resp.headers
+        assert sign_in(auth_server, browser, url, "lee").status_code == 303  # with TOTP it passes

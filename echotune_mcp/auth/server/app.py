@@ -360,7 +360,6 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
             "code_challenge_methods_supported": ["S256"],
             "client_id_metadata_document_supported": True,
             "authorization_response_iss_parameter_supported": True,
-            "resource_indicators_supported": True,
         }
         if settings.dynamic_registration:
             doc["registration_endpoint"] = f"{issuer}/register"
@@ -467,6 +466,9 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
 
         return await run_in_threadpool(ctx)
 
+    def _acr_values(txn: dict) -> set[str]:
+        return {word for name, value in json.loads(txn["params"]) if name == "acr_values" for word in value.split()}
+
     async def login(request: Request) -> Response:
         pairs = await _pairs(request)
         if pairs is None:
@@ -496,6 +498,12 @@ def create_app(settings: AuthServerSettings, store: Store | None = None) -> Star
             return _html(templates.login_page(txn=txn["txn_id"], csrf=csrf, username=username,
                                               error="Wrong username or password.", **ctx), 401)
         await run_in_threadpool(store.clear_failures, key)
+        if "mfa" in _acr_values(txn) and not result.needs_otp:
+            # RFC 9470 step-up asked for a second factor this account does not have: say so, issue nothing.
+            await run_in_threadpool(store.take_transaction, txn["txn_id"])
+            return _html(templates.error_page("The application needs a second factor, and this account has none "
+                                              "yet. Ask the operator to enrol one (`echotune-mcp auth-server user "
+                                              "reset-mfa USER --totp`), then sign in again."), 403)
         if result.needs_otp:
             await run_in_threadpool(store.advance_transaction, txn["txn_id"], result.username)
             return _html(templates.otp_page(txn=txn["txn_id"], csrf=csrf, **ctx))
