@@ -197,3 +197,16 @@ def test_principal_settings_live_in_the_private_database(settings):
     db = settings.data_dir / "echotune.sqlite3"
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(settings.data_dir).st_mode) == 0o700
+
+
+async def test_provider_grants_removed_are_audited_for_their_owner(make_client):
+    async with make_client() as (client, app):
+        hub = ProviderHub(app)
+        await hub.keeper.save(ALICE, "spotify", {"access_token": "a", "refresh_token": "r", "expires_at": 9e9,
+                                                 "scope": "playlist-modify-private"})
+        assert await hub.disconnect(ALICE, "spotify") == (False, True)  # no revoke endpoint; deleted here
+        assert await hub.disconnect(ALICE, "spotify") == (False, False)  # nothing left: nothing audited
+        recs, _ = await entries(app, ALICE)
+        assert [(r.event, r.fields["provider"]) for r in recs] == [("grant_removed", "spotify")]
+        assert "a" not in recs[0].fields.values() and "r" not in recs[0].fields.values()  # never a secret
+        assert await entries(app, LOCAL) == ([], None)
