@@ -210,3 +210,39 @@ async def test_provider_grants_removed_are_audited_for_their_owner(make_client):
         assert [(r.event, r.fields["provider"]) for r in recs] == [("grant_removed", "spotify")]
         assert "a" not in recs[0].fields.values() and "r" not in recs[0].fields.values()  # never a secret
         assert await entries(app, LOCAL) == ([], None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongodb"])
+async def test_settings_audit_and_usage_on_both_backends(backend, settings, request):
+    import time
+    import uuid
+    from dataclasses import replace
+
+    from echotune_mcp.app import App
+    from echotune_mcp.auth.audit import audit
+    from echotune_mcp.auth.tenants import grant_roots, revoke_roots, storage_usage
+
+    if backend == "mongodb":
+        settings = replace(settings, mongodb_uri=request.getfixturevalue("mongo_uri"),
+                           mongodb_db=f"t_{uuid.uuid4().hex[:10]}")
+    async with App(settings) as app:
+        assert app.storage.backend.name == backend
+        store = TenantStore(app)
+        await store.change(ALICE, max_jobs=3)
+        rec, added = await grant_roots(app, ALICE, [str(settings.allowed_roots[0])])
+        assert added and rec.max_jobs == 3  # a later change keeps the earlier fields
+        rec, removed = await revoke_roots(app, ALICE, [str(settings.allowed_roots[0])])
+        assert removed == added and rec.roots == [] and rec.max_jobs == 3
+        assert [r.owner for r in await store.all()] == [ALICE]
+        await app.artifacts.create(owner=ALICE, data=b"x" * 100, kind="json", media_type="application/json",
+                                   name="a.json")
+        await app.artifacts.create(owner=BOB, data=b"y" * 70, kind="json", media_type="application/json",
+                                   name="b.json")
+        assert await storage_usage(app, ALICE) == 100 and await storage_usage(app, BOB) == 70
+        await app.storage.collection("audit").insert(
+            {"id": "aud_old", "owner": ALICE, "created_at": time.time() - 10, "expires_at": time.time() - 1,
+             "event": "grant_added", "fields": {}})
+        await audit(app, "grant_added", principal=BOB, provider="spotify")
+        assert [r.event for r in (await entries(app, ALICE))[0]] == ["roots_revoked", "roots_granted"]
+        assert [r.event for r in (await entries(app, BOB))[0]] == ["grant_added"]
+        assert await app.storage.collection("audit").purge_expired() == 1
