@@ -17,6 +17,7 @@ from echotune_mcp.auth.audit import ANONYMOUS, audit, entries
 from echotune_mcp.auth.context import LOCAL, VerifiedToken, principal_for
 from echotune_mcp.auth.limits import AuthFailureMiddleware, RateLimiter
 from echotune_mcp.config import Settings
+from tests.foundation.test_tracing import spans  # noqa: F401 - the fixture, shared with the tracing tests
 
 ALICE = principal_for("https://idp.example", "alice")
 
@@ -234,3 +235,20 @@ async def test_over_http_a_spent_budget_is_answered_429_with_retry_after(http_se
         assert (await post("not-a-token")).status_code == 401
         assert 0.45 <= time.monotonic() - started < 5
     assert "auth failure from 127.0.0.1 (invalid token" in server.log_text()
+
+
+async def test_audit_events_are_opentelemetry_span_events(make_client, spans):
+    exporter = spans  # the tracing tests' in-memory exporter (a process has one tracer provider)
+    exporter.clear()
+    async with make_client(rate_per_minute=6, rate_burst=20) as (client, app):
+        with as_user("alice"):
+            for _ in range(20):
+                await client.call_tool("list_artifacts", {})
+            assert (await client.call_tool("list_artifacts", {})).is_error
+    events = [(s.name, e) for s in exporter.get_finished_spans() for e in s.events
+              if e.name == "echotune.audit.rate_limited"]
+    assert len(events) == 1
+    span_name, event = events[0]
+    assert "list_artifacts" in span_name  # on the SDK's span of that tools/call
+    assert event.attributes["echotune.principal"] == ALICE
+    assert event.attributes["echotune.audit.tool"] == "list_artifacts"
