@@ -42,8 +42,8 @@ def key_doc_id(owner: str) -> str:
     return "pkey_" + hashlib.sha256(owner.encode()).hexdigest()[:32]
 
 
-def _wrap_aad(owner: str) -> bytes:
-    return f"echotune-principal-key/v1|{owner}".encode()
+def _wrap_aad(owner: str, kid: str) -> bytes:
+    return f"echotune-principal-key/v1|{owner}|{kid}".encode()
 
 
 def field_aad(owner: str, record_id: str) -> bytes:
@@ -51,10 +51,15 @@ def field_aad(owner: str, record_id: str) -> bytes:
 
 
 class DataKey:
-    """One principal's key: seal/open values bound to a record, and a keyed hash for equality lookups."""
+    """One principal's key: seal/open values bound to a record, and a keyed hash for equality lookups.
 
-    def __init__(self, owner: str, key: bytes):
+    A sealed value starts with the key's id (``kid``), so a value sealed under a key that was since deleted (a
+    restored backup row) is recognised as shredded, while a value of this key that fails to open is tampering.
+    """
+
+    def __init__(self, owner: str, key: bytes, kid: str):
         self.owner = owner
+        self.kid = kid
         self._aead = AESGCM(key)
         self._mac = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"echotune lookup hash v1").derive(key)
 
@@ -62,10 +67,17 @@ class DataKey:
         nonce = secrets.token_bytes(12)
         ct = self._aead.encrypt(nonce, json.dumps(value, separators=(",", ":")).encode(),
                                 field_aad(self.owner, record_id))
-        return base64.b64encode(nonce + ct).decode()
+        return f"{self.kid}:{base64.b64encode(nonce + ct).decode()}"
+
+    def sealed_by_me(self, sealed: str) -> bool:
+        return sealed.split(":", 1)[0] == self.kid
 
     def open(self, record_id: str, sealed: str) -> dict[str, Any]:
-        raw = base64.b64decode(sealed)
+        """The value; ``KeyShredded`` when another (deleted) key sealed it; ValueError when it was tampered."""
+        kid, _, body = sealed.partition(":")
+        if kid != self.kid:
+            raise KeyShredded(f"record {record_id} was sealed with a data key of {self.owner} that was deleted")
+        raw = base64.b64decode(body)
         try:
             plain = self._aead.decrypt(raw[:12], raw[12:], field_aad(self.owner, record_id))
         except InvalidTag:
@@ -107,9 +119,11 @@ class PrincipalKeys:
             if not create:
                 return None
             key = secrets.token_bytes(32)
+            kid = secrets.token_hex(8)
             nonce = secrets.token_bytes(12)
+            wrapped = base64.b64encode(nonce + wrap.encrypt(nonce, key, _wrap_aad(owner, kid))).decode()
             record = {"id": key_doc_id(owner), "owner": owner, "created_at": now(), "format": KEY_FORMAT,
-                      "wrapped": base64.b64encode(nonce + wrap.encrypt(nonce, key, _wrap_aad(owner))).decode()}
+                      "kid": kid, "wrapped": wrapped}
             try:
                 await self.coll.insert(record)
             except DuplicateKey:  # another request created it first: use theirs
@@ -119,11 +133,12 @@ class PrincipalKeys:
         if doc is not None:
             raw = base64.b64decode(doc["wrapped"])
             try:
-                key = wrap.decrypt(raw[:12], raw[12:], _wrap_aad(owner))
+                kid = str(doc["kid"])
+                key = wrap.decrypt(raw[:12], raw[12:], _wrap_aad(owner, kid))
             except InvalidTag:
                 raise ValueError(f"the stored data key of {owner} does not open with this server's key "
                                  "(ECHOTUNE_SECRET_KEY or the key file changed)") from None
-        data_key = DataKey(owner, key)
+        data_key = DataKey(owner, key, kid)
         with self._lock:
             self._cache[owner] = data_key
         return data_key

@@ -325,7 +325,9 @@ class ListeningEventStore(RecordStore[ListeningEventRecord]):
         for d in docs:
             if "sealed" not in d:
                 out.append(d)
-            elif key is not None:  # no key: shredded by delete_my_data, so these read as gone
+            # No key, or sealed by a key since deleted (delete_my_data; a restored backup row): it reads as gone.
+            # A value of the current key that does not open was tampered with, and raises.
+            elif key is not None and key.sealed_by_me(d["sealed"]):
                 out.append({**{k: v for k, v in d.items() if k != "sealed"}, **key.open(d["id"], d["sealed"])})
         return out
 

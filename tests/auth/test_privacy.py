@@ -262,3 +262,95 @@ async def test_delete_stops_the_principals_running_jobs_first(settings, make_cli
         await asyncio.sleep(0.3)
         assert await app.storage.jobs.get(ALICE, job.id) is None
         assert everything_of(app.settings, ALICE) == {"jobs": 1}
+
+
+# -- encryption at rest ------------------------------------------------------------------------------------------
+@pytest.fixture
+async def storage(backend_settings):
+    from echotune_mcp.storage import open_storage
+
+    st = await open_storage(backend_settings)
+    yield st
+    await st.close()
+
+
+def raw_mentions(settings, needle: str) -> dict[str, int]:
+    """Documents anywhere in the database whose stored form contains ``needle`` (any field, any owner)."""
+    if settings.mongodb_uri:
+        return raw_mongo_docs(settings, needle)
+    conn = sqlite3.connect(settings.data_dir / "echotune.sqlite3")
+    try:
+        n = conn.execute("SELECT COUNT(*) FROM listening_events WHERE doc LIKE ? OR item_key LIKE ?",
+                         (f"%{needle}%", f"%{needle}%")).fetchone()[0]
+        return {"listening_events": n} if n else {}
+    finally:
+        conn.close()
+
+
+async def test_listening_events_are_sealed_at_rest_and_still_dedupe_and_filter(storage, backend_settings):
+    st = storage
+    assert await st.listening.insert_absent([event(ALICE, n) for n in range(5)]) == 5
+    assert await st.listening.insert_absent([event(ALICE, n) for n in range(7)]) == 2  # dedupe by id
+    first = event(ALICE, 0)["id"]
+    raw = await st.collection("listening_events").get(ALICE, first)
+    stored = json.dumps(raw)
+    for clear in (ARTIST, "Song 0", "Quiet Rooms", "GBAAN", ARTIST.lower()):
+        assert clear not in stored, clear
+    assert raw["item_key"].startswith("h:") and raw["sealed"] and raw["played_at"] == 1_700_000_000.0
+    assert raw_mentions(backend_settings, "Zyxwvut") == {}
+    assert raw_mentions(backend_settings, "zyxwvut") == {}
+    # reads through the store are plain, owner-scoped, and filter on the clear item_key
+    rec = await st.listening.get(ALICE, first)
+    assert (rec.artist, rec.track, rec.album, rec.isrc) == (ARTIST, "Song 0", "Quiet Rooms", "GBAAN0000000")
+    key3 = event(ALICE, 3)["item_key"]
+    found, _ = await st.listening.find(ALICE, {"item_key": key3})
+    assert [e.track for e in found] == ["Song 3"] and found[0].item_key == key3
+    assert await st.listening.count(ALICE, {"item_key": [key3, event(ALICE, 4)["item_key"]]}) == 2
+    assert await st.listening.count(ALICE) == 7 and await st.listening.get(BOB, first) is None
+    # the data key at rest is wrapped, not the key itself
+    kdoc = (await st.collection("principal_keys").find(ALICE)).items[0]
+    assert set(kdoc) >= {"wrapped", "kid"} and "key" not in kdoc
+
+
+async def test_a_copied_sealed_row_does_not_open_elsewhere(storage):
+    st = storage
+    await st.listening.insert_absent([event(ALICE, 1)])
+    await st.listening.insert_absent([event(BOB, 1)])
+    raw = await st.collection("listening_events").get(ALICE, event(ALICE, 1)["id"])
+    coll = st.collection("listening_events")
+    # onto another owner: their key never opened it; it reads as nothing of theirs
+    await coll.insert({**raw, "owner": BOB, "id": "lev_copied_to_bob"})
+    bobs, _ = await st.listening.find(BOB)
+    assert [e.id for e in bobs] == [event(BOB, 1)["id"]]
+    # onto another record of the same owner: the record id is bound in, so it is refused loudly
+    await coll.insert({**raw, "id": "lev_moved"})
+    with pytest.raises(ValueError, match="does not open"):
+        await st.listening.get(ALICE, "lev_moved")
+
+
+async def test_deleting_the_key_makes_a_backup_copy_unreadable(storage, backend_settings):
+    from echotune_mcp.privacy.keys import KeyShredded
+    from echotune_mcp.storage import open_storage
+
+    st = storage
+    await st.listening.insert_absent([event(ALICE, n) for n in range(3)])
+    backup = await st.collection("listening_events").get(ALICE, event(ALICE, 0)["id"])  # what a backup holds
+    assert await st.principal_keys.shred(ALICE) is True
+    found, _ = await st.listening.find(ALICE)
+    assert found == []  # the rows still stored read as gone
+    # another process (nothing cached) has no key for them either
+    other = await open_storage(backend_settings)
+    try:
+        assert await other.principal_keys.get(ALICE, create=False) is None
+        assert (await other.listening.find(ALICE))[0] == []
+    finally:
+        await other.close()
+    # restoring the backup row does not bring it back: new plays get a new key, which cannot open it
+    await st.collection("listening_events").delete_where(ALICE, {})
+    await st.collection("listening_events").insert(backup)
+    await st.listening.insert_absent([event(ALICE, 50)])
+    found, _ = await st.listening.find(ALICE)
+    assert [e.track for e in found] == ["Song 50"]
+    new_key = await st.principal_keys.get(ALICE)
+    with pytest.raises(KeyShredded):
+        new_key.open(backup["id"], backup["sealed"])
