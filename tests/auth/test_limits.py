@@ -208,8 +208,10 @@ async def test_repeated_auth_failures_from_one_address_are_slowed_with_a_bounded
 async def test_over_http_a_spent_budget_is_answered_429_with_retry_after(http_server, issuer):
     import httpx2
 
+    from tests.auth.conftest import mcp_http_client
+
     server = http_server({"ECHOTUNE_RATE_PER_MINUTE": "6", "ECHOTUNE_RATE_BURST": "20",
-                          "ECHOTUNE_AUTH_FAIL_DELAY_MAX_S": "1"})
+                          "ECHOTUNE_AUTH_FAIL_DELAY_MAX_S": "1", "ECHOTUNE_TOOLSETS": "jobs,artifacts,account"})
     alice = issuer.token("alice", scopes=("echotune:read", "echotune:write"))
     bob = issuer.token("bob", scopes=("echotune:read",))
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_artifacts", "arguments": {}}}
@@ -228,6 +230,12 @@ async def test_over_http_a_spent_budget_is_answered_429_with_retry_after(http_se
         assert body["error"] == "rate_limited" and "retry in 10 s" in body["error_description"]
         batch = [call, {**call, "id": 2}]
         assert (await post(bob, batch)).status_code != 429  # Bob's budget is his own
+        async with mcp_http_client(server.mcp, bob) as client:  # a real session: each call is charged once
+            for _ in range(3):
+                assert not (await client.call_tool("list_artifacts", {})).is_error
+            limits = (await client.call_tool("my_limits", {})).structured_content
+        assert 14 <= limits["rate_available"] < 15.5, limits  # 20 - 2 (batch) - 3 - 1 (my_limits), + refill
+        assert limits["rate_costs"]["generate"] == 20 and limits["principal"].startswith("user:")
         # Repeated bad tokens from this address: from the third on, each request waits (bounded by the setting).
         for _ in range(3):
             assert (await post("not-a-token")).status_code == 401
