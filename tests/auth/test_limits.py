@@ -109,7 +109,11 @@ async def test_in_process_calls_are_limited_per_principal_and_a_generation_costs
             assert not (await client.call_tool("list_artifacts", {})).is_error
         res = await client.call_tool("list_artifacts", {})
         assert res.is_error and "retry in 10 s" in text_of(res)
-        assert [e.event for e in (await entries(app, LOCAL))[0]] == ["rate_limited"]
+        from mcp.shared.exceptions import MCPError
+
+        with pytest.raises(MCPError, match=r"costs 1 units \(read\).*retry in \d+ s"):  # resource reads cost a read
+            await client.read_resource("echotune://jobs/job_none")
+        assert [e.event for e in (await entries(app, LOCAL))[0]] == ["rate_limited", "rate_limited"]
 
 
 async def test_deletions_are_audited_for_their_owner_only(make_client):
