@@ -18,6 +18,7 @@ from dataclasses import replace
 import pytest
 
 from echotune_mcp.auth.context import principal_for
+from echotune_mcp.config import Settings
 from echotune_mcp.privacy.delete import PHRASE
 from echotune_mcp.storage.records import PlaylistSnapshotRecord
 
@@ -354,3 +355,51 @@ async def test_deleting_the_key_makes_a_backup_copy_unreadable(storage, backend_
     new_key = await st.principal_keys.get(ALICE)
     with pytest.raises(KeyShredded):
         new_key.open(backup["id"], backup["sealed"])
+
+
+# -- over real HTTP, with the tokens a real issuer signs ----------------------------------------------------------
+async def test_export_and_delete_over_http_need_step_up_and_erase_one_principal_only(tmp_path, issuer):
+    import base64
+
+    import httpx
+
+    from tests.auth.conftest import mcp_http_client, start_server
+    from tests.conftest import stop_process
+
+    scopes = ("echotune:read", "echotune:write", "echotune:providers")
+    csv = "".join(f"{ARTIST},Quiet Rooms,Song {n},0{n % 9 + 1} Jan 2024 1{n % 10}:00\n" for n in range(12))
+    srv = start_server(tmp_path / "srv", issuer, {"ECHOTUNE_TOOLSETS": "jobs,artifacts,listening,privacy"})
+    try:
+        alice_p, bob_p = principal_for(issuer.url, "alice"), principal_for(issuer.url, "bob")
+        for who in ("alice", "bob"):
+            async with mcp_http_client(srv.mcp, issuer.token(who, scopes, amr=["pwd", "otp"])) as client:
+                r = await client.call_tool("import_listening_history", {
+                    "data_base64": base64.b64encode(csv.encode()).decode(), "filename": "scrobbles.csv",
+                    "wait_seconds": 20})
+                assert r.structured_content["status"] == "succeeded", r.content
+        # Without a second factor both tools get the RFC 9470 challenge at the HTTP layer.
+        for tool, args in (("export_my_data", {}), ("delete_my_data", {"confirm": PHRASE})):
+            resp = httpx.post(srv.mcp, headers={"accept": "application/json, text/event-stream",
+                                                "content-type": "application/json",
+                                                "authorization": f"Bearer {issuer.token('alice', scopes)}"},
+                              content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                                  "params": {"name": tool, "arguments": args}}), timeout=30)
+            assert resp.status_code == 401, (tool, resp.status_code)
+            assert "insufficient_user_authentication" in resp.headers["www-authenticate"]
+        async with mcp_http_client(srv.mcp, issuer.token("alice", scopes, amr=["pwd", "mfa"])) as client:
+            r = await client.call_tool("export_my_data", {"wait_seconds": 20})
+            assert r.structured_content["status"] == "succeeded", r.content
+            assert r.structured_content["result"]["counts"]["listening_events"] == 12
+            r = await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})
+            rep = r.structured_content
+            assert rep["status"] == "succeeded" and rep["result"]["complete"], rep
+            assert rep["result"]["deleted"]["listening_events"] == 12 and rep["result"]["key_shredded"]
+        settings = Settings(data_dir=tmp_path / "srv" / "data")
+        assert everything_of(settings, alice_p) == {"jobs": 1}  # the receipt only
+        bob_left = everything_of(settings, bob_p)
+        assert bob_left["listening_events"] == 12 and bob_left["principal_keys"] == 1
+        async with mcp_http_client(srv.mcp, issuer.token("bob", scopes, amr=["pwd", "otp"])) as client:
+            prof = await client.call_tool("taste_profile", {"period": "all_time"})
+            assert not prof.is_error and ARTIST in json.dumps(prof.structured_content)
+    finally:
+        stop_process(srv.proc)
