@@ -367,6 +367,37 @@ class ListeningEventStore(RecordStore[ListeningEventRecord]):
         with self._span("count"):
             return await self.coll.count(owner, await self._where(owner, where))
 
+    SEALED_ALL = ("system:privacy", "pkey_sealed_stored_v1")  # (owner, id) of the marker: the pass finished
+
+    async def seal_stored(self, *, page: int = 500) -> int:
+        """Seal the events a version before sealing stored in clear (a system-wide pass, once per store; resumable:
+        each event is sealed by compare-and-set, and the marker is written only after a full pass); how many."""
+        if self.keys is None:
+            return 0
+        marker = self.keys.coll
+        if await marker.get(*self.SEALED_ALL) is not None:
+            return 0
+        sealed, cursor = 0, None
+        with self._span("seal_stored"):
+            while True:
+                found = await self.coll.find(None, limit=page, cursor=cursor)
+                for d in found.items:
+                    if "sealed" in d:
+                        continue
+                    new = (await self._seal([d]))[0]
+                    fields = {f: new[f] for f in (*self.SEALED, "sealed")}
+                    done = await self.coll.update(d["owner"], d["id"], fields, expect={"item_key": d["item_key"]})
+                    sealed += done is not None
+                cursor = found.next_cursor
+                if not cursor:
+                    break
+        try:
+            await marker.insert({"id": self.SEALED_ALL[1], "owner": self.SEALED_ALL[0], "created_at": time.time(),
+                                 "sealed": sealed})
+        except DuplicateKey:  # another process finished the pass too
+            pass
+        return sealed
+
     async def update(self, owner: str, id_: str, fields: dict[str, Any], *,
                      expect: Where | None = None) -> ListeningEventRecord | None:
         if self.keys is not None and set(fields) & set(self.SEALED):

@@ -7,6 +7,7 @@ results, tombstones). The checks read the database itself: every SQLite table / 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -403,3 +404,24 @@ async def test_export_and_delete_over_http_need_step_up_and_erase_one_principal_
             assert not prof.is_error and ARTIST in json.dumps(prof.structured_content)
     finally:
         stop_process(srv.proc)
+
+
+async def test_events_an_older_version_stored_in_clear_are_sealed_at_start(backend_settings):
+    from echotune_mcp.app import App
+    from echotune_mcp.storage import open_storage
+
+    old = await open_storage(backend_settings)  # as a version before sealing wrote them: straight to the collection
+    try:
+        for n in range(3):
+            await old.collection("listening_events").insert(event(ALICE, n))
+        await old.collection("listening_events").insert(event(BOB, 9))
+    finally:
+        await old.close()
+    assert raw_mentions(backend_settings, "Zyxwvut")
+    async with App(backend_settings) as app:
+        await asyncio.wait_for(app._sealing, 30)  # the start-up pass, in the background
+        assert raw_mentions(backend_settings, "Zyxwvut") == {}
+        found, _ = await app.storage.listening.find(ALICE, {"item_key": event(ALICE, 1)["item_key"]})
+        assert [(e.track, e.artist, e.isrc) for e in found] == [("Song 1", ARTIST, "GBAAN0000001")]
+        assert [e.track for e in (await app.storage.listening.find(BOB))[0]] == ["Song 9"]
+        assert await app.storage.listening.seal_stored() == 0  # once per store
