@@ -425,3 +425,34 @@ async def test_events_an_older_version_stored_in_clear_are_sealed_at_start(backe
         assert [(e.track, e.artist, e.isrc) for e in found] == [("Song 1", ARTIST, "GBAAN0000001")]
         assert [e.track for e in (await app.storage.listening.find(BOB))[0]] == ["Song 9"]
         assert await app.storage.listening.seal_stored() == 0  # once per store
+
+
+async def test_a_big_history_exports_in_bounded_memory(settings):
+    import tracemalloc
+
+    from echotune_mcp.app import App
+    from echotune_mcp.privacy.export import build_export
+
+    n = 20_000
+    async with App(settings) as app:
+        for start in range(0, n, 2000):
+            await app.storage.listening.insert_absent([event(ALICE, i) for i in range(start, start + 2000)])
+
+        async def progress(fraction, message):
+            pass
+
+        tracemalloc.start()
+        try:
+            path, manifest = await build_export(app, ALICE, progress)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        try:
+            assert manifest["counts"]["listening_events"] == n
+            with zipfile.ZipFile(path) as zf:
+                assert sum(1 for _ in zf.open("records/listening_events.jsonl")) == n
+        finally:
+            path.unlink()
+        # the 20k events as records would take tens of MB; the walk holds one page of 500
+        print(f"export of {n} events: peak {peak / 1e6:.1f} MB")
+        assert peak < 8e6, f"peak {peak / 1e6:.1f} MB"
