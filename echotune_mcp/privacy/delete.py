@@ -75,14 +75,15 @@ async def _stop_jobs(app: App, owner: str, keep_job: str | None, report: DeleteR
     report.jobs_stopped = len(active)
 
 
-async def _grants(app: App, owner: str, report: DeleteReport) -> None:
+async def _grants(app: App, owner: str, report: DeleteReport, hub: Any = None) -> None:
     from ..providers.base import PROVIDERS
     from ..providers.hub import ProviderHub
 
     stored = await app.storage.collection("tokens").count(owner)
     if not stored:
         return
-    hub = ProviderHub(app)
+    own_hub = hub is None
+    hub = hub or ProviderHub(app)
     try:
         for provider in PROVIDERS:
             try:
@@ -106,7 +107,8 @@ async def _grants(app: App, owner: str, report: DeleteReport) -> None:
             report.grants.append(GrantOutcome(provider=provider, revoked_at_provider=revoked, deleted=deleted,
                                               note=note))
     finally:
-        await hub.aclose()
+        if own_hub:
+            await hub.aclose()
 
 
 async def _artifacts(app: App, owner: str, report: DeleteReport) -> None:
@@ -161,12 +163,12 @@ async def remaining(app: App, owner: str, keep_job: str | None) -> dict[str, int
 
 
 async def delete_principal(app: App, owner: str, *, keep_job: str | None, progress: Progress,
-                           report: DeleteReport) -> DeleteReport:
+                           report: DeleteReport, hub: Any = None) -> DeleteReport:
     """Delete everything of ``owner`` (see the module docstring), filling ``report`` as each step finishes."""
     keep: dict[str, str | None] = {"jobs": keep_job}
     steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("stop_jobs", lambda: _stop_jobs(app, owner, keep_job, report)),
-        ("grants", lambda: _grants(app, owner, report)),
+        ("grants", lambda: _grants(app, owner, report, hub)),
         ("key", lambda: _shred(app, owner, report)),
         ("artifacts", lambda: _artifacts(app, owner, report)),
     ]

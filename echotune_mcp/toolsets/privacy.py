@@ -20,6 +20,7 @@ from ..app import App
 from ..errors import BadInput
 from ..jobs import JobContext
 from ..principal import current_principal
+from ..providers.hub import ProviderHub
 from ..privacy.delete import PHRASE, DeleteReport, delete_principal, remaining
 from ..privacy.export import FORMAT, build_export
 from ..views import JobView
@@ -40,7 +41,8 @@ async def _audit(app: App, event: str, principal: str | None, **fields: Any) -> 
     await audit(app, event, principal=principal, **fields)
 
 
-def build(app: App) -> Toolset:
+def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
+    """``hub``: the provider hub grants are revoked through (tests pass one with their OAuth endpoints)."""
     ts = Toolset("privacy", "Your data and your rights over it: export everything the server holds about you, "
                             "or delete all of it.")
 
@@ -92,7 +94,8 @@ def build(app: App) -> Toolset:
         async def work(job: JobContext) -> dict[str, Any]:
             report = DeleteReport(principal=owner, complete=False)
             try:
-                await delete_principal(app, owner, keep_job=job.job.id, progress=job.progress, report=report)
+                await delete_principal(app, owner, keep_job=job.job.id, progress=job.progress, report=report,
+                                       hub=hub)
             except BaseException:
                 # Say exactly what was deleted and what remains, in the job's record, then let the job end
                 # as failed / cancelled / interrupted; calling delete_my_data again finishes the work.

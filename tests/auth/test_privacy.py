@@ -22,6 +22,7 @@ from echotune_mcp.auth.context import principal_for
 from echotune_mcp.config import Settings
 from echotune_mcp.privacy.delete import PHRASE
 from echotune_mcp.storage.records import PlaylistSnapshotRecord
+from tests.providers.oauth_fixtures import auth_server, cfg, port  # noqa: F401  (fixtures)
 
 ALICE = principal_for("https://issuer.test", "alice")
 BOB = principal_for("https://issuer.test", "bob")
@@ -456,3 +457,27 @@ async def test_a_big_history_exports_in_bounded_memory(settings):
         # the 20k events as records would take tens of MB; the walk holds one page of 500
         print(f"export of {n} events: peak {peak / 1e6:.1f} MB")
         assert peak < 8e6, f"peak {peak / 1e6:.1f} MB"
+
+
+async def test_a_grant_is_revoked_at_the_provider_before_it_is_deleted(settings, cfg, auth_server):
+    from echotune_mcp.app import App
+    from echotune_mcp.privacy.delete import DeleteReport, delete_principal
+    from echotune_mcp.providers.hub import ProviderHub
+    from tests.providers.test_oauth import _connect
+
+    token = await _connect(cfg)  # a real grant from the loopback OAuth server (code + PKCE)
+    async with App(settings) as app:
+        hub = ProviderHub(app, configs={"spotify": cfg})
+        await hub.keeper.store.save(ALICE, "spotify", token)
+        await hub.keeper.store.save(BOB, "spotify", {**token, "refresh_token": "bobs-own"})
+
+        async def progress(fraction, message):
+            pass
+
+        report = await delete_principal(app, ALICE, keep_job=None, progress=progress,
+                                        report=DeleteReport(principal=ALICE, complete=False), hub=hub)
+        assert [(g.provider, g.revoked_at_provider, g.deleted) for g in report.grants] == [("spotify", True, True)]
+        assert auth_server.db.token_by("refresh_token", token["refresh_token"]).revoked
+        assert await hub.keeper.store.load(ALICE, "spotify") is None
+        assert (await hub.keeper.store.load(BOB, "spotify"))["refresh_token"] == "bobs-own"
+        assert report.complete and report.remaining == {}
