@@ -109,6 +109,10 @@ class App:
         """Listening events stored in clear by an older version get sealed with their owner's key, in the
         background, once per store (privacy/keys.py; docs/PRIVACY.md)."""
         try:
+            keys = self.storage.principal_keys
+            rewrapped = await keys.rewrap_all() if keys is not None else 0
+            if rewrapped:
+                log.warning("re-wrapped %d principal data key(s) under the new server key", rewrapped)
             sealed = await self.storage.listening.seal_stored()
         except asyncio.CancelledError:
             raise

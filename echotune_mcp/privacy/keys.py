@@ -92,20 +92,66 @@ class DataKey:
 class PrincipalKeys:
     """Get, create and shred principal data keys; unwrapped keys are cached in this process."""
 
-    def __init__(self, collection: Collection, server_key: Any):
-        """``server_key``: async callable returning the 32-byte server key (the token keyring's key)."""
+    def __init__(self, collection: Collection, server_key: Any, old_server_keys: Any = None):
+        """``server_key``: async callable returning the 32-byte server key (the token keyring's key);
+        ``old_server_keys``: callable returning keys it replaced (the key file before ECHOTUNE_SECRET_KEY was
+        set), whose wrapped data keys are re-wrapped under the current one when met."""
         self.coll = collection
         self._server_key = server_key
+        self._old_server_keys = old_server_keys or (lambda: [])
         self._cache: dict[str, DataKey] = {}
         self._lock = threading.Lock()
         self._wrap: AESGCM | None = None
 
+    @staticmethod
+    def _wrapping(server: bytes) -> AESGCM:
+        return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=b"echotune-principal-keys/v1",
+                           info=b"wrap").derive(server))
+
     async def _wrapper(self) -> AESGCM:
         if self._wrap is None:
-            server = await self._server_key()
-            self._wrap = AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=b"echotune-principal-keys/v1",
-                                     info=b"wrap").derive(server))
+            self._wrap = self._wrapping(await self._server_key())
         return self._wrap
+
+    async def _unwrap(self, wrap: AESGCM, doc: dict[str, Any]) -> bytes:
+        """The data key in ``doc``; one wrapped under a server key since replaced is re-wrapped under the
+        current one (the token keyring moved the tokens the same way)."""
+        owner, kid = doc["owner"], str(doc["kid"])
+        raw = base64.b64decode(doc["wrapped"])
+        try:
+            return wrap.decrypt(raw[:12], raw[12:], _wrap_aad(owner, kid))
+        except InvalidTag:
+            pass
+        for old in self._old_server_keys():
+            try:
+                key = self._wrapping(old).decrypt(raw[:12], raw[12:], _wrap_aad(owner, kid))
+            except InvalidTag:
+                continue
+            nonce = secrets.token_bytes(12)
+            await self.coll.update(owner, doc["id"], {"wrapped": base64.b64encode(
+                nonce + wrap.encrypt(nonce, key, _wrap_aad(owner, kid))).decode()}, expect={"kid": kid})
+            return key
+        raise ValueError(f"the stored data key of {owner} does not open with this server's key "
+                         "(ECHOTUNE_SECRET_KEY or the key file changed)")
+
+    async def rewrap_all(self) -> int:
+        """Re-wrap every data key still wrapped under a replaced server key (at start); how many were."""
+        wrap = await self._wrapper()
+        moved, cursor = 0, None
+        while True:
+            page = await self.coll.find(None, limit=500, cursor=cursor)
+            for doc in page.items:
+                if "wrapped" not in doc:
+                    continue
+                before = doc["wrapped"]
+                try:
+                    await self._unwrap(wrap, doc)
+                except ValueError:
+                    continue  # reported when that principal's data is read
+                moved += (await self.coll.get(doc["owner"], doc["id"]) or {}).get("wrapped") != before
+            cursor = page.next_cursor
+            if not cursor:
+                return moved
 
     async def get(self, owner: str, *, create: bool = True) -> DataKey | None:
         """The owner's key; created on first use when ``create`` (else None when they have none)."""
@@ -131,13 +177,8 @@ class PrincipalKeys:
                 if doc is None:
                     raise KeyShredded(f"the data key of {owner} was deleted while it was being created") from None
         if doc is not None:
-            raw = base64.b64decode(doc["wrapped"])
-            try:
-                kid = str(doc["kid"])
-                key = wrap.decrypt(raw[:12], raw[12:], _wrap_aad(owner, kid))
-            except InvalidTag:
-                raise ValueError(f"the stored data key of {owner} does not open with this server's key "
-                                 "(ECHOTUNE_SECRET_KEY or the key file changed)") from None
+            kid = str(doc["kid"])
+            key = await self._unwrap(wrap, doc)
         data_key = DataKey(owner, key, kid)
         with self._lock:
             self._cache[owner] = data_key

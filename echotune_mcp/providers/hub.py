@@ -78,7 +78,8 @@ class ProviderHub:
 
     @property
     def keeper(self) -> TokenKeeper:
-        return TokenKeeper(TokenStore(self.app.storage.collection("tokens"), self._keyring), self.oauth_config)
+        return TokenKeeper(TokenStore(self.app.storage.collection("tokens"), self._keyring,
+                                      self.app.storage.principal_keys), self.oauth_config)
 
     async def provider(self, owner: str, name: str) -> MusicProvider:
         """A ready adapter for ``owner``; raises NotConnected / ReconnectNeeded with what to do."""

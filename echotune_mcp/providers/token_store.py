@@ -272,11 +272,19 @@ def token_doc_id(owner: str, provider: str) -> str:
 
 
 class TokenStore:
-    """Save, load and delete provider tokens; callers never see ciphertext."""
+    """Save, load and delete provider tokens; callers never see ciphertext.
 
-    def __init__(self, collection: Collection, key: bytes | TokenKeyring):
+    With ``principal_keys`` (``privacy.keys.PrincipalKeys``) the token is first sealed with its owner's data key,
+    then with the server key as before: deleting the owner's data key (delete_my_data) makes every copy of the
+    grant unreadable, backups included. The server-key layer is what the keyring checks and migrates; it sees
+    the inner layer as opaque bytes. Grants stored with one layer (older versions) still load, and get both
+    layers on their next save (a token refresh).
+    """
+
+    def __init__(self, collection: Collection, key: bytes | TokenKeyring, principal_keys: Any = None):
         self._coll = collection
         self._key = key
+        self._principal_keys = principal_keys
 
     async def _aead(self) -> AESGCM:
         key = self._key if isinstance(self._key, bytes) else await self._key.key(self._coll)
@@ -291,8 +299,13 @@ class TokenStore:
     async def save(self, owner: str, provider: str, token: dict[str, Any], *, source: str = "oauth") -> None:
         aead = await self._aead()
         nonce = secrets.token_bytes(12)
-        sealed = aead.encrypt(nonce, json.dumps(dict(token)).encode(), self._aad(owner, provider))
+        id_ = token_doc_id(owner, provider)
+        plain = json.dumps(dict(token)).encode()
+        if self._principal_keys is not None:
+            plain = (await self._principal_keys.get(owner)).seal(id_, {"token": dict(token)}).encode()
+        sealed = aead.encrypt(nonce, plain, self._aad(owner, provider))
         fields = {
+            "principal_sealed": self._principal_keys is not None,
             "provider": provider,
             "source": source,
             "nonce": base64.b64encode(nonce).decode(),
@@ -302,7 +315,6 @@ class TokenStore:
             "has_refresh_token": bool(token.get("refresh_token")),
             "updated_at": now(),
         }
-        id_ = token_doc_id(owner, provider)
         if await self._coll.update(owner, id_, fields) is not None:
             return
         try:
@@ -322,7 +334,14 @@ class TokenStore:
             log.warning("stored %s token for %s cannot be decrypted (tampered, or copied from another owner)",
                         provider, owner)
             return None
-        return json.loads(plain)
+        if not doc.get("principal_sealed"):
+            return json.loads(plain)
+        key = await self._principal_keys.get(owner, create=False) if self._principal_keys is not None else None
+        inner = plain.decode()
+        if key is None or not key.sealed_by_me(inner):  # the owner's data key was deleted: the grant is gone
+            log.warning("stored %s token for %s was sealed with a data key that no longer exists", provider, owner)
+            return None
+        return key.open(doc["id"], inner)["token"]
 
     async def metadata(self, owner: str, provider: str) -> dict[str, Any] | None:
         """The clear-text fields only (for status): never the token itself."""

@@ -43,7 +43,7 @@ def principal_keys(settings: Settings, backend: Backend):
 
     keyring = TokenKeyring(settings.secret_key, settings.data_dir)
     tokens = backend.collection("tokens")
-    return PrincipalKeys(backend.collection("principal_keys"), lambda: keyring.key(tokens))
+    return PrincipalKeys(backend.collection("principal_keys"), lambda: keyring.key(tokens), keyring._old_keys)
 
 
 async def open_storage(settings: Settings) -> Storage:

@@ -49,7 +49,7 @@ PRINCIPAL_SETTINGS = CollectionSpec("principal_settings", indexed=("updated_at",
 # The security audit log (auth/audit.py): owner-scoped where there is a principal, dropped after its TTL.
 AUDIT = CollectionSpec("audit", indexed=("event",), ttl_field="expires_at")
 # Each principal's data key, wrapped by the server key (privacy/keys.py); deleting it crypto-shreds their events.
-PRINCIPAL_KEYS = CollectionSpec("principal_keys")
+PRINCIPAL_KEYS = CollectionSpec("principal_keys", indexed=("kid",))  # kid: compare-and-set on re-wrap
 ALL_SPECS = (JOBS, ARTIFACTS, TOKENS, LISTENING_EVENTS, TELEMETRY, IDEMPOTENCY, PLAYLIST_SNAPSHOTS, TOMBSTONES,
              JOB_SLOTS, LEASES, SEGMENT_OPTINS, PRINCIPAL_SETTINGS, AUDIT, PRINCIPAL_KEYS)
 AliveLeases = Callable[[], Awaitable[set[str]]]

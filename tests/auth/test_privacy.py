@@ -481,3 +481,43 @@ async def test_a_grant_is_revoked_at_the_provider_before_it_is_deleted(settings,
         assert await hub.keeper.store.load(ALICE, "spotify") is None
         assert (await hub.keeper.store.load(BOB, "spotify"))["refresh_token"] == "bobs-own"
         assert report.complete and report.remaining == {}
+
+
+async def test_a_grant_is_sealed_with_the_owners_key_inside_the_server_key(settings):
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from echotune_mcp.app import App
+    from echotune_mcp.providers.hub import ProviderHub
+    from echotune_mcp.providers.token_store import TokenKeyring, TokenStore, token_doc_id
+
+    async with App(settings) as app:
+        hub = ProviderHub(app)
+        await hub.keeper.store.save(ALICE, "spotify", {"access_token": "AT-secret", "refresh_token": "RT-secret",
+                                                       "expires_at": time.time() + 3600})
+        raw = await app.storage.collection("tokens").get(ALICE, token_doc_id(ALICE, "spotify"))
+        server_key = await TokenKeyring(None, settings.data_dir).key(app.storage.collection("tokens"))
+        outer = AESGCM(server_key).decrypt(base64.b64decode(raw["nonce"]), base64.b64decode(raw["ciphertext"]),
+                                           TokenStore.aad(ALICE, "spotify"))
+        assert b"RT-secret" not in outer and b"AT-secret" not in outer  # the server key alone does not open it
+        assert (await hub.keeper.store.load(ALICE, "spotify"))["refresh_token"] == "RT-secret"
+        await app.storage.principal_keys.shred(ALICE)
+        assert await hub.keeper.store.load(ALICE, "spotify") is None  # crypto-shredded with the data key
+
+
+async def test_data_keys_move_with_the_server_key_when_a_passphrase_is_set(settings):
+    from echotune_mcp.app import App
+
+    async with App(settings) as app:  # no ECHOTUNE_SECRET_KEY: the key file seals
+        await app.storage.listening.insert_absent([event(ALICE, n) for n in range(3)])
+        before = (await app.storage.collection("principal_keys").find(ALICE)).items[0]["wrapped"]
+    moved = replace(settings, secret_key="a passphrase set later")
+    async with App(moved) as app:  # the keyring moves the tokens; the start-up pass re-wraps the data keys
+        await asyncio.wait_for(app._sealing, 30)
+        after = (await app.storage.collection("principal_keys").find(ALICE)).items[0]["wrapped"]
+        assert after != before
+        assert sorted(e.track for e in (await app.storage.listening.find(ALICE))[0]) == ["Song 0", "Song 1", "Song 2"]
+    (settings.data_dir / "token.key").unlink()  # the old key file is gone now: nothing depends on it any more
+    async with App(moved) as app:
+        assert len((await app.storage.listening.find(ALICE))[0]) == 3

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import stat
 import threading
@@ -209,6 +208,7 @@ async def test_passphrase_is_stretched_with_scrypt_and_a_stored_salt(settings):
         coll = app.storage.collection("tokens")
         check = await coll.get(KEY_CHECK_OWNER, KEY_CHECK_ID)
         doc = await coll.get("local", token_doc_id("local", "spotify"))
+        data_key = await app.storage.principal_keys.get("local", create=False)  # the owner's layer inside it
     assert check["kdf"] == "scrypt" and check["n"] >= 2**15 and check["r"] >= 8
     salt = base64.b64decode(check["salt"])
     assert len(salt) == 16
@@ -216,7 +216,8 @@ async def test_passphrase_is_stretched_with_scrypt_and_a_stored_salt(settings):
     key = Scrypt(salt=salt, length=32, n=check["n"], r=check["r"], p=check["p"]).derive(b"correct horse battery staple")
     aad = b"echotune-token/v1|local|spotify"
     plain = AESGCM(key).decrypt(base64.b64decode(doc["nonce"]), base64.b64decode(doc["ciphertext"]), aad)
-    assert json.loads(plain)["refresh_token"] == "rt_keep_me"
+    assert b"rt_keep_me" not in plain and data_key.open(doc["id"], plain.decode())["token"]["refresh_token"] == \
+        "rt_keep_me"
     assert (await _load_token(s))["access_token"] == "at_keep_me"
 
 
