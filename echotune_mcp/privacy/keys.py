@@ -190,6 +190,19 @@ class PrincipalKeys:
             self._cache.pop(owner, None)
         return await self.coll.delete(owner, key_doc_id(owner))
 
+    @staticmethod
+    async def reset(coll: Collection) -> int:
+        """Delete every principal's data key (``echotune-mcp auth reset``: the server key that wrapped them is
+        gone); what they sealed then reads as gone, and new data gets new keys. How many were deleted."""
+        deleted = 0
+        while True:
+            page = await coll.find(None, limit=500)
+            docs = [d for d in page.items if "wrapped" in d]
+            if not docs:
+                return deleted
+            for doc in docs:
+                deleted += await coll.delete(doc["owner"], doc["id"])
+
     def forget(self, owner: str) -> None:
         with self._lock:
             self._cache.pop(owner, None)

@@ -79,15 +79,21 @@ async def _reset(settings: Settings, *, confirmed: bool) -> int:
     from .token_store import reset_tokens
 
     if not confirmed:
-        print("this deletes every stored provider token for every client (they reconnect afterwards); "
-              "run `echotune-mcp auth reset --yes` to go ahead", file=sys.stderr)
+        print("this deletes every stored provider token for every client (they reconnect afterwards) and every "
+              "principal's data key, which that key wrapped: listening histories sealed with them can no longer be "
+              "read (re-import them); if you can restore the original ECHOTUNE_SECRET_KEY or key file, do that "
+              "instead; run `echotune-mcp auth reset --yes` to go ahead", file=sys.stderr)
         return 2
+    from ..privacy.keys import PrincipalKeys
+
     storage = await open_storage(settings)
     try:
         removed = await reset_tokens(storage.collection("tokens"))
+        keys = await PrincipalKeys.reset(storage.collection("principal_keys"))
     finally:
         await storage.close()
-    print(f"deleted {removed} stored provider token(s); the next start uses the current key")
+    print(f"deleted {removed} stored provider token(s) and {keys} principal data key(s); the next start uses "
+          "the current key")
     return 0
 
 

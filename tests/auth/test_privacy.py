@@ -521,3 +521,22 @@ async def test_data_keys_move_with_the_server_key_when_a_passphrase_is_set(setti
     (settings.data_dir / "token.key").unlink()  # the old key file is gone now: nothing depends on it any more
     async with App(moved) as app:
         assert len((await app.storage.listening.find(ALICE))[0]) == 3
+
+
+async def test_auth_reset_also_drops_the_data_keys_the_lost_key_wrapped(settings, monkeypatch, capsys):
+    import anyio
+
+    from echotune_mcp.app import App
+    from echotune_mcp.providers.cli import auth_main
+
+    async with App(replace(settings, secret_key="lost")) as app:
+        await app.storage.listening.insert_absent([event(ALICE, n) for n in range(3)])
+    monkeypatch.setenv("ECHOTUNE_SECRET_KEY", "new one")
+    assert await anyio.to_thread.run_sync(auth_main, ["reset", "--data-dir", str(settings.data_dir)]) == 2
+    assert "listening histories sealed with them can no longer be read" in capsys.readouterr().err
+    assert await anyio.to_thread.run_sync(auth_main, ["reset", "--yes", "--data-dir", str(settings.data_dir)]) == 0
+    assert "1 principal data key(s)" in capsys.readouterr().out
+    async with App(replace(settings, secret_key="new one")) as app:
+        assert (await app.storage.listening.find(ALICE))[0] == []  # unreadable now: gone, not an error
+        await app.storage.listening.insert_absent([event(ALICE, 7)])
+        assert [e.track for e in (await app.storage.listening.find(ALICE))[0]] == ["Song 7"]
