@@ -90,6 +90,11 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             raise BadInput("confirm", "does not match the confirmation phrase; nothing was deleted",
                            f"exactly '{PHRASE}'")
         owner = current_principal()
+        for status in ("running", "queued"):  # one deletion at a time: a second call follows the first
+            jobs, _ = await app.jobs.list(owner, status=status, limit=100)
+            running = next((j for j in jobs if j.tool == "delete_my_data"), None)
+            if running is not None:
+                return await job_result(app, owner, running.id, wait_seconds, ctx)
 
         async def work(job: JobContext) -> dict[str, Any]:
             report = DeleteReport(principal=owner, complete=False)

@@ -540,3 +540,25 @@ async def test_auth_reset_also_drops_the_data_keys_the_lost_key_wrapped(settings
         assert (await app.storage.listening.find(ALICE))[0] == []  # unreadable now: gone, not an error
         await app.storage.listening.insert_absent([event(ALICE, 7)])
         assert [e.track for e in (await app.storage.listening.find(ALICE))[0]] == ["Song 7"]
+
+
+async def test_a_second_delete_while_one_runs_follows_the_first(settings, make_client, as_principal, monkeypatch):
+    import echotune_mcp.privacy.delete as deletion
+
+    gate = asyncio.Event()
+    real = deletion._stop_jobs
+
+    async def slow_stop(app, owner, keep_job, report):
+        await gate.wait()
+        await real(app, owner, keep_job, report)
+
+    monkeypatch.setattr(deletion, "_stop_jobs", slow_stop)
+    async with make_client() as (client, app):
+        await seed(app, ALICE, "alice")
+        first = (await client.call_tool("delete_my_data", {"confirm": PHRASE})).structured_content
+        second = (await client.call_tool("delete_my_data", {"confirm": PHRASE})).structured_content
+        assert second["job_id"] == first["job_id"] and second["status"] in ("queued", "running")
+        gate.set()
+        done = await app.jobs.wait(ALICE, first["job_id"], 20)
+        assert done.status.value == "succeeded" and done.result["complete"]
+        assert everything_of(app.settings, ALICE) == {"jobs": 1}
