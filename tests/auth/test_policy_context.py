@@ -76,7 +76,7 @@ async def test_every_registered_tool_has_a_policy_that_follows_its_annotations(m
             assert p.scope == SCOPE_PROVIDERS and p.step_up, tool.name  # every provider mutation steps up
         else:
             assert p.scope == SCOPE_WRITE, tool.name
-            assert p.step_up == bool(a.destructive_hint), tool.name
+            assert p.step_up == (bool(a.destructive_hint) or tool.name in ALWAYS_STEP_UP), tool.name
     by_name = {t.name: tool_policy(t.name, t.annotations) for t in tools}
     assert by_name["list_artifacts"].scope == SCOPE_READ and by_name["list_artifacts"].cost_class == "read"
     assert by_name["delete_artifact"].step_up and by_name["delete_artifact"].scope == SCOPE_WRITE
@@ -84,6 +84,8 @@ async def test_every_registered_tool_has_a_policy_that_follows_its_annotations(m
     assert by_name["create_playlist"].scope == SCOPE_PROVIDERS and by_name["create_playlist"].step_up
     assert by_name["search_tracks"].scope == SCOPE_READ and by_name["search_tracks"].cost_class == "provider"
     assert by_name["analyze_audio"].cost_class == "job" and by_name["import_audio"].cost_class == "write"
+    for name in ALWAYS_STEP_UP:  # the privacy toolset's account-wide tools, as registered
+        assert by_name[name].step_up and by_name[name].scope == SCOPE_WRITE and by_name[name].cost_class == "job"
 
 
 def test_account_wide_operations_always_step_up_and_unannotated_tools_count_as_writes():
