@@ -28,7 +28,8 @@ STEP_UP_ACR = "mfa"
 # GPU/CPU-heavy jobs: model inference or DSP over whole pieces.
 GENERATE_TOOLS = frozenset({"generate_music", "regenerate_stem", "add_stem", "separate_stems", "remix"})
 # Other jobs: background work on our own records (analysis, fitting, imports, exports).
-JOB_TOOLS = frozenset({"analyze_audio", "fit_recommender", "import_listening_history", "export_my_data"})
+JOB_TOOLS = frozenset({"analyze_audio", "fit_recommender", "import_listening_history", "export_my_data",
+                       "delete_my_data"})
 
 
 @dataclass(frozen=True)
