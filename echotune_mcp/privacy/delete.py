@@ -118,8 +118,12 @@ async def _artifacts(app: App, owner: str, report: DeleteReport) -> None:
         page = await coll.find(owner, limit=PAGE)
         if not page.items:
             break
+        done: set[str] = set()
         for doc in page.items:
             sha = doc["sha256"]
+            if sha in done:  # an earlier artifact of this page had the same bytes: all of them went then
+                continue
+            done.add(sha)
             total = await coll.count(None, {"sha256": sha})
             mine = await coll.count(owner, {"sha256": sha})
             if total > mine:

@@ -65,6 +65,7 @@ async def seed(app, owner: str, tag: str) -> dict:
                                         name="shared.json")
         gone = await job.add_artifact(data=f"deleted {tag}".encode(), kind="json", media_type="application/json",
                                       name="gone.json")
+        await job.add_artifact(data=b"shared bytes", kind="json", media_type="application/json", name="again.json")
         return {"own": own.id, "shared": shared.id, "gone": gone.id, "own_sha": own.sha256,
                 "shared_sha": shared.sha256}
 
@@ -152,7 +153,7 @@ async def test_export_holds_every_record_and_file_but_no_secret(backend_settings
         assert counts["listening_events"] == 30 and counts["playlist_snapshots"] == 1
         assert counts["segment_optins"] == 1 and counts["tokens"] == 1 and counts["idempotency"] == 1
         assert counts["tombstones"] == 1 and counts["audit"] >= 1
-        assert counts["artifacts"] == 2 and counts["jobs"] == 2  # the seed job and this export job
+        assert counts["artifacts"] == 3 and counts["jobs"] == 2  # the seed job and this export job
         assert "principal_keys" not in counts and "principal_keys" in manifest["left_out"]
 
         def lines(name):
@@ -192,7 +193,7 @@ async def test_delete_leaves_nothing_of_the_principal_and_all_of_the_other(backe
         assert out["status"] == "succeeded", out
         rep = out["result"]
         assert rep["complete"] is True and rep["remaining"] == {}
-        assert rep["deleted"]["listening_events"] == 30 and rep["deleted"]["artifacts"] == 2
+        assert rep["deleted"]["listening_events"] == 30 and rep["deleted"]["artifacts"] == 3
         assert rep["key_shredded"] is True and rep["blobs_deleted"] == 1 and rep["blobs_kept_shared"] == 1
         assert rep["grants"] == [{"provider": "spotify", "revoked_at_provider": False, "deleted": True,
                                   "note": rep["grants"][0]["note"]}]
@@ -231,7 +232,7 @@ async def test_an_interrupted_delete_reports_what_remains_and_resumes(backend_se
         assert out["status"] == "failed"
         rep = out["result"]
         assert rep["complete"] is False and rep["key_shredded"] is True
-        assert rep["deleted"]["artifacts"] == 2 and "listening_events" not in rep["deleted"]
+        assert rep["deleted"]["artifacts"] == 3 and "listening_events" not in rep["deleted"]
         assert rep["remaining"]["listening_events"] == 30
         assert set(rep["steps_done"]) >= {"stop_jobs", "grants", "key", "artifacts"}
         monkeypatch.setattr(deletion, "_collection", real)
