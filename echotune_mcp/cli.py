@@ -41,14 +41,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"echotune-mcp: {exc}", file=sys.stderr)
         return 2
-    if settings.transport == "http" and not is_loopback(settings.host):
-        # The HTTP transport has no authorization yet: anyone who can reach the port would act as the local
-        # user (their jobs, artifacts, provider grants). No switch turns this off; put an authenticating
-        # reverse proxy on the same machine in front of a loopback bind instead.
+    if settings.transport == "http" and not is_loopback(settings.host) and not settings.auth_enabled:
+        # Without authorization anyone who can reach the port would act as the local user (their jobs, artifacts,
+        # provider grants). No switch turns this off: configure an issuer (then every caller needs its access
+        # token) or keep the bind on loopback.
         print(
-            f"refusing to bind {settings.host}: the HTTP transport has no authorization yet, so anyone on the "
-            "network could use this server as you. Bind a loopback address (127.0.0.1, the default, or ::1) and, "
-            "if others must reach it, put an authenticating reverse proxy on this machine in front of it.",
+            f"refusing to bind {settings.host}: with no authorization configured anyone on the network could use "
+            "this server as you. Set ECHOTUNE_AUTH_ISSUER (an OAuth issuer whose access tokens callers must present; "
+            "`echotune-mcp auth-server` is one), or bind a loopback address (127.0.0.1, the default, or ::1).",
             file=sys.stderr,
         )
         return 2
@@ -68,24 +68,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.transport == "stdio":
         server.run("stdio")
         return 0
-    asyncio.run(_serve_http(app, server, settings.host, settings.port))
+    asyncio.run(_serve_http(app, server, settings))
     return 0
 
 
-async def _serve_http(app: Any, server: Any, host: str, port: int) -> None:
+async def _serve_http(app: Any, server: Any, settings: Settings) -> None:
     import uvicorn
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
 
-    @server.custom_route("/healthz", methods=["GET"])
-    async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+    from .auth.http import build_http_app
+    from .auth.limits import auth_failure_layer, rate_limit_layer
 
-    starlette_app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(starlette_app, host=host, port=port, log_level="warning", lifespan="on")
+    # Outermost the slow-down of clients that keep sending bad tokens; inside the auth layer the rate limits.
+    starlette_app = auth_failure_layer(app)(build_http_app(app, server, settings,
+                                                           extra_middleware=[rate_limit_layer(app, server)]))
+    config = uvicorn.Config(starlette_app, host=settings.host, port=settings.port, log_level="warning",
+                            lifespan="on")
     # Hold the App for the server's whole life: stateless requests come and go, jobs must not.
     async with app:
-        print(f"echotune-mcp listening on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
+        auth = (f"; access tokens of {settings.auth_issuer} for {settings.resource_url}" if settings.auth_enabled
+                else "; no authorization (loopback only, as the local user)")
+        print(f"echotune-mcp listening on http://{settings.host}:{settings.port}/mcp{auth}", file=sys.stderr,
+              flush=True)
         await uvicorn.Server(config).serve()
 
 
@@ -248,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--transport", choices=["stdio", "http"], default=None, help="stdio (default) or http "
                    "(ECHOTUNE_TRANSPORT)")
-    s.add_argument("--host", default=None, help="HTTP bind address, loopback only (ECHOTUNE_HOST, default 127.0.0.1)")
+    s.add_argument("--host", default=None, help="HTTP bind address (ECHOTUNE_HOST, default 127.0.0.1); a "
+                   "non-loopback one only with ECHOTUNE_AUTH_ISSUER set")
     s.add_argument("--port", type=int, default=None, help="HTTP port (ECHOTUNE_PORT, default 8770)")
     s.set_defaults(func=cmd_serve)
 
@@ -288,10 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
         ("engine", ".engine.cli", "engine_main", "serve: the shared inference engine as a local daemon"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
-        ("principals", ".auth.tenants", "principals_main",
-         "grant-roots | revoke-roots | set | list: local folders and quotas per authenticated user"),
         ("auth-server", ".auth.server.cli", "auth_server_main",
          "serve | user add | user reset-mfa | keys rotate: the bundled OAuth authorization server"),
+        ("principals", ".auth.tenants", "principals_main",
+         "grant-roots | revoke-roots | set | list: local folders and quotas per authenticated user"),
         ("recommend", ".recommend.cli", "recommend_main",
          "batch | evaluate | corpus | fit: offline recommendation, corpora, the served model"),
     ):

@@ -78,7 +78,7 @@ async def test_instructions_and_prompts(make_client):
 
 
 def test_http_refuses_non_loopback_bind(tmp_path):
-    """No switch opens it (there is no HTTP authorization yet); tests/hostile/test_config.py covers the rest."""
+    """No bare switch opens it, only an issuer (ECHOTUNE_AUTH_ISSUER); tests/hostile/test_config.py covers the rest."""
     proc = subprocess.run([sys.executable, "-m", "echotune_mcp", "serve", "--transport", "http", "--host", "0.0.0.0",
                            "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "ECHOTUNE_AUTH": "1"})

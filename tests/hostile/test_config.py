@@ -33,8 +33,8 @@ def served(monkeypatch):
     """Record whether cmd_serve got as far as serving HTTP, without ever binding a socket."""
     calls: list[tuple[str, int]] = []
 
-    async def fake_serve_http(app, server, host, port):
-        calls.append((host, port))
+    async def fake_serve_http(app, server, settings):
+        calls.append((settings.host, settings.port))
 
     monkeypatch.setattr(cli, "_serve_http", fake_serve_http)
     monkeypatch.setattr("echotune_mcp.telemetry.setup_telemetry", lambda *a, **k: False)
@@ -48,7 +48,25 @@ def test_non_loopback_bind_is_refused_even_with_echotune_auth(clean_env, served,
     err = capsys.readouterr().err
     assert rc == 2 and served == []
     assert f"refusing to bind {host}" in err and "127.0.0.1" in err
-    assert "ECHOTUNE_AUTH" not in err  # no advice to flip a switch that does not authorize anything
+    assert not re.search(r"ECHOTUNE_AUTH(?!_ISSUER)", err)  # no advice to flip a switch that authorizes nothing
+    assert "ECHOTUNE_AUTH_ISSUER" in err  # the one thing that does: callers then need the issuer's tokens
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_non_loopback_bind_serves_with_an_issuer_configured(clean_env, served, host):
+    clean_env.setenv("ECHOTUNE_AUTH_ISSUER", "https://login.example")
+    assert cli.main(["serve", "--transport", "http", "--host", host, "--port", "8799"]) == 0
+    assert served == [(host, 8799)]
+
+
+def test_auth_settings_are_checked(clean_env, served, capsys):
+    clean_env.setenv("ECHOTUNE_AUTH_ISSUER", "http://login.example")  # plain http off loopback: tokens in clear
+    assert cli.main(["serve", "--transport", "http"]) == 2 and served == []
+    assert "ECHOTUNE_AUTH_ISSUER" in capsys.readouterr().err
+    clean_env.delenv("ECHOTUNE_AUTH_ISSUER")
+    clean_env.setenv("ECHOTUNE_AUTH_AUDIENCE", "https://music.example/mcp")
+    assert cli.main(["serve", "--transport", "http"]) == 2 and served == []
+    assert "ECHOTUNE_AUTH_ISSUER is not" in capsys.readouterr().err
 
 
 def test_loopback_bind_serves(clean_env, served):
