@@ -125,8 +125,8 @@ async def test_environment_credentials_serve_the_local_principal_only(make_clien
         assert not remote["spotify"].connected and remote["spotify"].source == "none"
         assert not remote["ytmusic"].connected
         assert "operator" in remote["ytmusic"].message
-        adapter = await hub.provider(LOCAL, "ytmusic")
-        assert adapter.auth_file == auth_file if hasattr(adapter, "auth_file") else True
+        assert (await hub.provider(LOCAL, "ytmusic"))._authed  # the operator's library, for the operator
+        assert not (await hub.provider(ALICE, "ytmusic"))._authed  # Alice gets search and radio, not that library
         from echotune_mcp.providers.base import NotConnected
 
         with pytest.raises(NotConnected):
