@@ -184,6 +184,25 @@ async def test_job_quota_is_per_principal_and_overridable(make_client, settings)
             assert limits["max_concurrent_jobs"] == 1 and limits["principal"] == ALICE
         record = await TenantStore(app).of(ALICE)
         assert record is not None and record.max_jobs == 1 and record.owner == ALICE
+        changed, _ = await entries(app, ALICE, event="principal_settings_changed")
+        assert changed[0].fields == {"by": "operator", "max_jobs": 1}  # the operator's change is audited
+        import asyncio
+
+        from echotune_mcp.errors import Busy
+
+        gate = asyncio.Event()
+
+        async def wait_gate(job):
+            await gate.wait()
+            return {}
+
+        first = await app.jobs.submit(owner=ALICE, tool="t", params={}, work=wait_gate)
+        with pytest.raises(Busy, match=r"already has 1 jobs .* \(limit 1 concurrent jobs for this principal\)"):
+            await app.jobs.submit(owner=ALICE, tool="t", params={}, work=wait_gate)
+        for _ in range(2):  # Bob's limit is the server's (4), untouched by Alice's override
+            await app.jobs.submit(owner=BOB, tool="t", params={}, work=wait_gate)
+        gate.set()
+        await app.jobs.wait(ALICE, first.id, 5)
         assert await TenantStore(app).of(BOB) is None
     assert await cli(*["--data-dir", str(settings.data_dir), "set", ALICE, "--max-jobs", "default"]) == 0
     async with make_client() as (client, app):
