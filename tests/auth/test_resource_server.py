@@ -275,3 +275,93 @@ def test_without_an_issuer_http_stays_the_local_user(tmp_path: Path):
         assert httpx.get(srv.url + "/.well-known/oauth-protected-resource/mcp", timeout=10).status_code == 404
     finally:
         stop_process(srv.proc)
+
+
+# -- the verifier's discovery and fetching, at the HTTP boundary (httpx MockTransport) --------------------------
+ISS = "https://idp.example/tenant1"
+AUD = "https://music.example/mcp"
+
+
+def _signed(key: RSAKey, **claims) -> str:
+    from joserfc import jwt
+
+    now = int(time.time())
+    base = {"iss": ISS, "sub": "erin", "aud": AUD, "exp": now + 300, "scope": READ} | claims
+    return jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": key.kid}, base, key)
+
+
+def _verifier(handler, **kw):
+    from echotune_mcp.auth.verifier import JWTVerifier
+
+    return JWTVerifier(ISS, AUD, transport=httpx.MockTransport(handler), refetch_interval_s=0, **kw)
+
+
+def test_metadata_urls_insert_the_well_known_before_the_issuer_path():
+    from echotune_mcp.auth.verifier import metadata_urls
+
+    assert metadata_urls(ISS) == ["https://idp.example/.well-known/oauth-authorization-server/tenant1",
+                                  "https://idp.example/tenant1/.well-known/openid-configuration"]
+    assert metadata_urls("https://idp.example")[0] == "https://idp.example/.well-known/oauth-authorization-server"
+
+
+async def test_openid_metadata_is_the_fallback_and_a_mixed_up_issuer_is_refused():
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    claimed = {"issuer": ISS}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/tenant1/.well-known/openid-configuration":
+            return httpx.Response(200, json={**claimed, "jwks_uri": "https://idp.example/keys"})
+        if request.url.path == "/keys":
+            return httpx.Response(200, json={"keys": [key.as_dict(private=False)]})
+        return httpx.Response(404)
+
+    token = await _verifier(handler).verify_token(_signed(key))
+    assert token is not None and token.subject == "erin" and token.scopes == [READ] and token.issuer == ISS
+    claimed["issuer"] = "https://attacker.example"  # metadata of another issuer (RFC 8414 §3.3): not trusted
+    assert await _verifier(handler).verify_token(_signed(key)) is None
+
+
+@pytest.mark.parametrize("failure", ["timeout", "refused", "oversized", "not json", "not a jwks"])
+async def test_a_broken_issuer_fails_closed(failure, caplog):
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/.well-known/oauth-authorization-server"):
+            return httpx.Response(200, json={"issuer": ISS, "jwks_uri": "https://idp.example/keys"})
+        if failure == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if failure == "refused":
+            raise httpx.ConnectError("refused", request=request)
+        if failure == "oversized":
+            return httpx.Response(200, content=b"{" + b" " * (600 * 1024) + b"}")
+        if failure == "not json":
+            return httpx.Response(200, content=b"<html>")
+        return httpx.Response(200, json={"keys": [{"kty": "RSA", "n": "??"}]})
+
+    verifier = _verifier(handler)
+    with caplog.at_level("WARNING", logger="echotune_mcp.auth"):
+        for _ in range(3):
+            assert await verifier.verify_token(_signed(key)) is None
+    lines = [r.getMessage() for r in caplog.records if "cannot fetch the signing keys" in r.getMessage()]
+    assert len(lines) == 1 and ISS in lines[0]  # one line per outage, naming the issuer
+
+
+async def test_introspection_needs_an_active_token_for_this_audience():
+    answers = {"good": {"active": True, "sub": "frank", "scope": f"{READ} {WRITE}", "aud": AUD, "iss": ISS,
+                        "exp": int(time.time()) + 60},
+               "other-aud": {"active": True, "sub": "frank", "aud": "https://else.example"},
+               "other-iss": {"active": True, "sub": "frank", "iss": "https://else.example"},
+               "refresh": {"active": True, "sub": "frank", "token_type": "refresh_token"},
+               "inactive": {"active": False}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/introspect" and request.headers["authorization"].startswith("Basic ")
+        form = dict(pair.split("=", 1) for pair in request.content.decode().split("&"))
+        return httpx.Response(200, json=answers[form["token"]])
+
+    verifier = _verifier(handler, introspection_url="https://idp.example/introspect", client_id="rs",
+                         client_secret="s")
+    good = await verifier.verify_token("good")
+    assert good is not None and good.subject == "frank" and set(good.scopes) == {READ, WRITE}
+    for name in ("other-aud", "other-iss", "refresh", "inactive"):
+        assert await verifier.verify_token(name) is None, name
