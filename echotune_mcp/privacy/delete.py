@@ -189,6 +189,8 @@ async def delete_principal(app: App, owner: str, *, keep_job: str | None, progre
     others = [d["id"] for d in page.items if d.get("job_id") != keep_job]
     if others:
         report.deleted["job_slots"] = await slots.delete_where(owner, {"id": others})
+    await app.storage.backend.scrub()
+    report.steps_done.append("scrub")
     report.remaining = await remaining(app, owner, keep_job)
     report.complete = not report.remaining
     report.kept = ["this job's record: the receipt of this deletion (these counts only, nothing personal)"]

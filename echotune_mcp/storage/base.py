@@ -152,6 +152,9 @@ class Backend(ABC):
     @abstractmethod
     def collection(self, name: str) -> Collection: ...
 
+    async def scrub(self) -> None:
+        """After an erasure, drop what the backend keeps of deleted data on its own (SQLite's write-ahead log)."""
+
     def collection_names(self) -> list[str]:
         """Every collection this backend opened: the privacy export and delete walk each one."""
         return sorted(getattr(self, "_collections", {}))

@@ -200,6 +200,10 @@ async def test_delete_leaves_nothing_of_the_principal_and_all_of_the_other(backe
         # Walk every table / collection: only this job's receipt names the principal.
         left = everything_of(app.settings, ALICE)
         assert left == {"jobs": 1}, left
+        if not app.settings.mongodb_uri:  # nor in the file's free pages or the write-ahead log
+            raw = {p.name: p.read_bytes() for p in app.settings.data_dir.glob("echotune.sqlite3*")}
+            assert b"pl_bob" in b"".join(raw.values())  # the scan does see stored rows
+            assert [name for name, data in raw.items() if b"pl_alice" in data or b"alice.json" in data] == []
         receipt = await app.storage.jobs.get(ALICE, out["job_id"])
         assert receipt is not None and ARTIST not in receipt.model_dump_json()
         # Alice's own blob is gone; the blob Bob also holds stays; Bob's data is untouched.
@@ -563,3 +567,22 @@ async def test_a_second_delete_while_one_runs_follows_the_first(settings, make_c
         done = await app.jobs.wait(ALICE, first["job_id"], 20)
         assert done.status.value == "succeeded" and done.result["complete"]
         assert everything_of(app.settings, ALICE) == {"jobs": 1}
+
+
+async def test_sqlite_erasure_leaves_no_copy_in_free_pages_or_the_log(settings):
+    from echotune_mcp.storage import open_storage
+
+    st = await open_storage(settings)
+    try:
+        coll = st.collection("idempotency")
+        for who in ("alice", "bob"):
+            await coll.insert_absent([{"id": f"idem_{who}_{n}", "owner": who, "created_at": n, "key": f"k{n}",
+                                       "result": {"note": f"needle-{who}-{n:04d}" * 4}} for n in range(40)])
+        await st.backend.scrub()  # the rows are in the database file itself now
+        assert b"needle-alice-" in (settings.data_dir / "echotune.sqlite3").read_bytes()
+        assert await coll.delete_where("alice", {}) == 40
+        await st.backend.scrub()
+        raw = b"".join(p.read_bytes() for p in settings.data_dir.glob("echotune.sqlite3*"))
+        assert b"needle-alice-" not in raw and b"needle-bob-" in raw
+    finally:
+        await st.close()
