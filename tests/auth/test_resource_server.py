@@ -267,6 +267,20 @@ async def test_two_principals_cannot_see_each_others_jobs_or_artifacts(server, i
         assert not job.is_error and job.structured_content["status"] != "cancelled"
 
 
+def test_a_session_belongs_to_the_token_that_opened_it(server, issuer):
+    """Another principal presenting alice's Mcp-Session-Id is answered as if the session did not exist."""
+    opened = post(server, INITIALIZE, issuer.token("alice", ALL))
+    assert opened.status_code == 200
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+
+    def list_jobs(token: str) -> httpx.Response:
+        return httpx.post(server.mcp, content=json.dumps(call("list_jobs")), timeout=30,
+                          headers={**ACCEPT, **session, "authorization": f"Bearer {token}"})
+
+    assert list_jobs(issuer.token("mallory", ALL)).status_code == 404
+    assert list_jobs(issuer.token("alice", ALL)).status_code == 200
+
+
 def test_without_an_issuer_http_stays_the_local_user(tmp_path: Path):
     srv = start_server(tmp_path, None, NO_LIMITS)
     try:
