@@ -5,7 +5,9 @@ Derived from the tool's honest annotations, so a new tool is covered the day it 
 - ``echotune:providers`` for tools that act on a provider account (open world, not read-only),
 - ``echotune:write`` for tools that create or change our own records.
 Step-up (RFC 9470, a token whose ``amr`` has ``mfa`` or ``otp``) guards what cannot be taken back: destructive
-tools, every provider mutation, and the whole-account operations in ``ALWAYS_STEP_UP``.
+tools, every provider mutation, and the whole-account operations in ``ALWAYS_STEP_UP``. The open-world tools in
+``PROVIDER_READS`` only read the provider account and write our own records (undone like any import), so they
+need the providers scope but no second factor.
 The cost class prices a call for the rate limits: a generation costs more than a read.
 """
 
@@ -21,6 +23,7 @@ SCOPE_WRITE = "echotune:write"
 SCOPE_PROVIDERS = "echotune:providers"
 ALL_SCOPES = (SCOPE_READ, SCOPE_WRITE, SCOPE_PROVIDERS)
 ALWAYS_STEP_UP: frozenset[str] = frozenset({"export_my_data", "delete_my_data"})
+PROVIDER_READS: frozenset[str] = frozenset({"sync_listening_history"})
 TOOL_CLASSES = ("read", "write", "job", "generate", "provider")
 # RFC 9470 acr_values asked for in a step-up challenge: a multi-factor login (the bundled server's TOTP login).
 STEP_UP_ACR = "mfa"
@@ -51,7 +54,7 @@ def tool_policy(name: str, annotations: ToolAnnotations | None) -> ToolPolicy:
         scope = SCOPE_PROVIDERS
     else:
         scope = SCOPE_WRITE
-    step_up = destructive or (open_world and not read_only) or name in ALWAYS_STEP_UP
+    step_up = destructive or (open_world and not read_only and name not in PROVIDER_READS) or name in ALWAYS_STEP_UP
     if name in GENERATE_TOOLS:
         cost = "generate"
     elif open_world:

@@ -14,6 +14,7 @@ from echotune_mcp.auth.policy import (
     ALWAYS_STEP_UP,
     GENERATE_TOOLS,
     JOB_TOOLS,
+    PROVIDER_READS,
     SCOPE_PROVIDERS,
     SCOPE_READ,
     SCOPE_WRITE,
@@ -73,7 +74,8 @@ async def test_every_registered_tool_has_a_policy_that_follows_its_annotations(m
         if a.read_only_hint:
             assert p.scope == SCOPE_READ and not p.step_up, tool.name
         elif a.open_world_hint:
-            assert p.scope == SCOPE_PROVIDERS and p.step_up, tool.name  # every provider mutation steps up
+            # every provider mutation steps up; a sync only reads the provider account
+            assert p.scope == SCOPE_PROVIDERS and p.step_up == (tool.name not in PROVIDER_READS), tool.name
         else:
             assert p.scope == SCOPE_WRITE, tool.name
             assert p.step_up == (bool(a.destructive_hint) or tool.name in ALWAYS_STEP_UP), tool.name
@@ -82,6 +84,9 @@ async def test_every_registered_tool_has_a_policy_that_follows_its_annotations(m
     assert by_name["delete_artifact"].step_up and by_name["delete_artifact"].scope == SCOPE_WRITE
     assert by_name["generate_music"].cost_class == "generate" and not by_name["generate_music"].step_up
     assert by_name["create_playlist"].scope == SCOPE_PROVIDERS and by_name["create_playlist"].step_up
+    sync = by_name["sync_listening_history"]
+    assert sync.scope == SCOPE_PROVIDERS and not sync.step_up and PROVIDER_READS <= names
+    assert by_name["connect_provider"].step_up  # a new grant on the account is not undone by deleting a record
     assert by_name["search_tracks"].scope == SCOPE_READ and by_name["search_tracks"].cost_class == "provider"
     assert by_name["analyze_audio"].cost_class == "job" and by_name["import_audio"].cost_class == "write"
     for name in ALWAYS_STEP_UP:  # the privacy toolset's account-wide tools, as registered
