@@ -68,10 +68,11 @@ async def _stop_jobs(app: App, owner: str, keep_job: str | None, report: DeleteR
                 break
     for job in active:
         await app.jobs.cancel(owner, job.id)
+    # A job's work holds its quota slot until it has really stopped, in whichever process runs it.
+    slots, ids = app.storage.collection("job_slots"), [j.id for j in active]
     with anyio.move_on_after(JOB_STOP_S):
-        for job in active:
-            while job.id in app.jobs._live:  # the work has not stopped yet (it holds its slot until it has)
-                await anyio.sleep(0.05)
+        while ids and await slots.count(owner, {"job_id": ids}):
+            await anyio.sleep(0.05)
     report.jobs_stopped = len(active)
 
 
