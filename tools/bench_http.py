@@ -356,7 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cost = plan_cost(a.calls, a.job_every)
     burst = a.rate_burst if a.rate_burst is not None else max(DEFAULT_RATE_BURST, math.ceil(cost * 1.25))
     log_lines: list[str] = []
-    out = asyncio.run(bench(a.clients, a.calls, a.job_every, a.rate_per_minute, burst, a.timeout, log_lines))
+    try:
+        out = asyncio.run(bench(a.clients, a.calls, a.job_every, a.rate_per_minute, burst, a.timeout, log_lines))
+    except (RuntimeError, TimeoutError) as exc:  # the server did not start (its log's end is in the message)
+        print(f"bench_http: {exc}", file=sys.stderr)
+        return 2
     line = out["line"]
     if not a.json_only:
         print(f"# {a.clients} clients x {a.calls} calls over streamable HTTP, auth on (RS256 tokens of a local "

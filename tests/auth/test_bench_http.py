@@ -45,3 +45,9 @@ def test_plan_starts_with_a_job_and_mixes_reads():
     assert bench_http.plan(6, 5) == ["import_listening_history", "list_artifacts", "list_jobs", "providers_status",
                                      "read_job_resource", "import_listening_history"]
     assert bench_http.plan(3, 0) == ["list_artifacts", "list_jobs", "providers_status"]
+
+
+def test_a_server_that_does_not_start_is_reported_not_waited_for(capsys):
+    """A burst below the dearest call's cost is refused by the server's settings: exit 2 with its reason."""
+    assert bench_http.main(["--clients", "1", "--calls", "1", "--rate-burst", "10", "--json-only"]) == 2
+    assert "ECHOTUNE_RATE_BURST is 10.0" in capsys.readouterr().err
