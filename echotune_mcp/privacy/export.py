@@ -77,7 +77,9 @@ async def build_export(app: App, owner: str, progress: Progress) -> tuple[Path, 
             await progress(i / (len(names) + 1), f"exporting {coll}")
             n = 0
             artifacts: list[dict[str, Any]] = []
-            handle = await anyio.to_thread.run_sync(lambda c=coll: zf.open(f"records/{c}.jsonl", "w"))
+            # zip64 from the start: the size is not known ahead, and a long history may pass 2 GiB
+            handle = await anyio.to_thread.run_sync(
+                lambda c=coll: zf.open(f"records/{c}.jsonl", "w", force_zip64=True))
             try:
                 async for docs in _pages(app, coll, owner):
                     if not docs:
