@@ -192,7 +192,7 @@ def oauth_env(settings):
 
 async def test_connect_flow_through_tools(settings, oauth_env, fake):
     srv, env = oauth_env
-    async with curation_client(settings, spotify_api_base=fake.base, **env) as (client, _):
+    async with curation_client(settings, spotify_api_base=fake.base, **env) as (client, app):
         r, data = await call(client, "connect_provider", provider="spotify", wait_seconds=0)
         assert data["status"] == "pending" and data["authorization_url"].startswith(srv.base + "/authorize?")
         page = await anyio.to_thread.run_sync(lambda: requests.get(data["authorization_url"], timeout=10))
@@ -209,6 +209,11 @@ async def test_connect_flow_through_tools(settings, oauth_env, fake):
         assert data["removed_stored_token"] is True
         r, _ = await call(client, "get_playlist", provider="spotify", playlist_id=pl)
         assert r.is_error and "connect_provider" in text_of(r)
+        from echotune_mcp.auth.audit import entries
+
+        log = [(e.event, e.fields.get("provider")) for e in (await entries(app, "local"))[0]]
+        grants = [x for x in log if x[0].startswith("grant_")]
+        assert grants == [("grant_removed", "spotify"), ("grant_added", "spotify")]  # audited, newest first
 
 
 async def test_expired_refresh_token_means_reconnect_and_removal(settings, oauth_env, fake):
