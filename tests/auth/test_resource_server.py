@@ -34,7 +34,7 @@ NO_LIMITS = {"ECHOTUNE_AUTH_FAIL_DELAY_MAX_S": "0", "ECHOTUNE_RATE_PER_MINUTE": 
 
 @pytest.fixture(scope="module")
 def server(issuer: Issuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_server(tmp_path_factory.mktemp("rs"), issuer, NO_LIMITS)
+    srv = start_server(tmp_path_factory.mktemp("rs"), issuer, {**NO_LIMITS, "ECHOTUNE_TOOLSETS": "jobs,artifacts,compose,listening"})
     try:
         yield srv
     finally:
@@ -237,7 +237,7 @@ def _wav() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-async def test_two_principals_cannot_see_each_others_jobs_or_artifacts(server, issuer):
+async def test_two_principals_cannot_see_each_others_jobs_artifacts_or_plays(server, issuer):
     alice = issuer.token("alice", ALL, amr=["pwd", "otp"])
     bob = issuer.token("bob", ALL, amr=["pwd", "otp"])
     async with mcp_http_client(server.mcp, alice) as client:
@@ -250,7 +250,17 @@ async def test_two_principals_cannot_see_each_others_jobs_or_artifacts(server, i
         job_id = started.structured_content["job_id"]
         assert art_id in {a["artifact_id"] for a in (await client.call_tool("list_artifacts", {})).structured_content["artifacts"]}
         assert job_id in {j["job_id"] for j in (await client.call_tool("list_jobs", {})).structured_content["jobs"]}
+        history = json.dumps([{"endTime": f"2024-03-0{d} 10:00", "artistName": "Alice Coltrane",
+                               "trackName": "Journey in Satchidananda", "msPlayed": 300000} for d in range(1, 4)])
+        plays = await client.call_tool("import_listening_history", {
+            "data_base64": base64.b64encode(history.encode()).decode(), "filename": "StreamingHistory_music_0.json",
+            "wait_seconds": 20})
+        assert not plays.is_error and plays.structured_content["status"] == "succeeded", plays.content
+        mine = await client.call_tool("taste_profile", {})
+        assert not mine.is_error and mine.structured_content["totals"]["plays"] == 3
     async with mcp_http_client(server.mcp, bob) as client:
+        theirs = await client.call_tool("taste_profile", {})  # alice's plays are not bob's
+        assert theirs.is_error and "import_listening_history" in str(theirs.content), theirs.content
         assert art_id not in {a["artifact_id"] for a in
                               (await client.call_tool("list_artifacts", {})).structured_content["artifacts"]}
         assert job_id not in {j["job_id"] for j in (await client.call_tool("list_jobs", {})).structured_content["jobs"]}
