@@ -66,7 +66,9 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             day = time.strftime("%Y%m%d", time.gmtime())
             art = await job.add_artifact(data=data, kind="export", media_type="application/zip",
                                          name=f"echotune-export-{day}.zip",
-                                         meta={"format": FORMAT, "counts": manifest["counts"]})
+                                         meta={"format": FORMAT, "counts": manifest["counts"]},
+                                         provenance={"tool": "export_my_data", "inputs": [],
+                                                     "source": {"type": "export", "format": FORMAT}})
             await _audit(app, "data_exported", owner, artifact_id=art.id, records=sum(manifest["counts"].values()))
             return {"artifact_id": art.id, "format": FORMAT, "size": art.size, "counts": manifest["counts"],
                     "artifact_files": len(manifest["artifact_files"]), "left_out": manifest["left_out"],

@@ -18,7 +18,8 @@ from echotune_mcp.licensing import assert_provenance_complete
 NO_ARTIFACTS = {"cancel_job", "delete_artifact", "set_license", "connect_provider", "disconnect_provider",
                 "create_playlist", "add_tracks", "remove_tracks", "reorder_playlist", "dedupe_playlist",
                 "transfer_playlist", "curate_playlist", "restore_playlist",
-                "import_listening_history", "sync_listening_history", "fit_recommender", "share_taste_for_segments"}
+                "import_listening_history", "sync_listening_history", "fit_recommender", "share_taste_for_segments",
+                "delete_my_data"}
 
 
 def _wav(seconds=3.0, sr=22050) -> bytes:
@@ -67,6 +68,9 @@ async def _scenario(client, tools: set[str]) -> set[str]:
     if "analyze_audio" in tools:
         await _finish(client, await client.call_tool("analyze_audio", {"audio": upload}))
         done.add("analyze_audio")
+    if "export_my_data" in tools:  # last, so the zip holds everything above
+        await _finish(client, await client.call_tool("export_my_data", {"wait_seconds": 25}))
+        done.add("export_my_data")
     return done
 
 
