@@ -19,6 +19,7 @@ from .artifacts import parse_artifact_uri
 from .config import ALL_TOOLSETS, Settings
 from .principal import current_principal
 from .prompt_files import load_prompts
+from .ui_views import ui_extension
 
 INSTRUCTIONS = """\
 EchoTune makes, takes apart and curates music.
@@ -147,6 +148,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         version=__version__,
         lifespan=lifespan,
         subscriptions=app.bus,
+        extensions=[ui_extension()],  # MCP Apps: the in-chat views (ui_views.py)
         middleware=[_content_mime_middleware(app)],
         log_level=log_level,  # type: ignore[arg-type]
     )

@@ -13,6 +13,8 @@ from ..app import App
 from ..artifacts import KINDS
 from ..errors import BadInput, Busy, NotFound
 from ..music.audio_io import AudioError, decode_audio, media_type_for
+from ..previews import MEDIA_TYPE as PREVIEW_MEDIA_TYPE
+from ..previews import preview_bytes
 from ..principal import current_principal
 from ..views import ArtifactList, ArtifactView
 from .base import Toolset, tool_result
@@ -41,7 +43,7 @@ def build(app: App) -> Toolset:
                                                  cursor=cursor)
         return ArtifactList(artifacts=[ArtifactView.of(r) for r in recs], next_cursor=nxt)
 
-    @ts.tool(title="Get artifact", read_only=True)
+    @ts.tool(title="Get artifact", read_only=True, ui="player")
     async def get_artifact(artifact: ArtifactRef) -> Annotated[CallToolResult, ArtifactView]:
         """Metadata of one artifact (kind, media type, size, sha256, parents, job) with a link to its bytes."""
         rec = await app.artifacts.resolve(current_principal(), artifact)
@@ -62,7 +64,7 @@ def build(app: App) -> Toolset:
 
     max_mb = app.settings.max_upload_bytes / (1024 * 1024)
 
-    @ts.tool(title="Import audio", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Import audio", read_only=False, destructive=False, idempotent=False, ui="player")
     async def import_audio(
         data_base64: Annotated[str, Field(min_length=1, description=f"the file's bytes, base64 (max {max_mb:.0f} MiB decoded)")],
         filename: Annotated[str, Field(min_length=1, max_length=200, description="original name, e.g. take1.wav")],
@@ -131,5 +133,12 @@ def build(app: App) -> Toolset:
             return await app.cpu.run(draw, start_within=app.settings.max_wait_seconds)
         except Busy as exc:
             raise ResourceError(str(exc)) from None
+
+    @ts.resource("echotune://artifacts/{artifact_id}/preview", name="artifact-preview", mime_type=PREVIEW_MEDIA_TYPE,
+                 description="A compressed listening copy of an audio artifact (Ogg Opus, up to 96 kbit/s, sized to "
+                             "fit one MCP message: about 30 kbit/s for a 3-minute piece), for players such as the "
+                             "in-chat views; cached per owner. Use .../content for the original bytes.")
+    async def artifact_preview(artifact_id: str) -> bytes:
+        return await preview_bytes(app, await _lookup(artifact_id))
 
     return ts

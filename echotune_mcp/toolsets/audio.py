@@ -45,7 +45,7 @@ STEM_SET = "stem-set"
 def build(app: App) -> Toolset:
     ts = Toolset("audio", "Separate stems, remix them, and analyse audio.")
 
-    @ts.tool(title="Separate stems", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Separate stems", read_only=False, destructive=False, idempotent=False, ui="job")
     async def separate_stems(
         audio: AudioRef,
         ctx: Context,
@@ -90,7 +90,7 @@ def build(app: App) -> Toolset:
         job = await app.jobs.submit(owner=owner, tool="separate_stems", params=params, work=work)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
-    @ts.tool(title="Remix stems", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Remix stems", read_only=False, destructive=False, idempotent=False, ui="player")
     async def remix(
         ctx: Context,
         artifact: Annotated[str | None, Field(max_length=256, description="a stem-set artifact from separate_stems, "

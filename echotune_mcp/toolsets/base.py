@@ -15,6 +15,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
+from ..ui_views import ViewName, view_uri
+
 
 @dataclass
 class ToolDef:
@@ -22,6 +24,7 @@ class ToolDef:
     name: str
     title: str
     annotations: ToolAnnotations
+    meta: dict[str, Any] | None = None  # e.g. {"ui": {"resourceUri": "ui://echotune/job.html"}} (MCP Apps)
 
 
 @dataclass
@@ -46,7 +49,12 @@ class Toolset:
         destructive: bool = False,
         idempotent: bool = False,
         open_world: bool = False,
+        ui: ViewName | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a tool. ``ui``: the in-chat view (MCP Apps) a host may render for its result; set as
+        ``_meta.ui.resourceUri``. Hosts without Apps ignore it, so the tool's result must stand on its own."""
+        meta = {"ui": {"resourceUri": view_uri(ui)}} if ui is not None else None
+
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             annotations = ToolAnnotations(
                 title=title,
@@ -55,7 +63,7 @@ class Toolset:
                 idempotent_hint=idempotent if not read_only else True,
                 open_world_hint=open_world,
             )
-            self.tools.append(ToolDef(fn=fn, name=fn.__name__, title=title, annotations=annotations))
+            self.tools.append(ToolDef(fn=fn, name=fn.__name__, title=title, annotations=annotations, meta=meta))
             return fn
 
         return decorate
@@ -72,7 +80,8 @@ class Toolset:
         for t in self.tools:
             if read_only_mode and not t.annotations.read_only_hint:
                 continue
-            server.add_tool(t.fn, name=t.name, title=t.title, annotations=t.annotations, structured_output=True)
+            server.add_tool(t.fn, name=t.name, title=t.title, annotations=t.annotations, meta=t.meta,
+                            structured_output=True)
             registered.append(t.name)
         for r in self.resources:
             server.resource(r.uri, **r.kwargs)(r.fn)

@@ -45,7 +45,7 @@ def build(app: App) -> Toolset:
     ts = Toolset("compose", "Generate music from text and iterate on it stem by stem.")
     max_dur = app.settings.max_generation_seconds
 
-    @ts.tool(title="Generate music", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Generate music", read_only=False, destructive=False, idempotent=False, ui="job")
     async def generate_music(
         prompt: Annotated[str, Field(min_length=1, max_length=1000,
                                      description="what to make, in words: genre, mood, instruments, tempo "
@@ -136,7 +136,7 @@ def build(app: App) -> Toolset:
             await _attach_inline_preview(app, owner, result)
         return result
 
-    @ts.tool(title="Regenerate one stem", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Regenerate one stem", read_only=False, destructive=False, idempotent=False, ui="job")
     async def regenerate_stem(
         artifact: Annotated[str, Field(min_length=1, max_length=256,
                                        description="the mix artifact (id or URI) from generate_music")],
@@ -183,7 +183,7 @@ def build(app: App) -> Toolset:
                                             "seed": new_seed}, work=work)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
-    @ts.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False)
+    @ts.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False, ui="job")
     async def add_stem(
         artifact: Annotated[str, Field(min_length=1, max_length=256,
                                        description="the mix artifact (id or URI) from generate_music")],

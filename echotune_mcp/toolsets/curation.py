@@ -299,7 +299,7 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         return PlaylistList(provider=provider, playlists=items,
                             next_offset=offset + len(items) if len(items) == limit else None)
 
-    @ts.tool(title="Get playlist", read_only=True, open_world=True)
+    @ts.tool(title="Get playlist", read_only=True, open_world=True, ui="playlist")
     async def get_playlist(
         provider: Provider, playlist_id: PlaylistId,
         max_tracks: Annotated[int, Field(ge=1, le=2000, description="read at most this many items")] = 200,
@@ -633,7 +633,7 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         result, replayed = await _mutate("transfer_playlist", idempotency_key, args, run)
         return TransferResult.model_validate({**result, "replayed": replayed})
 
-    @ts.tool(title="Curate playlist", read_only=False, idempotent=False, open_world=True)
+    @ts.tool(title="Curate playlist", read_only=False, idempotent=False, open_world=True, ui="playlist")
     async def curate_playlist(
         provider: Provider,
         prompt: Annotated[str | None, Field(min_length=1, max_length=300, description=(

@@ -23,7 +23,7 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled", 
 def build(app: App) -> Toolset:
     ts = Toolset("jobs", "Poll, list and cancel background jobs (generation, separation, remix, analysis).")
 
-    @ts.tool(title="Get job", read_only=True)
+    @ts.tool(title="Get job", read_only=True, ui="job")
     async def get_job(job_id: JobId, ctx: Context, wait_seconds: WaitSeconds = 0) -> Annotated[CallToolResult, JobView]:
         """Get a job's status, progress and (once it succeeded) its result and artifacts.
 

@@ -110,7 +110,7 @@ def build(app: App) -> Toolset:
     ts = Toolset("licensing", "Provenance, licence checks for intended uses, licences, and signed content credentials.")
     lic = Licensing(app)
 
-    @ts.tool(title="Get provenance", read_only=True)
+    @ts.tool(title="Get provenance", read_only=True, ui="provenance")
     async def get_provenance(
         artifact: ArtifactRef,
         depth: Annotated[int, Field(ge=0, le=10, description="generations of ancestors to include (0-10)")] = 3,
@@ -137,7 +137,7 @@ def build(app: App) -> Toolset:
         return ProvenanceGraph(artifact_id=record.id, depth=depth, nodes=nodes, truncated=lin.truncated,
                                edges=[{"child": c, "parent": p} for c, p in lin.edges])
 
-    @ts.tool(title="Check usage", read_only=True)
+    @ts.tool(title="Check usage", read_only=True, ui="provenance")
     async def check_usage(
         artifact: ArtifactRef,
         use: Annotated[UseName, Field(description=f"the intended use. {_USES_HELP}")],

@@ -50,7 +50,7 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             raise BadInput("corpus_id", str(exc)) from None
         return tool_result(result, summary=result.message)
 
-    @ts.tool(title="Recommend tracks", read_only=True, open_world=True)
+    @ts.tool(title="Recommend tracks", read_only=True, open_world=True, ui="playlist")
     async def recommend_tracks(
         seed_tracks: Annotated[SeedList, Field(description=(
             "tracks to start from: Spotify ids/URIs or 'Artist - Title' (up to 50)"))] = [],  # noqa: B006
