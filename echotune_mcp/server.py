@@ -19,7 +19,7 @@ from .artifacts import parse_artifact_uri
 from .config import ALL_TOOLSETS, Settings
 from .principal import current_principal
 from .prompt_files import load_prompts
-from .ui_views import ui_extension
+from .tasks_ext import TasksExtension
 
 INSTRUCTIONS = """\
 EchoTune makes, takes apart and curates music.
@@ -140,6 +140,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         async with app:
             yield app
 
+    tasks = TasksExtension(app)  # native tasks (SEP-2663) over our jobs (tasks_ext.py)
     server: MCPServer = MCPServer(
         name="echotune-mcp",
         title="EchoTune",
@@ -148,10 +149,11 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         version=__version__,
         lifespan=lifespan,
         subscriptions=app.bus,
-        extensions=[ui_extension()],  # MCP Apps: the in-chat views (ui_views.py)
+        extensions=[tasks],  # native tasks (tasks_ext.py)
         middleware=[_content_mime_middleware(app)],
         log_level=log_level,  # type: ignore[arg-type]
     )
+    tasks.bind(server)
     legacy = LegacySubscriptions()
     server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)
     server._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams,
