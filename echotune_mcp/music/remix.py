@@ -1,4 +1,4 @@
-"""Remix a set of stems: per-stem gain, mute and pan, then tempo, pitch, fades and normalisation.
+"""Remix a set of stems: per-stem gain, mute, solo and pan, then tempo, pitch, fades and normalisation.
 
 Pure numpy in, numpy out, so the tool layer only loads and stores. Time-stretch and pitch-shift
 use Spotify's ``pedalboard.time_stretch`` (Rubber Band inside), applied once to the summed mix:
@@ -20,6 +20,7 @@ NORMALIZE = ("lufs", "peak", "none")
 class RemixSpec:
     gains_db: dict[str, float] = field(default_factory=dict)
     mute: set[str] = field(default_factory=set)
+    solo: set[str] = field(default_factory=set)  # when any: only these play (a muted one stays muted)
     pan: dict[str, float] = field(default_factory=dict)  # -1 left .. +1 right
     pitch_shift_semitones: float = 0.0
     tempo_ratio: float = 1.0  # > 1 faster (shorter), < 1 slower
@@ -30,6 +31,21 @@ class RemixSpec:
     peak_dbfs: float = -1.0
 
 
+def silenced(names: list[str] | set[str], spec: RemixSpec) -> dict[str, str]:
+    """The stems left out of the mix and why: ``muted``, or ``not soloed`` while other stems are soloed.
+
+    A mixing desk's rules: solo on any stem silences every stem that is not soloed; mute silences a stem
+    even when it is soloed (mute wins), so a soloed and muted stem is out.
+    """
+    out = {}
+    for name in names:
+        if name in spec.mute:
+            out[name] = "muted"
+        elif spec.solo and name not in spec.solo:
+            out[name] = "not soloed"
+    return out
+
+
 def pan_gains(pan: float) -> tuple[float, float]:
     """Constant-power balance, unity at centre: (sqrt2 cos, sqrt2 sin) of (pan + 1) * pi / 4, each capped at 1."""
     theta = (max(-1.0, min(1.0, pan)) + 1.0) * np.pi / 4
@@ -37,11 +53,12 @@ def pan_gains(pan: float) -> tuple[float, float]:
 
 
 def mix_stems(stems: dict[str, np.ndarray], spec: RemixSpec) -> np.ndarray:
-    """Stereo sum of the stems after gain, mute and pan; stems may differ in length (zero-padded)."""
+    """Stereo sum of the stems after gain, mute/solo and pan; stems may differ in length (zero-padded)."""
     n = max(s.shape[0] for s in stems.values())
     out = np.zeros((n, 2), dtype=np.float32)
+    left_out = silenced(list(stems), spec)
     for name, s in stems.items():
-        if name in spec.mute:
+        if name in left_out:
             continue
         s2 = np.asarray(s, dtype=np.float32)
         s2 = s2[:, None] if s2.ndim == 1 else s2
@@ -99,3 +116,18 @@ def remix(stems: dict[str, np.ndarray], sr: int, spec: RemixSpec) -> tuple[np.nd
                   "sample_peak_dbfs": round(20 * np.log10(max(peak, 1e-12)), 2),
                   "clipped": bool(peak > 1.0)})
     return y.astype(np.float32), stats
+
+
+def mix_report(names: list[str], spec: RemixSpec) -> dict[str, Any]:
+    """What the mix applied and what it ignored, per stem, so a caller sees that a control took effect.
+
+    A gain or pan on a stem that is left out (muted, or not soloed) changes nothing and is listed as ignored;
+    so is solo on a muted stem (mute wins).
+    """
+    out = silenced(names, spec)
+    ignored = [f"{fld}.{name} ({out[name]})" for fld, values in (("gains_db", spec.gains_db), ("pan", spec.pan))
+               for name in values if name in out]
+    ignored += [f"solo.{name} (muted: mute wins)" for name in sorted(spec.solo & spec.mute)]
+    return {"playing": [n for n in names if n not in out], "silenced": out,
+            "gains_db": {n: g for n, g in spec.gains_db.items() if n not in out},
+            "pan": {n: p for n, p in spec.pan.items() if n not in out}, "ignored": ignored}

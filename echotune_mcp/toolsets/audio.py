@@ -100,7 +100,10 @@ def build(app: App) -> Toolset:
                                                       "-> audio (artifact id/URI or allowed path)")] = None,
         gains_db: Annotated[dict[str, Annotated[float, Field(ge=-60, le=24)]] | None,
                             Field(description="per-stem gain in dB, -60..+24")] = None,
-        mute: Annotated[list[str] | None, Field(max_length=16, description="stems to leave out")] = None,
+        mute: Annotated[list[str] | None, Field(max_length=16, description="stems to leave out (wins over "
+                                                "solo)")] = None,
+        solo: Annotated[list[str] | None, Field(max_length=16, description="stems to hear alone: when given, "
+                                                "every stem not listed is left out, as a desk's solo buttons")] = None,
         pan: Annotated[dict[str, Annotated[float, Field(ge=-1, le=1)]] | None,
                        Field(description="per-stem balance, -1 (left) .. +1 (right)")] = None,
         pitch_shift_semitones: Annotated[float, Field(ge=-12, le=12, description="transpose, semitones")] = 0.0,
@@ -113,10 +116,12 @@ def build(app: App) -> Toolset:
         output_format: OutputFormat = "wav",
         wait_seconds: WaitSeconds = 20,
     ) -> Annotated[CallToolResult, JobView]:
-        """Remix stems into a new mix, as a background job: per-stem gain/mute/pan, then tempo and pitch
+        """Remix stems into a new mix, as a background job: per-stem gain/mute/solo/pan, then tempo and pitch
         (Rubber Band via Spotify's pedalboard), fades and loudness normalisation.
 
-        The new mix artifact has every input stem as a parent; the inputs are untouched.
+        The new mix artifact has every input stem as a parent; the inputs are untouched. The result's
+        ``mix`` says which stems play, which were left out and why (muted / not soloed), and which settings
+        were ignored because their stem is silent.
         """
         from ..music.remix import RemixSpec
 
@@ -129,17 +134,22 @@ def build(app: App) -> Toolset:
             raise BadInput("stems", "no stems given", "a mapping stem name -> audio")
         loaded = {name: await _load_checked(app, owner, ref, f"stems.{name}", clipped_ok=True)
                   for name, ref in refs.items()}
-        for fld, names in (("gains_db", gains_db or {}), ("mute", mute or []), ("pan", pan or {})):
+        for fld, names in (("gains_db", gains_db or {}), ("mute", mute or []), ("solo", solo or []),
+                           ("pan", pan or {})):
             bad = [n for n in names if n not in loaded]
             if bad:
                 raise BadInput(fld, f"no stem named {', '.join(map(repr, bad))}", sorted(loaded))
         if mute and set(mute) >= set(loaded):
             raise BadInput("mute", "every stem is muted; the mix would be silent", sorted(loaded))
-        spec = RemixSpec(gains_db=dict(gains_db or {}), mute=set(mute or []), pan=dict(pan or {}),
+        if solo and set(solo) <= set(mute or []):
+            raise BadInput("solo", "every soloed stem is also muted (mute wins); the mix would be silent",
+                           sorted(set(loaded) - set(mute or [])))
+        spec = RemixSpec(gains_db=dict(gains_db or {}), mute=set(mute or []), solo=set(solo or []),
+                         pan=dict(pan or {}),
                          pitch_shift_semitones=pitch_shift_semitones, tempo_ratio=tempo_ratio, fade_in_s=fade_in_s,
                          fade_out_s=fade_out_s, normalize=normalize)
         params = {"inputs": {n: i.source for n, i in loaded.items()}, "gains_db": spec.gains_db,
-                  "mute": sorted(spec.mute), "pan": spec.pan, "pitch_shift_semitones": pitch_shift_semitones,
+                  "mute": sorted(spec.mute), "solo": sorted(spec.solo), "pan": spec.pan, "pitch_shift_semitones": pitch_shift_semitones,
                   "tempo_ratio": tempo_ratio, "fade_in_s": fade_in_s, "fade_out_s": fade_out_s,
                   "normalize": normalize, "output_format": output_format}
 
@@ -298,6 +308,7 @@ async def _run_separation(app: App, job: JobContext, inp: AudioInput, resolved: 
 
 async def _run_remix(app: App, job: JobContext, loaded: dict[str, AudioInput], spec: Any, params: dict[str, Any],
                      fmt: str) -> dict[str, Any]:
+    from ..music.remix import mix_report
     from ..music.remix import remix as do_remix
 
     sr = max(i.audio.sample_rate for i in loaded.values())
@@ -318,7 +329,7 @@ async def _run_remix(app: App, job: JobContext, loaded: dict[str, AudioInput], s
                                                         "loudness": stats},
                                  provenance=prov)
     return {"mix_artifact_id": rec.id, "mix_uri": f"echotune://artifacts/{rec.id}/content", "stats": stats,
-            "parents": parents}
+            "parents": parents, "mix": mix_report(list(loaded), spec)}
 
 
 # -- analysis cache -----------------------------------------------------------------------------------------
