@@ -347,6 +347,13 @@ class BrowserHost:
         return path
 
 
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested exception groups, or the group itself when there are several."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
+
+
 async def player_time(frame) -> float:
     return float(await frame.evaluate("() => window.__echotunePlayer.currentTime()"))
 
@@ -378,6 +385,15 @@ def open_host(echotune_server: EchotuneServer, host_html: str, tmp_path: Path):
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[BrowserHost]:
+        try:
+            async with session() as host:
+                yield host
+        except BaseExceptionGroup as group:
+            # the MCP client's task group wraps what the test raised (a failed assert, a skip): show that instead
+            raise _single(group) from None
+
+    @asynccontextmanager
+    async def session() -> AsyncIterator[BrowserHost]:
         async with Client(streamable_http_client(echotune_server.url)) as client, async_playwright() as pw:
             browser = await pw.chromium.launch(
                 executable_path=executable, headless=True, timeout=60_000,
