@@ -247,12 +247,29 @@ async def test_client_without_the_extension_gets_the_job_handle(clients, gate):
         assert cancelled.structured_content["status"] == "cancelled"
 
 
-async def test_a_job_that_finishes_within_the_wait_answers_normally(clients):
+async def test_a_job_that_finishes_within_the_wait_answers_normally(clients, monkeypatch):
+    from echotune_mcp.toolsets import compose
+
+    async def quick(app, job, *args, **kwargs):
+        return {"note": "finished at once"}
+
+    monkeypatch.setattr(compose, "_run_composer", quick)
+    async with clients() as (client, app):
+        done = await call_raw(client, "generate_music", PIECE)  # the immediate-result shortcut: no task
+        assert isinstance(done, CallToolResult) and not done.is_error
+        assert done.structured_content["status"] == "succeeded"
+        assert done.structured_content["result"]["note"] == "finished at once"
+
+
+async def test_non_job_tools_and_refusals_are_never_tasks(clients):
     async with clients() as (client, app):
         res = await call_raw(client, "list_jobs", {})  # not a job tool: never a task
         assert isinstance(res, CallToolResult)
         bad = await call_raw(client, "generate_music", {**PIECE, "duration_s": -3})  # refused before a job exists
         assert isinstance(bad, CallToolResult) and bad.is_error
+        too_long = await call_raw(client, "generate_music", {**PIECE, "wait_seconds": 99})  # still refused by name
+        assert isinstance(too_long, CallToolResult) and too_long.is_error
+        assert "wait_seconds" in too_long.content[0].text
         tools = await build_server_job_tools(app)
         assert {"generate_music", "regenerate_stem", "add_stem", "separate_stems", "remix", "analyze_audio",
                 "import_listening_history", "sync_listening_history", "fit_recommender", "export_my_data",
@@ -297,3 +314,19 @@ async def test_interrupted_job_is_failed_with_an_error(clients):
         task = await task_call(client, "tasks/get", job.id)
         assert task["status"] == "failed" and "result" not in task
         assert task["error"]["code"] == -32603 and "server stopped" in task["error"]["message"]
+
+
+async def test_a_legacy_session_never_gets_a_task(settings, gate):
+    """2025-11-25 result shapes cannot carry a task, and its tasks/* were the removed v1 surface: a legacy host
+    that lists the extension at initialize still gets job handles, and tasks/get is not a method there."""
+    from mcp.client.extension import advertise
+
+    app = App(settings)
+    async with app, Client(build_server(app), raise_exceptions=True, mode="legacy",
+                           extensions=[advertise(EXTENSION_ID)]) as client:
+        res = await client.call_tool("generate_music", {**PIECE, "wait_seconds": 0.2})
+        assert isinstance(res, CallToolResult) and res.structured_content["job_id"].startswith("job_")
+        with pytest.raises(MCPError) as err:
+            await task_call(client, "tasks/get", res.structured_content["job_id"])
+        assert err.value.code == -32601
+        await client.call_tool("cancel_job", {"job_id": res.structured_content["job_id"]})
