@@ -24,8 +24,14 @@ $(VENV)/bin/python:
 	$(PIP) install --upgrade pip
 
 # The base install is enough for the offline composer (the demo); tests add ML, providers and dev tools.
-$(VENV)/.base: pyproject.toml | $(VENV)/bin/python
+# basic-pitch (transcribe_to_midi) goes in without its dependencies: on Linux with Python >= 3.11 its wheel
+# requires TensorFlow, which we never load (the bundled ONNX model runs on onnxruntime). What it does import
+# at runtime (onnxruntime, resampy, mir_eval, librosa, pretty_midi, scipy) is declared in pyproject.toml.
+BASIC_PITCH := basic-pitch==0.4.0
+
+$(VENV)/.base: pyproject.toml Makefile | $(VENV)/bin/python
 	$(PIP) install -e .
+	$(PIP) install --no-deps "$(BASIC_PITCH)"
 	touch $@
 
 $(VENV)/.full: pyproject.toml $(VENV)/.base

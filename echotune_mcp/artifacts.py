@@ -22,7 +22,8 @@ from .telemetry import span
 ARTIFACT_URI = "echotune://artifacts/{id}"
 HOW_TO_LIST = "call list_artifacts to see the artifact ids you own"
 
-KINDS = ("audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest", "export")
+KINDS = ("audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest", "export",
+         "daw_export")
 
 
 def artifact_uri(artifact_id: str, suffix: str = "") -> str:

@@ -30,7 +30,7 @@ PROMPTS_DIR = _bundled_dir("prompts")
 MODEL_CARDS_DIR = _bundled_dir("models")
 
 ALL_TOOLSETS = ("jobs", "artifacts", "compose", "audio", "licensing", "curation", "listening", "recommend",
-                "audience", "privacy", "account")
+                "audience", "privacy", "account", "export")
 TRANSPORTS = ("stdio", "http")
 
 

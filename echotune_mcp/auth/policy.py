@@ -29,7 +29,8 @@ TOOL_CLASSES = ("read", "write", "job", "generate", "provider")
 STEP_UP_ACR = "mfa"
 
 # GPU/CPU-heavy jobs: model inference or DSP over whole pieces.
-GENERATE_TOOLS = frozenset({"generate_music", "regenerate_stem", "add_stem", "separate_stems", "remix"})
+GENERATE_TOOLS = frozenset({"generate_music", "regenerate_stem", "add_stem", "separate_stems", "remix",
+                            "transcribe_to_midi"})
 # Other jobs: background work on our own records (analysis, fitting, imports, exports).
 JOB_TOOLS = frozenset({"analyze_audio", "fit_recommender", "import_listening_history", "export_my_data",
                        "delete_my_data"})

@@ -18,7 +18,7 @@ from ..app import App
 from ..audio_inputs import AudioInput, load_audio_input
 from ..errors import BadInput, Busy, NotFound
 from ..jobs import JobContext, JobFailed
-from ..licensing import file_tags
+from ..licensing import complete_provenance, file_tags
 from ..music.audio_io import (
     AudioError,
     check_not_clipped,
@@ -43,7 +43,7 @@ STEM_SET = "stem-set"
 
 
 def build(app: App) -> Toolset:
-    ts = Toolset("audio", "Separate stems, remix them, and analyse audio.")
+    ts = Toolset("audio", "Separate stems, remix them, analyse audio, and transcribe it to MIDI.")
 
     @ts.tool(title="Separate stems", read_only=False, destructive=False, idempotent=False, ui="job")
     async def separate_stems(
@@ -157,6 +157,95 @@ def build(app: App) -> Toolset:
             return await _cleanup_on_failure(app, job, _run_remix(app, job, loaded, spec, params, output_format))
 
         job = await app.jobs.submit(owner=owner, tool="remix", params=params, work=work)
+        return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    @ts.tool(title="Transcribe audio to MIDI", read_only=False, destructive=False, idempotent=False)
+    async def transcribe_to_midi(
+        audio: AudioRef,
+        ctx: Context,
+        stem: Annotated[str | None, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9 _-]*$",
+                                          description="what the audio is: bass, vocals, piano, guitar, lead, other, "
+                                                      "drums, ... (default: the stem name of a stem artifact, else "
+                                                      "'mix'). drums transcribes GM drum notes; bass keeps one note "
+                                                      "at a time and the bass range; it also names the MIDI track")] = None,
+        mode: Annotated[Literal["auto", "pitched", "drums"], Field(
+            description="auto: drums when the stem is drums, else pitched (basic-pitch)")] = "auto",
+        onset_threshold: Annotated[float, Field(ge=0.05, le=0.95, description="pitched: onset activation that starts "
+                                                "a note; higher = fewer, surer notes")] = 0.5,
+        frame_threshold: Annotated[float, Field(ge=0.05, le=0.95, description="pitched: activation that keeps a note "
+                                                "sounding; higher = shorter notes")] = 0.3,
+        min_note_ms: Annotated[float, Field(ge=10, le=2000, description="pitched: shorter notes are dropped")] = 127.7,
+        min_pitch: Annotated[int | None, Field(ge=21, le=108, description="pitched: lowest MIDI note kept (21 = A0; "
+                                               "default: the stem's usual range, e.g. bass 24..72)")] = None,
+        max_pitch: Annotated[int | None, Field(ge=21, le=108, description="pitched: highest MIDI note kept "
+                                               "(108 = C8)")] = None,
+        pitch_bends: Annotated[bool, Field(description="pitched: write pitch-bend curves (one channel, so best on "
+                                           "a single-line part)")] = False,
+        drum_sensitivity: Annotated[float, Field(ge=0, le=1, description="drums: 0 only clear hits .. 1 every "
+                                                 "faint one")] = 0.5,
+        bpm: Annotated[float | None, Field(ge=30, le=300, description="tempo written into the MIDI file (default: "
+                                           "estimated from the audio); note times never move")] = None,
+        wait_seconds: WaitSeconds = 20,
+    ) -> Annotated[CallToolResult, JobView]:
+        """Transcribe audio to a MIDI file, as a background job, to open in a DAW or re-voice.
+
+        Pitched parts use Spotify's basic-pitch (Apache-2.0 weights, bundled ONNX model on onnxruntime, no
+        TensorFlow): polyphonic and instrument-agnostic, best on one instrument at a time, so pass a stem from
+        separate_stems or generate_music rather than a full mix. Drums become GM drum notes (kick 36, snare 38,
+        closed hi-hat 42) from onsets in three frequency bands. The MIDI artifact (audio/midi) has the input as
+        its parent; the result gives note count, pitch range, tempo, the backend and why, and which options were
+        applied or ignored (e.g. thresholds in drum mode). Measured accuracy: docs/TRANSCRIPTION.md.
+        """
+        from ..music import transcribe as tr
+
+        owner = current_principal()
+        if min_pitch is not None and max_pitch is not None and min_pitch > max_pitch:
+            raise BadInput("min_pitch", f"{min_pitch} is above max_pitch {max_pitch}", "min_pitch <= max_pitch, 21..108")
+        inp = await _load_checked(app, owner, audio, "audio", clipped_ok=True)
+        stem_name = stem or (inp.artifact.meta.get("stem") if inp.artifact is not None else None) or None
+        stem_from = "argument" if stem else ("the stem artifact's name" if stem_name else "default")
+        stem_name = str(stem_name).strip().lower() if stem_name else "mix"
+        drums = mode == "drums" or (mode == "auto" and stem_name in ("drums", "drum", "percussion"))
+        applied: dict[str, Any] = {"mode": "drums" if drums else "pitched", "stem": stem_name, "stem_from": stem_from}
+        ignored: list[str] = []
+        passed = {"onset_threshold": onset_threshold != 0.5, "frame_threshold": frame_threshold != 0.3,
+                  "min_note_ms": min_note_ms != 127.7, "min_pitch": min_pitch is not None,
+                  "max_pitch": max_pitch is not None, "pitch_bends": pitch_bends,
+                  "drum_sensitivity": drum_sensitivity != 0.5}
+        if drums:
+            ignored += [f"{k} (pitched parts only)" for k, given in passed.items() if given and k != "drum_sensitivity"]
+            opts = tr.Options(bpm=bpm)
+            applied["drum_sensitivity"] = drum_sensitivity
+        else:
+            try:
+                tr.backend_info()
+            except tr.TranscriberMissing as exc:
+                raise BadInput("mode", str(exc), "drums (needs no model), or install basic-pitch") from None
+            lo, hi, _, _ = tr.stem_defaults(stem_name)
+            lo = min_pitch if min_pitch is not None else lo
+            hi = max_pitch if max_pitch is not None else hi
+            if lo > hi:
+                raise BadInput("min_pitch" if min_pitch is not None else "max_pitch",
+                               f"the range {lo}..{hi} is empty (the other end is the {stem_name} default)",
+                               "give both min_pitch and max_pitch, min_pitch <= max_pitch")
+            if passed["drum_sensitivity"]:
+                ignored.append("drum_sensitivity (drums only)")
+            opts = tr.Options(onset_threshold=onset_threshold, frame_threshold=frame_threshold,
+                              min_note_ms=min_note_ms, min_pitch=lo, max_pitch=hi, pitch_bends=pitch_bends, bpm=bpm)
+            applied.update({"onset_threshold": onset_threshold, "frame_threshold": frame_threshold,
+                            "min_note_ms": min_note_ms, "pitch_range": [lo, hi],
+                            "pitch_range_from": "argument" if min_pitch is not None and max_pitch is not None
+                            else f"{stem_name} default" if stem_name in tr.STEM_DEFAULTS else "basic-pitch's 88 keys"
+                            if min_pitch is None and max_pitch is None else "argument and default",
+                            "pitch_bends": pitch_bends})
+        params = {"audio": inp.source, "stem": stem_name, "mode": applied["mode"], "options": {
+            k: v for k, v in applied.items() if k not in ("mode", "stem", "stem_from")}, "bpm": bpm}
+
+        async def work(job: JobContext) -> dict[str, Any]:
+            return await _cleanup_on_failure(app, job, _run_transcription(app, job, inp, stem_name, drums, opts,
+                                                                          drum_sensitivity, params, applied, ignored))
+
+        job = await app.jobs.submit(owner=owner, tool="transcribe_to_midi", params=params, work=work)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
     @ts.tool(title="Analyse audio", read_only=True)
@@ -303,6 +392,42 @@ async def _run_separation(app: App, job: JobContext, inp: AudioInput, resolved: 
     return {"backend": sep.model["backend"], "model": sep.model, "fallback": fallback and resolved.fallback,
             "note": resolved.reason if fallback else None, "stems": stem_ids, "stem_set_artifact_id": stem_set.id,
             "residual": residual, "duration_s": round(audio.duration_s, 3),
+            "seconds_per_audio_second": round(elapsed / max(audio.duration_s, 1e-9), 3)}
+
+
+async def _run_transcription(app: App, job: JobContext, inp: AudioInput, stem: str, drums: bool, opts: Any,
+                             drum_sensitivity: float, params: dict[str, Any], applied: dict[str, Any],
+                             ignored: list[str]) -> dict[str, Any]:
+    from ..music import transcribe as tr
+
+    audio = inp.audio
+    await job.progress(0.02, "transcribing drums" if drums else "transcribing with basic-pitch")
+    threads = tr.default_threads(app.settings.cpu_workers)
+    t0 = time.monotonic()
+    result = await job.run_in_thread(lambda: tr.transcribe(
+        audio.samples, audio.sample_rate, drums=drums, opts=opts, stem=stem, threads=threads,
+        drum_sensitivity=drum_sensitivity, progress=lambda f, m: job.progress_threadsafe(0.05 + 0.85 * f, m)))
+    elapsed = time.monotonic() - t0
+    await job.progress(0.92, "saving the MIDI file")
+    backend = result.backend
+    if drums:
+        model = None  # onset detection and band energy: no trained weights
+        prov_backend = "dsp"
+    else:
+        model = {"model_id": tr.MODEL_ID, "backend": "basic-pitch", "weights_revision": backend["weights_revision"],
+                 "weights_license": "Apache-2.0", "runtime": backend["name"], "sha256": backend["model_sha256"]}
+        prov_backend = "basic-pitch"
+    prov = complete_provenance({"tool": "transcribe_to_midi", "backend": prov_backend, "model": model,
+                                "processing": backend["name"], "parameters": params, "input": inp.source},
+                               app.settings)
+    summary = {**result.summary(), "duration_s": round(audio.duration_s, 3)}
+    parents = [inp.artifact.id] if inp.artifact is not None else []
+    rec = await job.add_artifact(data=result.midi, kind="midi", media_type="audio/midi",
+                                 name=f"transcription-{stem}.mid", parents=parents,
+                                 meta={"type": "transcription", "stem": stem, **summary}, provenance=prov)
+    return {"midi_artifact_id": rec.id, "midi_uri": f"echotune://artifacts/{rec.id}/content", "summary": summary,
+            "backend": {k: backend.get(k) for k in ("name", "why", "basic_pitch", "onnxruntime") if backend.get(k)},
+            "applied": applied, "ignored": ignored, "parents": parents,
             "seconds_per_audio_second": round(elapsed / max(audio.duration_s, 1e-9), 3)}
 
 

@@ -68,6 +68,11 @@ async def _scenario(client, tools: set[str]) -> set[str]:
     if "analyze_audio" in tools:
         await _finish(client, await client.call_tool("analyze_audio", {"audio": upload}))
         done.add("analyze_audio")
+    if "transcribe_to_midi" in tools:  # a pitched part (basic-pitch weights) and drums (no weights)
+        stems = [a["artifact_id"] for a in gen["artifacts"] if a["kind"] == "stem"]
+        for args in ({"audio": upload, "stem": "bass"}, {"audio": stems[0], "mode": "drums"}):
+            await _finish(client, await client.call_tool("transcribe_to_midi", {**args, "wait_seconds": 25}))
+        done.add("transcribe_to_midi")
     if "export_my_data" in tools:  # last, so the zip holds everything above
         await _finish(client, await client.call_tool("export_my_data", {"wait_seconds": 25}))
         done.add("export_my_data")
