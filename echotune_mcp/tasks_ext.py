@@ -30,7 +30,11 @@ Wire decisions, and why:
 - ``tasks/result`` and ``tasks/list`` (removed in SEP-2663) are not served: ``-32601``.
 - Only on 2026-07-28: the task methods are bound to the modern protocol version, and a legacy session never
   gets a task (its result shapes cannot carry one).
-- Status notifications (optional in the SEP) are not sent; clients poll.
+- Status notifications (optional in the SEP) are not sent: the SDK's listen stream carries a closed set of
+  events. A client that wants a push subscribes to the job resource ``echotune://jobs/{taskId}`` instead.
+- Scopes (authorized HTTP): ``tasks/get`` needs ``echotune:read``, ``tasks/cancel`` and ``tasks/update``
+  ``echotune:write``, as ``get_job`` and ``cancel_job`` do; checked here because the HTTP layer only asks a
+  valid token of methods it does not know.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver.server import require_client_extension
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolRequestParams, RequestParams
-from mcp_types.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS
+from mcp_types.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
@@ -213,7 +217,9 @@ class TasksExtension(Extension):
         _check_name_header(ctx, method, task_id)
         caller = current_caller()
         if caller.authenticated and scope not in caller.scopes:
-            raise MCPError(INVALID_PARAMS, f"{method} needs the {scope} scope in the access token")
+            # Not -32602: a client may read that as "this task is gone" and forget a task that still runs.
+            raise MCPError(INVALID_REQUEST, f"{method} needs the {scope} scope in the access token (it has "
+                                            f"{', '.join(sorted(caller.scopes)) or 'none'})")
         try:
             return await self.app.jobs.get(caller.principal, task_id)
         except NotFound:

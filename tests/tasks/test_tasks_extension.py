@@ -226,7 +226,7 @@ async def test_another_principals_task_is_not_found(clients, gate):
         with as_user("alice", scopes=("echotune:read",)):
             with pytest.raises(MCPError) as err:
                 await task_call(client, "tasks/cancel", task_id)
-            assert "echotune:write" in err.value.error.message
+            assert err.value.code == -32600 and "echotune:write" in err.value.error.message
         with as_user("alice"):
             await task_call(client, "tasks/cancel", task_id)
             assert (await poll(client, task_id, timeout=20))["status"] == "cancelled"
