@@ -23,7 +23,7 @@ from .common import cursor_argument, decoded_upload
 ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
                                    description="an artifact id or its echotune://artifacts/{id} URI")]
 KindFilter = Literal["audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest",
-                     "export"]
+                     "export", "daw_export"]
 assert set(KindFilter.__args__) == set(KINDS)  # type: ignore[attr-defined]
 
 

@@ -65,6 +65,10 @@ async def _scenario(client, tools: set[str]) -> set[str]:
         await _finish(client, await client.call_tool("remix", {"artifact": mix, "pitch_shift_semitones": 2,
                                                                "gains_db": {"drums": -3}, "wait_seconds": 25}))
         done.add("remix")
+    if "export_to_daw" in tools:
+        await _finish(client, await client.call_tool("export_to_daw", {"source": mix, "format": "stems",
+                                                                       "wait_seconds": 25}))
+        done.add("export_to_daw")
     if "analyze_audio" in tools:
         await _finish(client, await client.call_tool("analyze_audio", {"audio": upload}))
         done.add("analyze_audio")
