@@ -141,6 +141,9 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
             yield app
 
     tasks = TasksExtension(app)  # native tasks (SEP-2663) over our jobs (tasks_ext.py)
+    from .confirm import install_key_loader, request_state_security
+
+    state_security, load_state_key = request_state_security(app)  # sealed requestState (confirm.py)
     server: MCPServer = MCPServer(
         name="echotune-mcp",
         title="EchoTune",
@@ -152,7 +155,9 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         extensions=[tasks],  # native tasks (tasks_ext.py)
         middleware=[_content_mime_middleware(app)],
         log_level=log_level,  # type: ignore[arg-type]
+        request_state_security=state_security,
     )
+    install_key_loader(server, load_state_key)
     tasks.bind(server)
     legacy = LegacySubscriptions()
     server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, legacy.subscribe)

@@ -5,17 +5,23 @@ import json
 import os
 from typing import Annotated, Literal
 
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from .. import confirm as confirmation
 from ..app import App
 from ..artifacts import KINDS
+from ..confirm import Confirm, Confirmation, Decision, Preview
 from ..errors import BadInput, Busy, NotFound
 from ..music.audio_io import AudioError, decode_audio, media_type_for
 from ..previews import MEDIA_TYPE as PREVIEW_MEDIA_TYPE
 from ..previews import preview_bytes
 from ..principal import current_principal
+from ..storage.records import ArtifactRecord
 from ..views import ArtifactList, ArtifactView
 from .base import Toolset, tool_result
 from .common import cursor_argument, decoded_upload
@@ -23,8 +29,32 @@ from .common import cursor_argument, decoded_upload
 ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
                                    description="an artifact id or its echotune://artifacts/{id} URI")]
 KindFilter = Literal["audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest",
-                     "export", "daw_export"]
+                     "export"]
 assert set(KindFilter.__args__) == set(KINDS)  # type: ignore[attr-defined]
+# How many of the owner's newer artifacts delete_artifact reads when looking for ones made from the target.
+MAX_CHILD_SCAN = 20_000
+
+
+async def derived_from(app: App, record: ArtifactRecord) -> tuple[list[ArtifactRecord], bool]:
+    """The owner's artifacts that name ``record`` as a parent, and whether the scan was cut short.
+
+    Parents are stored on the child, and a child is always made after its parent, so only artifacts created
+    since are read, newest first, at most ``MAX_CHILD_SCAN``. A signed manifest is the artifact's own content
+    credential, not something made from it, so it does not count."""
+    children: list[ArtifactRecord] = []
+    cursor, seen = None, 0
+    while True:
+        page, cursor = await app.storage.artifacts.find(record.owner, None, limit=500, cursor=cursor)
+        for rec in page:
+            if rec.created_at < record.created_at:
+                return children, False
+            if record.id in rec.parents and rec.kind != "manifest":
+                children.append(rec)
+        seen += len(page)
+        if not cursor:
+            return children, False
+        if seen >= MAX_CHILD_SCAN:
+            return children, True
 
 
 def build(app: App) -> Toolset:
@@ -50,14 +80,36 @@ def build(app: App) -> Toolset:
         view = ArtifactView.of(rec)
         return tool_result(view, links=[view.link()])
 
+    async def ask_delete(ctx: Context, artifact: str, confirm: bool) -> Elicit[Confirmation] | Decision:
+        """Resolver: a leaf goes without a question; one that other artifacts were made from needs a yes."""
+        async def preview() -> Preview | None:
+            rec = await app.artifacts.resolve(current_principal(), artifact)
+            children, cut = await derived_from(app, rec)
+            if not children and not cut:
+                return None
+            lines = [f"{c.id} {c.name!r} ({c.kind})" for c in children]
+            count = f"at least {len(children)}" if cut else str(len(children))
+            return Preview(f"permanently delete artifact {rec.id} {rec.name!r} ({rec.kind}), which {count} other "
+                           "artifact(s) were made from", lines,
+                           "This cannot be undone. The derived artifacts keep their own bytes and still name it as a "
+                           "parent; its rights (licence, attestation, origin) stay on record for them.")
+        return await confirmation.ask(ctx, confirm, preview)
+
     @ts.tool(title="Delete artifact", read_only=False, destructive=True, idempotent=False)
-    async def delete_artifact(artifact: ArtifactRef) -> ArtifactView:
+    async def delete_artifact(
+        artifact: ArtifactRef, confirm: Confirm = False, *,
+        answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_delete)],
+    ) -> ArtifactView:
         """Delete an artifact permanently (its record, and its bytes unless another artifact shares them).
 
         Artifacts derived from it keep their own bytes and still name it as a parent. A tombstone of
         its rights (licence, attestation, where it came from, its parents; not its bytes, prompt or
         parameters) is kept, so what was made from it stays bound by them in check_usage and set_license.
+        An artifact nothing was made from is deleted at once. When others were made from it, the person
+        is asked first (elicitation) unless confirm=true; a client that cannot be asked gets a
+        'confirmation required' error listing the derived artifacts, and nothing is deleted.
         """
+        confirmation.settle("delete_artifact", answer)
         rec = await app.artifacts.resolve(current_principal(), artifact)
         await app.artifacts.delete(rec.owner, rec.id)
         return ArtifactView.of(rec)

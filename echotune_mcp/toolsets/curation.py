@@ -10,9 +10,14 @@ the order before any destructive change is saved as a snapshot that restore_play
 from typing import Annotated, Any, Literal
 
 import anyio
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from pydantic import BaseModel, Field
 
+from .. import confirm as confirmation
 from ..app import App
+from ..confirm import Confirm, Confirmation, Decision, Preview
 from ..errors import BadInput, NotFound
 from ..principal import current_principal
 from ..providers.base import MusicProvider, Playlist, ProviderError, Track
@@ -123,6 +128,23 @@ def target_of(desired: list[Track], current: list[Track]) -> tuple[list[int], li
     """(the current indices in the wanted order, extras last; the wanted positions not in the playlist)."""
     found, extra = align(desired, current)
     return [i for i in found if i is not None] + extra, [k for k, i in enumerate(found) if i is None]
+
+
+def describe(t: Track, position: int | None = None) -> str:
+    """One item as a person recognises it: title, artists, where it is."""
+    who = ", ".join(t.artists) or "unknown artist"
+    kind = "" if t.kind == "track" else f" [{t.kind}]"
+    return f"{t.title} - {who}{kind}" + (f" (position {position})" if position is not None else "")
+
+
+def playlist_label(provider: str, listing: Playlist) -> str:
+    return f"{provider} playlist {listing.name!r} ({listing.id}, {len(listing.tracks or [])} item(s))"
+
+
+UNDO_SNAPSHOT = ("The current order is saved first as a snapshot (kept 30 days): "
+                 "restore_playlist(snapshot=...) with the id the result returns puts it back.")
+
+Answer = ElicitationResult[Confirmation]
 
 
 class TrackList(BaseModel):
@@ -343,6 +365,88 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             await progress.save(**{field: int(progress.state.get(field) or 0) + n})
         return step
 
+    # -- what a destructive call would do (shared by the confirmation preview and the call itself) ----
+    def reordered(original: list[Track], wanted: list[str] | None, by: str | None, descending: bool,
+                  features: dict[str, TrackFeatures] | None) -> list[Track]:
+        """The playlist's items in the wanted order (episodes, local files, unavailable items in place)."""
+        slots = [i for i, t in enumerate(original) if movable(t)]
+        tracks = [original[i] for i in slots]
+        if wanted is not None:
+            if sorted(wanted) != sorted(t.id for t in tracks):
+                raise BadInput("order", "must list exactly the playlist's track ids, each as often as it "
+                                        f"occurs ({len(tracks)} of them; episodes, local files and unavailable "
+                                        "items are left in place and not listed; get_playlist shows them)")
+            new = assign(wanted, [original[i].id for i in slots], slots)
+        else:
+            assert by is not None
+            if by in FEATURE_KEYS:
+                missing = missing_features(tracks, by, features or {})
+                if missing:
+                    raise BadInput("features", f"ordering by {by} needs it for every track; missing for "
+                                               f"{len(missing)}: {', '.join(missing[:10])}")
+            index = {id(t): i for i, t in zip(slots, tracks, strict=True)}
+            new = [index[id(t)] for t in order_by(tracks, by, descending=descending, features=features)]
+        return [original[i] for i in arrange(original, new)]
+
+    def repeat_positions(items: list[Track], fuzzy: bool) -> list[int]:
+        """Positions of the repeats dedupe removes (the first occurrence stays)."""
+        slots = [i for i, t in enumerate(items) if movable(t)]
+        _, removed = dedupe([items[i] for i in slots], fuzzy_threshold=0.95 if fuzzy else None)
+        gone = {id(t) for t in removed}
+        return [i for i in slots if id(items[i]) in gone]
+
+    async def current(provider: str, pid: str) -> Playlist:
+        p = await adapter(provider)
+        try:
+            return await p.get_playlist(pid)
+        finally:
+            await p.aclose()
+
+    # Resolvers (mcp.server.mcpserver.resolve): they run before the tool body, take its arguments by name,
+    # read the playlist and decide whether the person must be asked (confirm.py).
+    async def ask_remove(ctx: Context, provider: str, playlist_id: str, track_ids: list[str],
+                         confirm: bool) -> Elicit[Confirmation] | Decision:
+        async def preview() -> Preview | None:
+            pid = parse_playlist_id(provider, playlist_id)
+            wanted = set(parse_track_ids(provider, track_ids))
+            listing = await current(provider, pid)
+            hit = [describe(t, i + 1) for i, t in enumerate(listing.tracks or []) if t.id in wanted]
+            return Preview(f"remove {len(hit)} item(s) from {playlist_label(provider, listing)}", hit,
+                           UNDO_SNAPSHOT) if hit else None
+        return await confirmation.ask(ctx, confirm, preview)
+
+    async def ask_reorder(ctx: Context, provider: str, playlist_id: str, order: list[str] | None, by: str | None,
+                          descending: bool, features: dict[str, TrackFeatures] | None,
+                          confirm: bool) -> Elicit[Confirmation] | Decision:
+        if (order is None) == (by is None):
+            raise BadInput("order/by", "give exactly one of order or by")
+
+        async def preview() -> Preview | None:
+            pid = parse_playlist_id(provider, playlist_id)
+            wanted = parse_track_ids(provider, order, "order") if order is not None else None
+            listing = await current(provider, pid)
+            items = listing.tracks or []
+            desired = reordered(items, wanted, by, descending, features)
+            target, _ = target_of(desired, items)
+            moves = plan_moves(items, target)
+            if not moves:
+                return None
+            lines = [f"{describe(items[i])}: position {i + 1} -> {k + 1}" for k, i in enumerate(target) if i != k]
+            return Preview(f"reorder {playlist_label(provider, listing)} with {len(moves)} move(s); "
+                           f"{len(lines)} item(s) change position", lines, UNDO_SNAPSHOT)
+        return await confirmation.ask(ctx, confirm, preview)
+
+    async def ask_dedupe(ctx: Context, provider: str, playlist_id: str, fuzzy: bool,
+                         confirm: bool) -> Elicit[Confirmation] | Decision:
+        async def preview() -> Preview | None:
+            pid = parse_playlist_id(provider, playlist_id)
+            listing = await current(provider, pid)
+            items = listing.tracks or []
+            gone = [describe(items[i], i + 1) for i in repeat_positions(items, fuzzy)]
+            return Preview(f"remove {len(gone)} repeated item(s) from {playlist_label(provider, listing)} "
+                           "(the first occurrence of each stays)", gone, UNDO_SNAPSHOT) if gone else None
+        return await confirmation.ask(ctx, confirm, preview)
+
     @ts.tool(title="Create playlist", read_only=False, idempotent=False, open_world=True)
     async def create_playlist(
         provider: Provider,
@@ -396,9 +500,13 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
 
     @ts.tool(title="Remove tracks", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def remove_tracks(provider: Provider, playlist_id: PlaylistId, track_ids: TrackIds,
-                            idempotency_key: IdemKey = None) -> RemoveResult:
+                            idempotency_key: IdemKey = None, confirm: Confirm = False, *,
+                            answer: Annotated[Answer, Resolve(ask_remove)]) -> RemoveResult:
         """Remove every occurrence of the given tracks from a playlist (exactly those entries: nothing else
-        is rewritten). The order before is saved first; restore_playlist(snapshot=...) adds them back."""
+        is rewritten). The order before is saved first; restore_playlist(snapshot=...) adds them back.
+        Destructive, so the person is asked first (elicitation) unless confirm=true; a client that cannot
+        be asked gets a 'confirmation required' error listing what would be removed, and nothing changes."""
+        decision = confirmation.settle("remove_tracks", answer)
         pid, ids = parse_playlist_id(provider, playlist_id), parse_track_ids(provider, track_ids)
         args = {"provider": provider, "playlist_id": pid, "track_ids": ids}
         wanted = set(ids)
@@ -418,7 +526,7 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             gone = sum(1 for t in original if t.id in wanted)
             absent = sorted(wanted - {t.id for t in original})
             return RemoveResult(provider=provider, playlist_id=pid, changed=gone, snapshot=snap, resumed=progress.resumed,
-                                not_in_playlist=absent, message=f"removed {gone} item(s)" +
+                                not_in_playlist=absent, message=f"removed {gone} item(s)" + confirmation.note(decision) +
                                 (f"; {len(absent)} id(s) were not in the playlist" if absent else "")).model_dump(mode="json")
 
         result, replayed = await _mutate("remove_tracks", idempotency_key, args, run)
@@ -446,14 +554,18 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         features: Annotated[dict[str, TrackFeatures] | None,
                             Field(description="track id -> {tempo_bpm, energy, key} from analysis")] = None,
         idempotency_key: IdemKey = None,
+        confirm: Confirm = False,
+        *,
+        answer: Annotated[Answer, Resolve(ask_reorder)],
     ) -> ReorderResult:
         """Reorder a playlist: give `order` (exactly its track ids, each as often as it occurs), or `by` one
         of release_date, artist_spread (no artist twice in a row), tempo, energy, key_flow (smooth
         Camelot-wheel moves). Items are moved, never rewritten (added-at dates stay), with the fewest
         single-item moves; episodes, local files and unavailable items keep their positions. The order
-        before is saved first: restore_playlist(snapshot=...) puts it back."""
-        if (order is None) == (by is None):
-            raise BadInput("order/by", "give exactly one of order or by")
+        before is saved first: restore_playlist(snapshot=...) puts it back. The person is asked first
+        (elicitation) unless confirm=true; a client that cannot be asked gets a 'confirmation required'
+        error listing the moves, and nothing changes."""
+        decision = confirmation.settle("reorder_playlist", answer)
         pid = parse_playlist_id(provider, playlist_id)
         wanted = parse_track_ids(provider, order, "order") if order is not None else None
         args = {"provider": provider, "playlist_id": pid, "order": wanted, "by": by, "descending": descending,
@@ -464,32 +576,16 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             try:
                 listing = await p.get_playlist(pid)
                 original = await _original(progress, listing)
-                slots = [i for i, t in enumerate(original) if movable(t)]
-                tracks = [original[i] for i in slots]
-                if wanted is not None:
-                    if sorted(wanted) != sorted(t.id for t in tracks):
-                        raise BadInput("order", "must list exactly the playlist's track ids, each as often as it "
-                                                f"occurs ({len(tracks)} of them; episodes, local files and unavailable "
-                                                "items are left in place and not listed; get_playlist shows them)")
-                    new = assign(wanted, [original[i].id for i in slots], slots)
-                else:
-                    assert by is not None
-                    if by in FEATURE_KEYS:
-                        missing = missing_features(tracks, by, features or {})
-                        if missing:
-                            raise BadInput("features", f"ordering by {by} needs it for every track; missing for "
-                                                       f"{len(missing)}: {', '.join(missing[:10])}")
-                    index = {id(t): i for i, t in zip(slots, tracks, strict=True)}
-                    new = [index[id(t)] for t in order_by(tracks, by, descending=descending, features=features)]
-                desired = [original[i] for i in arrange(original, new)]
+                desired = reordered(original, wanted, by, descending, features)
                 moved, _, snap = await _move_into(p, progress, "reorder_playlist", provider, listing, desired)
             finally:
                 await p.aclose()
-            kept = len(original) - len(slots)
+            kept = sum(1 for t in original if not movable(t))
             return ReorderResult(provider=provider, playlist_id=pid, changed=moved, snapshot=snap,
                                  resumed=progress.resumed, order=[t.id for t in desired if movable(t)],
                                  kept_in_place=kept,
-                                 message=f"reordered with {moved} move(s); {len(desired)} item(s) before and after" +
+                                 message=f"reordered with {moved} move(s){confirmation.note(decision)}; "
+                                         f"{len(desired)} item(s) before and after" +
                                  (f", {kept} left in place (episodes, local files, unavailable)" if kept else "")
                                  ).model_dump(mode="json")
 
@@ -501,20 +597,22 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         provider: Provider, playlist_id: PlaylistId,
         fuzzy: Annotated[bool, Field(description="also drop near-certain title/artist/duration matches")] = False,
         idempotency_key: IdemKey = None,
+        confirm: Confirm = False,
+        *,
+        answer: Annotated[Answer, Resolve(ask_dedupe)],
     ) -> DedupeResult:
         """Remove repeated tracks (same id or same ISRC; optionally near-identical versions), keeping the
         first occurrence: only the repeats are removed, by position, and nothing else is touched
         (episodes, local files and unavailable items are never removed). The order before is saved
-        first: restore_playlist(snapshot=...) puts the removed copies back."""
+        first: restore_playlist(snapshot=...) puts the removed copies back. The person is asked first
+        (elicitation) unless confirm=true; a client that cannot be asked gets a 'confirmation required'
+        error listing the copies that would go, and nothing changes."""
+        decision = confirmation.settle("dedupe_playlist", answer)
         pid = parse_playlist_id(provider, playlist_id)
         args = {"provider": provider, "playlist_id": pid, "fuzzy": fuzzy}
-        threshold = 0.95 if fuzzy else None
 
         def repeats(items: list[Track]) -> list[int]:
-            slots = [i for i, t in enumerate(items) if movable(t)]
-            _, removed = dedupe([items[i] for i in slots], fuzzy_threshold=threshold)
-            gone = {id(t) for t in removed}
-            return [i for i in slots if id(items[i]) in gone]
+            return repeat_positions(items, fuzzy)
 
         async def run(progress: Progress) -> dict[str, Any]:
             p = await adapter(provider)
@@ -531,7 +629,8 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
             removed = [original[i] for i in repeats(original)]
             return DedupeResult(provider=provider, playlist_id=pid, changed=len(removed), removed=removed, snapshot=snap,
                                 resumed=progress.resumed,
-                                message=f"removed {len(removed)} duplicate(s)").model_dump(mode="json")
+                                message=f"removed {len(removed)} duplicate(s){confirmation.note(decision)}"
+                                ).model_dump(mode="json")
 
         result, replayed = await _mutate("dedupe_playlist", idempotency_key, args, run)
         return DedupeResult.model_validate({**result, "replayed": replayed})

@@ -57,7 +57,7 @@ async def test_reorder_reads_past_5000_and_keeps_episodes_local_files_and_unavai
     tracks = [e for e in before if len(e) == 22 and ":" not in e]
     order = [tracks[-1], *tracks[1:-1], tracks[0]]  # swap the first and the last track
     async with curation_client(settings, **sp_env(spotify)) as (client, _):
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pid, order=order)
+        r, data = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pid, order=order)
         assert not r.is_error, text_of(r)
     after = spotify.playlists[pid]
     assert len(after) == len(before) == 5040
@@ -70,7 +70,7 @@ async def test_reorder_reads_past_5000_and_keeps_episodes_local_files_and_unavai
 async def test_over_the_cap_refuses_before_any_change(settings, spotify):
     pid = spotify.make("huge", ["k00"] * 10_001)
     async with curation_client(settings, **sp_env(spotify)) as (client, _):
-        r, _ = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pid)
+        r, _ = await call(client, "dedupe_playlist", confirm=True, provider="spotify", playlist_id=pid)
     assert r.is_error and "10001 items" in text_of(r) and "nothing was changed" in text_of(r)
     assert spotify.writes == [] and len(spotify.playlists[pid]) == 10_001
 
@@ -79,7 +79,7 @@ async def test_dedupe_removes_only_the_repeats_by_position_and_restore_puts_them
     pid = spotify.make("dup", ["k01", "local:Demo", "k02", "k01", "episode:" + sid("ep"), "gone", "k02", "k03", "k01"])
     original = list(spotify.playlists[pid])
     async with curation_client(settings, **sp_env(spotify)) as (client, _):
-        r, data = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pid)
+        r, data = await call(client, "dedupe_playlist", confirm=True, provider="spotify", playlist_id=pid)
         assert not r.is_error, text_of(r)
         assert spotify.names(pid) == ["k01", "local:Demo", "k02", "episode:" + sid("ep"), "gone", "k03"]
         assert data["changed"] == 3 and [t["id"] for t in data["removed"]] == [sid("k01"), sid("k02"), sid("k01")]
@@ -97,7 +97,7 @@ async def test_remove_tracks_then_restore(settings, spotify):
     pid = spotify.make("rm", ["k01", "k02", "k03", "k02", "local:X"])
     original = list(spotify.playlists[pid])
     async with curation_client(settings, **sp_env(spotify)) as (client, _):
-        r, data = await call(client, "remove_tracks", provider="spotify", playlist_id=pid,
+        r, data = await call(client, "remove_tracks", confirm=True, provider="spotify", playlist_id=pid,
                              track_ids=[sid("k02"), f"spotify:track:{sid('k09')}"])
         assert not r.is_error, text_of(r)
         assert spotify.names(pid) == ["k01", "k03", "local:X"]
@@ -118,15 +118,15 @@ async def test_spotify_reorder_failing_half_way_resumes_with_the_same_key_and_re
     async with curation_client(settings, **sp_env(spotify)) as (client, _):
         args = {"provider": "spotify", "playlist_id": pid, "by": "release_date", "descending": True,
                 "idempotency_key": "reorder-half-1"}
-        r, _ = await call(client, "reorder_playlist", **args)
+        r, _ = await call(client, "reorder_playlist", confirm=True, **args)
         assert r.is_error and "500" in text_of(r)
         assert sorted(spotify.playlists[pid]) == sorted(original)  # moved part way, nothing lost
         assert spotify.playlists[pid] != original
         spotify.fail_writes_after = None
-        r, data = await call(client, "reorder_playlist", **args)
+        r, data = await call(client, "reorder_playlist", confirm=True, **args)
         assert not r.is_error, text_of(r)
         assert data["resumed"] is True and spotify.names(pid) == names[::-1]
-        r, again = await call(client, "reorder_playlist", **args)
+        r, again = await call(client, "reorder_playlist", confirm=True, **args)
         assert again["replayed"] is True
         r, _ = await call(client, "restore_playlist", provider="spotify", playlist_id=pid, snapshot=data["snapshot"])
         assert not r.is_error, text_of(r)
@@ -153,13 +153,13 @@ async def test_ids_are_validated_before_any_request(settings, spotify, ytm):
     pid = spotify.make("ok", ["k01"])
     async with curation_client(settings, **sp_env(spotify), **yt_env(ytm)) as (client, _):
         for bad in ["../me/playlists", pid + "/../../me", pid + "?market=x", "spotify:track:" + sid("k01")]:
-            r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=bad, by="artist_spread")
+            r, _ = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=bad, by="artist_spread")
             assert r.is_error and "playlist_id" in text_of(r), bad
         r, _ = await call(client, "add_tracks", provider="spotify", playlist_id=pid, track_ids=[sid("k01"), "x/../y"])
         assert r.is_error and "track_ids[1]" in text_of(r)
-        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=pid, order=["nope"])
+        r, _ = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pid, order=["nope"])
         assert r.is_error and "order[0]" in text_of(r)
-        r, _ = await call(client, "remove_tracks", provider="ytmusic", playlist_id="PL../x", track_ids=[vid("a")])
+        r, _ = await call(client, "remove_tracks", confirm=True, provider="ytmusic", playlist_id="PL../x", track_ids=[vid("a")])
         assert r.is_error and "playlist_id" in text_of(r)
         r, _ = await call(client, "add_tracks", provider="ytmusic", playlist_id="PLok_list", track_ids=["short"])
         assert r.is_error and "track_ids[0]" in text_of(r)
@@ -169,7 +169,7 @@ async def test_ids_are_validated_before_any_request(settings, spotify, ytm):
 async def test_restore_refuses_someone_elses_or_another_playlists_snapshot(settings, spotify):
     a, b = spotify.make("pa", ["k01", "k02"]), spotify.make("pb", ["k01"])
     async with curation_client(settings, **sp_env(spotify)) as (client, app):
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=a, order=[sid("k02"), sid("k01")])
+        r, data = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=a, order=[sid("k02"), sid("k01")])
         snap = data["snapshot"]
         r, _ = await call(client, "restore_playlist", provider="spotify", playlist_id=b, snapshot=snap)
         assert r.is_error and "snapshot" in text_of(r)
@@ -229,13 +229,13 @@ async def test_ytmusic_every_write_path(settings, ytm):
         assert not r.is_error and ytm.video_ids(pid) == ids and [len(e) for e in ytm.edits[-2:]] == [100, 30]
         # remove: every occurrence of the given tracks, by setVideoId, nothing else
         entries_before = {e.set_id: e.video_id for e in ytm.playlists[pid]}
-        r, data = await call(client, "remove_tracks", provider="ytmusic", playlist_id=pid, track_ids=[vid("v1")])
+        r, data = await call(client, "remove_tracks", confirm=True, provider="ytmusic", playlist_id=pid, track_ids=[vid("v1")])
         assert not r.is_error, text_of(r)
         assert vid("v1") not in ytm.video_ids(pid) and len(ytm.video_ids(pid)) == 130 - 4
         assert all(entries_before[e.set_id] == e.video_id for e in ytm.playlists[pid])  # the others untouched
         # dedupe: only ACTION_REMOVE_VIDEO for the repeats' setVideoIds
         edits = len(ytm.edits)
-        r, dd = await call(client, "dedupe_playlist", provider="ytmusic", playlist_id=pid)
+        r, dd = await call(client, "dedupe_playlist", confirm=True, provider="ytmusic", playlist_id=pid)
         assert not r.is_error, text_of(r)
         assert ytm.video_ids(pid) == list(dict.fromkeys(v for v in ids if v != vid("v1")))
         assert {a["action"] for e in ytm.edits[edits:] for a in e} == {"ACTION_REMOVE_VIDEO"}
@@ -243,7 +243,7 @@ async def test_ytmusic_every_write_path(settings, ytm):
         kept = {e.video_id: e.set_id for e in ytm.playlists[pid]}
         order = ytm.video_ids(pid)[::-1]
         edits = len(ytm.edits)
-        r, ro = await call(client, "reorder_playlist", provider="ytmusic", playlist_id=pid, order=order)
+        r, ro = await call(client, "reorder_playlist", confirm=True, provider="ytmusic", playlist_id=pid, order=order)
         assert not r.is_error, text_of(r)
         assert ytm.video_ids(pid) == order and {e.video_id: e.set_id for e in ytm.playlists[pid]} == kept
         assert {a["action"] for e in ytm.edits[edits:] for a in e} == {"ACTION_MOVE_VIDEO_BEFORE"}
@@ -259,7 +259,7 @@ async def test_ytmusic_reorder_keeps_episodes_and_unavailable_in_place(settings,
     ytm.make(pid, [(vid("a"), "A"), (vid("ep"), "Episode", "episode"), (vid("b"), "B"),
                    (vid("gone"), "Gone", "unavailable"), (vid("c"), "C")])
     async with curation_client(settings, **yt_env(ytm)) as (client, _):
-        r, data = await call(client, "reorder_playlist", provider="ytmusic", playlist_id=pid,
+        r, data = await call(client, "reorder_playlist", confirm=True, provider="ytmusic", playlist_id=pid,
                              order=[vid("c"), vid("b"), vid("a")])
         assert not r.is_error, text_of(r)
     assert ytm.video_ids(pid) == [vid("c"), vid("ep"), vid("b"), vid("gone"), vid("a")]
@@ -275,19 +275,19 @@ async def test_ytmusic_failure_half_way_then_retry_and_restore(settings, ytm):
         ytm.fail_edits_after = 2
         args = {"provider": "ytmusic", "playlist_id": pid, "order": names[::-1] + [names[0], names[3]],
                 "idempotency_key": "yt-reorder-half"}
-        r, _ = await call(client, "reorder_playlist", **args)
+        r, _ = await call(client, "reorder_playlist", confirm=True, **args)
         assert r.is_error and "YouTube Music" in text_of(r)
         assert sorted(original) == sorted((e.video_id, e.set_id) for e in ytm.playlists[pid])  # nothing lost
         ytm.fail_edits_after = None
-        r, data = await call(client, "reorder_playlist", **args)
+        r, data = await call(client, "reorder_playlist", confirm=True, **args)
         assert not r.is_error, text_of(r)
         assert data["resumed"] is True and ytm.video_ids(pid) == args["order"]
         # dedupe failing half way: a retry with the key finishes; restore brings back everything
         ytm.fail_edits_after = len(ytm.edits)
-        r, _ = await call(client, "dedupe_playlist", provider="ytmusic", playlist_id=pid, idempotency_key="yt-dd-half")
+        r, _ = await call(client, "dedupe_playlist", confirm=True, provider="ytmusic", playlist_id=pid, idempotency_key="yt-dd-half")
         assert r.is_error and len(ytm.playlists[pid]) == 12
         ytm.fail_edits_after = None
-        r, dd = await call(client, "dedupe_playlist", provider="ytmusic", playlist_id=pid, idempotency_key="yt-dd-half")
+        r, dd = await call(client, "dedupe_playlist", confirm=True, provider="ytmusic", playlist_id=pid, idempotency_key="yt-dd-half")
         assert not r.is_error and dd["changed"] == 2 and len(ytm.playlists[pid]) == 10
         r, _ = await call(client, "restore_playlist", provider="ytmusic", playlist_id=pid, snapshot=data["snapshot"])
         assert not r.is_error, text_of(r)

@@ -189,7 +189,11 @@ async def test_deleting_an_upload_keeps_its_rights_in_the_lineage(make_client):
                                                       "filename": "found-online.wav"})).structured_content
         derived = await run_job(client, "remix", {"artifact": up["artifact_id"], "gains_db": {"mix": -2}})
         mix_id = derived["result"]["mix_artifact_id"]
+        # the mix was made from it: without confirm (and no elicitation in this client) nothing is deleted
         r = await client.call_tool("delete_artifact", {"artifact": up["artifact_id"]})
+        assert r.is_error and "confirmation required" in text_of(r) and mix_id in text_of(r), text_of(r)
+        assert await app.storage.artifacts.get(OWNER, up["artifact_id"]) is not None
+        r = await client.call_tool("delete_artifact", {"artifact": up["artifact_id"], "confirm": True})
         assert not r.is_error, text_of(r)
         assert await app.storage.artifacts.get(OWNER, up["artifact_id"]) is None  # the record itself is gone
         r = await client.call_tool("set_license", {"artifact": mix_id, "license": "CC0-1.0"})

@@ -146,23 +146,23 @@ async def test_transfer_tool_end_to_end(settings, fake):
 async def test_dedupe_and_reorder(settings, fake):
     pl = fake.make("pl", ["a1", "a2", "a1", "b1", "a2", "c1"])
     async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, _):
-        r, data = await call(client, "dedupe_playlist", provider="spotify", playlist_id=pl)
+        r, data = await call(client, "dedupe_playlist", confirm=True, provider="spotify", playlist_id=pl)
         assert not r.is_error, text_of(r)
         assert data["changed"] == 2 and fake.names(pl) == ["a1", "a2", "b1", "c1"]
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="artist_spread")
+        r, data = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pl, by="artist_spread")
         assert not r.is_error, text_of(r)
         order = fake.names(pl)
         assert sorted(order) == ["a1", "a2", "b1", "c1"]
         assert not any(order[i][0] == "a" and order[i + 1][0] == "a" for i in range(3))
-        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="tempo")
+        r, _ = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pl, by="tempo")
         assert r.is_error and "features" in text_of(r)
         feats = {sid("a1"): {"tempo_bpm": 136}, sid("a2"): {"tempo_bpm": 60}, sid("b1"): {"tempo_bpm": 172},
                  sid("c1"): {"tempo_bpm": 90}}
-        r, data = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, by="tempo",
+        r, data = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pl, by="tempo",
                              features=feats)
         assert fake.names(pl) == ["a2", "c1", "a1", "b1"]
         assert not [w for w in fake.writes if w[0] == "PUT"]  # moves only, never a rewrite
-        r, _ = await call(client, "reorder_playlist", provider="spotify", playlist_id=pl, order=[sid("a1")])
+        r, _ = await call(client, "reorder_playlist", confirm=True, provider="spotify", playlist_id=pl, order=[sid("a1")])
         assert r.is_error and "exactly" in text_of(r)
 
 
