@@ -3,7 +3,8 @@
  *
  * What you hear in the browser and what `remix` renders on the server must agree, so both come from
  * here: `effectiveGains` drives the GainNodes, `remixArguments` builds the tool call from the same state.
- * Solo has no counterpart in `remix`, so it is expressed as muting every stem that is not audible.
+ * The rules are remix's own (music/remix.py): any solo silences the stems not soloed, and mute wins
+ * over solo.
  */
 import type { ArtifactView, JobView } from "../types";
 
@@ -89,14 +90,16 @@ export interface RemixArguments {
   stems: Record<string, string>;
   gains_db?: Record<string, number>;
   mute?: string[];
+  solo?: string[];
   pan?: Record<string, number>;
   wait_seconds: number;
 }
 
 /**
- * The `remix` call for the mixer as it sounds now: every stem by artifact id, the gains and pans that
- * differ from the defaults (0 dB, centre), and every silent stem (muted, or left out by a solo) in `mute`.
- * Refuses a mix in which nothing is audible (remix would refuse it too, less clearly).
+ * The `remix` call for the mixer as it sounds now: every stem by artifact id, the mute and solo buttons
+ * as they are (remix applies the same rules, and its result says which stems were left out and why), and
+ * the gains and pans of the audible stems that differ from the defaults (0 dB, centre). Refuses a mix in
+ * which nothing is audible (remix would refuse it too).
  */
 export function remixArguments(stems: readonly StemState[], waitSeconds = 20): RemixArguments {
   if (stems.length === 0) throw new MixError("stems", "there are no stems to mix");
@@ -122,9 +125,11 @@ export function remixArguments(stems: readonly StemState[], waitSeconds = 20): R
     const p = round2(clamp(s.pan, PAN_MIN, PAN_MAX));
     if (p !== 0) pans[s.name] = p;
   }
-  const muted = stems.filter((s) => !audible.includes(s.name)).map((s) => s.name);
+  const muted = stems.filter((s) => s.mute).map((s) => s.name);
+  const soloed = stems.filter((s) => s.solo).map((s) => s.name);
   if (Object.keys(gains).length) args.gains_db = gains;
   if (muted.length) args.mute = muted;
+  if (soloed.length) args.solo = soloed;
   if (Object.keys(pans).length) args.pan = pans;
   return args;
 }

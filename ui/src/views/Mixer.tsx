@@ -45,6 +45,23 @@ async function runJob(host: Host, tool: string, args: Record<string, unknown>, s
   );
 }
 
+/** What the remix applied, in words: the server's own report when it gives one, else what was sent. */
+function mixSummary(report: unknown, args: ReturnType<typeof remixArguments>): string {
+  const r = (report ?? {}) as { playing?: string[]; silenced?: Record<string, string>; ignored?: string[] };
+  const gains = Object.entries(args.gains_db ?? {}).map(([k, v]) => `${k} ${v > 0 ? "+" : ""}${v} dB`);
+  const pans = Object.entries(args.pan ?? {}).map(([k, v]) => `${k} ${v}`);
+  const parts = [
+    r.playing ? `playing ${r.playing.join(", ")}` : null,
+    r.silenced && Object.keys(r.silenced).length
+      ? `left out ${Object.entries(r.silenced).map(([k, why]) => `${k} (${why})`).join(", ")}`
+      : args.mute?.length ? `muted ${args.mute.join(", ")}` : null,
+    gains.length ? `gains ${gains.join(", ")}` : null,
+    pans.length ? `pan ${pans.join(", ")}` : null,
+    r.ignored?.length ? `ignored ${r.ignored.join(", ")}` : null,
+  ].filter(Boolean);
+  return parts.length ? `Applied: ${parts.join("; ")}.` : "Applied: all stems at 0 dB, centred.";
+}
+
 export function Mixer(props: { host: Host; source: StemSource; navigate: Navigate }) {
   const { host, navigate } = props;
   const [source, setSource] = useState(props.source);
@@ -145,12 +162,7 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
       if (!id) throw new Error("remix finished without a mix artifact");
       engine.pause();
       setPlaying(false);
-      const applied = [
-        args.gains_db ? `gains ${Object.entries(args.gains_db).map(([k, v]) => `${k} ${v > 0 ? "+" : ""}${v} dB`).join(", ")}` : null,
-        args.mute ? `muted ${args.mute.join(", ")}` : null,
-        args.pan ? `pan ${Object.entries(args.pan).map(([k, v]) => `${k} ${v}`).join(", ")}` : null,
-      ].filter(Boolean);
-      setMix({ id, summary: applied.length ? `Applied: ${applied.join("; ")}.` : "Applied: all stems at 0 dB, centred." });
+      setMix({ id, summary: mixSummary(job.result?.["mix"], args) });
     } catch (e) {
       setError(`Apply failed: ${errorText(e)}`);
     } finally {
