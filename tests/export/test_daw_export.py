@@ -371,3 +371,47 @@ async def test_cancelled_export_leaves_no_artifact_and_no_temp_file(make_client,
         assert recs == []
         tmp = Path(app.settings.data_dir) / "tmp"
         assert not list(tmp.glob("daw-export-*")), list(tmp.iterdir())
+
+
+async def test_hostile_sources_are_answered_with_a_clear_error(make_client):
+    from tests.hostile.test_fuzz_tools import HOSTILE_STRINGS
+
+    async with make_client(toolsets=TOOLSETS) as (client, _):
+        up = (await client.call_tool("import_audio", {"data_base64": base64.b64encode(_synthetic_mix(1.0)).decode(),
+                                                      "filename": "a.wav"})).structured_content
+        analysis = await _run(client, "analyze_audio", {"audio": up["artifact_id"]})
+        res = await client.call_tool("export_to_daw", {"source": analysis["job_id"], "format": "stems"})
+        assert res.is_error and "analyze_audio job" in text_of(res)  # an analysis makes nothing to export
+        arr = await client.call_tool("export_to_daw", {"source": f"echotune://artifacts/{up['artifact_id']}/x",
+                                                       "format": "stems"})
+        assert not arr.is_error  # a URI with a suffix names the same artifact, as everywhere else
+        for ref in [s for s in HOSTILE_STRINGS if 1 <= len(s) <= 256] + ["job_" + "x" * 20, "job_\x00"]:
+            res = await client.call_tool("export_to_daw", {"source": ref, "format": "reaper"})
+            text = text_of(res)
+            assert res.is_error, (ref, text)
+            assert "not found" in text or "source" in text, (ref, text)
+
+
+async def test_musicgen_piece_exports_as_audio_only_and_keeps_its_weights_licence(make_client):
+    """A MusicGen mix (recorded as generate_music records one; no weights are needed to export it) is one audio
+    track; the non-commercial weights licence binds the export through its lineage."""
+    from echotune_mcp.music.audio_io import encode_audio
+
+    async with make_client(toolsets=TOOLSETS) as (client, app):
+        y, sr = _wav(_synthetic_mix(3.0, 32000))
+        prov = {"tool": "generate_music", "backend": "musicgen", "prompt": "lofi beat with rain", "seed": 5,
+                "model": {"model_id": "musicgen-small", "backend": "musicgen", "weights_license": "CC-BY-NC-4.0",
+                          "weights_revision": "test"}, "parameters": {"prompt": "lofi beat with rain"}}
+        rec = await app.artifacts.create(owner="local", data=encode_audio(y, sr, "wav"), kind="audio",
+                                         media_type="audio/wav", name="mix.wav", provenance=prov,
+                                         meta={"sample_rate": sr, "params": {"prompt": "lofi beat with rain"}})
+        res, zf = await _export(client, rec.id, "dawproject")
+        proj = check_dawproject(zf, res)
+        assert res["kind"] == "audio" and list(proj["audio"]) == ["mix"] and res["sample_rate"] == 32000
+        assert res["title"] == "lofi beat with rain" and res["file_name"] == "lofi-beat-with-rain.dawproject"
+        assert res["uses"]["commercial_release"] == "not_allowed"
+        assert "CC-BY-4.0" not in res["permitted_licenses"]
+        assert "model weights licence: CC-BY-NC-4.0" in zf.read("README.txt").decode()
+        usage = (await client.call_tool("check_usage", {"artifact": res["artifact_id"],
+                                                        "use": "commercial_release"})).structured_content
+        assert usage["decision"] == "not_allowed"
