@@ -137,3 +137,22 @@ def test_preview_of_a_three_minute_piece_crosses_real_http_with_the_sdk_client(t
         assert wire < SDK_SSE_EVENT_CAP
     finally:
         servers.close()
+
+
+async def test_cached_preview_goes_with_delete_my_data(make_client):
+    """The cache holds a listenable copy of the owner's audio: erasure must take it with everything else."""
+    from echotune_mcp.privacy.delete import DeleteReport, delete_principal
+
+    async def progress(fraction, message):
+        pass
+
+    async with make_client(toolsets=("jobs", "artifacts")) as (client, app):
+        rec = await app.artifacts.create(owner=LOCAL, data=encoded(music(3.0)), kind="audio",
+                                         media_type="audio/wav", name="erase-me.wav")
+        await read_preview(client, rec.id)
+        cache = app.storage.collection("idempotency")
+        assert await cache.count(LOCAL, {"key": f"preview:{rec.sha256}"}) == 1
+        report = await delete_principal(app, LOCAL, keep_job=None, progress=progress,
+                                        report=DeleteReport(principal=LOCAL, complete=False))
+        assert report.complete, report
+        assert await cache.count(LOCAL, {"key": f"preview:{rec.sha256}"}) == 0
