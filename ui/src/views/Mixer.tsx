@@ -349,7 +349,6 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
               { artifactId: mix.id, label: "remix", name: `remix-${mix.id}` },
               ...(source.piece ? [{ artifactId: source.piece, label: "original" }] : []),
             ]}
-            autoPlay
           />
         </section>
       ) : null}
