@@ -20,6 +20,7 @@ from .config import ALL_TOOLSETS, Settings
 from .principal import current_principal
 from .prompt_files import load_prompts
 from .tasks_ext import TasksExtension
+from .ui_views import ui_extension
 
 INSTRUCTIONS = """\
 EchoTune makes, takes apart and curates music.
@@ -152,7 +153,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         version=__version__,
         lifespan=lifespan,
         subscriptions=app.bus,
-        extensions=[tasks],  # native tasks (tasks_ext.py)
+        extensions=[ui_extension(), tasks],  # MCP Apps: the in-chat views (ui_views.py); native tasks
         middleware=[_content_mime_middleware(app)],
         log_level=log_level,  # type: ignore[arg-type]
         request_state_security=state_security,
