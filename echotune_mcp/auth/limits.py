@@ -153,7 +153,7 @@ class _Policies:
 def _cost_of(lim: RateLimiter, method: str, pol: ToolPolicy | None) -> tuple[float, str]:
     if pol is not None:
         return lim.cost(pol.cost_class), pol.cost_class
-    if method.startswith(("resources/read", "prompts/get")):
+    if method.startswith(("resources/read", "prompts/get", "tasks/")):  # polling a task costs what get_job does
         return lim.cost("read"), "read"
     return 0.0, "protocol"
 

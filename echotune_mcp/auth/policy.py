@@ -69,8 +69,11 @@ def tool_policy(name: str, annotations: ToolAnnotations | None) -> ToolPolicy:
 
 def method_scope(method: str) -> str | None:
     """The scope a non-tool JSON-RPC method needs: reading resources or prompts needs read; the protocol's own
-    methods (initialize, ping, tools/list, ...) only a valid token."""
-    if method.startswith("resources/") or method.startswith("prompts/"):
+    methods (initialize, ping, tools/list, ...) only a valid token. A task is a job: reading one needs read, changing
+    one (cancel, update) needs write, as get_job and cancel_job do."""
+    if method in ("tasks/cancel", "tasks/update"):
+        return SCOPE_WRITE
+    if method.startswith(("resources/", "prompts/", "tasks/")):
         return SCOPE_READ
     return None
 

@@ -264,3 +264,13 @@ async def test_audit_events_are_opentelemetry_span_events(make_client, spans):
     assert "list_artifacts" in span_name  # on the SDK's span of that tools/call
     assert event.attributes["echotune.principal"] == ALICE
     assert event.attributes["echotune.audit.tool"] == "list_artifacts"
+
+
+def test_polling_a_task_costs_what_get_job_costs():
+    """tasks/get is the protocol's get_job: free polling would let a client bypass the read limit."""
+    from echotune_mcp.auth.limits import _cost_of
+
+    lim = RateLimiter(60, 20, {"read": 1, "generate": 20})
+    assert _cost_of(lim, "tasks/get", None) == (1, "read")
+    assert _cost_of(lim, "tasks/cancel", None) == (1, "read")
+    assert _cost_of(lim, "ping", None) == (0.0, "protocol")

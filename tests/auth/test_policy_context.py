@@ -103,6 +103,9 @@ def test_account_wide_operations_always_step_up_and_unannotated_tools_count_as_w
 def test_method_scopes():
     assert method_scope("resources/read") == SCOPE_READ and method_scope("prompts/get") == SCOPE_READ
     assert method_scope("tools/list") is None and method_scope("initialize") is None
+    # a task is a job: reading one is a read, cancelling or updating one a write (as get_job / cancel_job)
+    assert method_scope("tasks/get") == SCOPE_READ
+    assert method_scope("tasks/cancel") == SCOPE_WRITE and method_scope("tasks/update") == SCOPE_WRITE
 
 
 def test_tool_calls_in_single_batch_and_malformed():
