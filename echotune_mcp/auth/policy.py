@@ -33,7 +33,7 @@ GENERATE_TOOLS = frozenset({"generate_music", "regenerate_stem", "add_stem", "se
                             "transcribe_to_midi"})
 # Other jobs: background work on our own records (analysis, fitting, imports, exports).
 JOB_TOOLS = frozenset({"analyze_audio", "fit_recommender", "import_listening_history", "export_my_data",
-                       "delete_my_data"})
+                       "delete_my_data", "export_to_daw"})
 
 
 @dataclass(frozen=True)

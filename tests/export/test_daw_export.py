@@ -415,3 +415,12 @@ async def test_musicgen_piece_exports_as_audio_only_and_keeps_its_weights_licenc
         usage = (await client.call_tool("check_usage", {"artifact": res["artifact_id"],
                                                         "use": "commercial_release"})).structured_content
         assert usage["decision"] == "not_allowed"
+
+
+def test_export_is_priced_as_a_job():
+    """It decodes, resamples and writes every stem: a job's cost for the rate limits, not a cheap write."""
+    from echotune_mcp.auth.policy import tool_policy
+    from mcp_types import ToolAnnotations
+
+    p = tool_policy("export_to_daw", ToolAnnotations(read_only_hint=False, destructive_hint=False))
+    assert p.cost_class == "job" and p.scope == "echotune:write" and not p.step_up
