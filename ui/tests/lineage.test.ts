@@ -77,11 +77,13 @@ describe("words", () => {
     expect(decisionText("allowed_with_conditions")).toBe("allowed with conditions");
   });
   it("labels a node with its kind, tool and a short name", () => {
-    expect(nodeLabel({ artifact_id: "a1", depth: 0, kind: "stem", name: "stem-drums.wav", provenance: { tool: "generate_music" } })).toEqual({
-      title: "stem · generate_music",
+    expect(nodeLabel({ artifact_id: "a1", depth: 0, kind: "stem", name: "stem-drums.wav", provenance: { tool: "remix" } })).toEqual({
+      title: "stem · remix",
       subtitle: "stem-drums.wav",
     });
     expect(nodeLabel({ artifact_id: "a2", depth: 1, missing: true }).title).toBe("deleted");
     expect(nodeLabel({ artifact_id: "a3", depth: 0, name: "x".repeat(40) }).subtitle).toHaveLength(22);
+    // a long kind + tool is cut too, so it stays inside the node's box
+    expect(nodeLabel({ artifact_id: "a4", depth: 0, kind: "arrangement", provenance: { tool: "generate_music" } }).title).toBe("arrangement · generat…");
   });
 });

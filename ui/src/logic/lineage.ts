@@ -47,7 +47,7 @@ export interface LayoutOptions {
  * parent's left side.
  */
 export function layoutLineage(graph: Pick<ProvenanceGraph, "nodes" | "edges">, opts: LayoutOptions = {}): LineageLayout {
-  const nodeWidth = opts.nodeWidth ?? 150;
+  const nodeWidth = opts.nodeWidth ?? 170;
   const nodeHeight = opts.nodeHeight ?? 44;
   const columnGap = opts.columnGap ?? 48;
   const rowGap = opts.rowGap ?? 14;
@@ -147,7 +147,12 @@ export function decisionText(decision: string): string {
 /** A node's one-line label: its kind and a short name. */
 export function nodeLabel(n: ProvenanceNode): { title: string; subtitle: string } {
   const tool = n.provenance && typeof n.provenance["tool"] === "string" ? (n.provenance["tool"] as string) : null;
-  const title = n.missing ? "deleted" : (n.kind ?? "artifact");
+  const kind = n.missing ? "deleted" : (n.kind ?? "artifact");
   const name = n.name ?? n.artifact_id;
-  return { title: tool ? `${title} · ${tool}` : title, subtitle: name.length > 22 ? `${name.slice(0, 21)}…` : name };
+  return { title: short(tool ? `${kind} · ${tool}` : kind, 22), subtitle: short(name, 22) };
+}
+
+/** At most `max` characters, the cut marked with an ellipsis (SVG text does not wrap or clip by itself). */
+export function short(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

@@ -120,7 +120,7 @@ export function JobView(props: { host: Host; job: Job; navigate: Navigate }) {
       </div>
       <h2>Previews</h2>
       <ul data-testid="job-previews" aria-label="Previews" className="previews">
-        {previews.length === 0 ? <li className="muted">none yet</li> : null}
+        {previews.length === 0 ? <li className="muted">{terminal ? "none" : "none yet"}</li> : null}
         {previews.map((p, i) => (
           <li key={p.artifact_id} data-testid={`preview-${i}`}>
             <button type="button" aria-pressed={previewPlaying === p.artifact_id} onClick={() => void playPreview(p.artifact_id)}>

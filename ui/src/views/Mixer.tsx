@@ -344,7 +344,7 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
           <Player
             key={mix.id}
             host={host}
-            title={`Remix ${mix.id}`}
+            title="New mix"
             sources={[
               { artifactId: mix.id, label: "remix", name: `remix-${mix.id}` },
               ...(source.piece ? [{ artifactId: source.piece, label: "original" }] : []),

@@ -37,6 +37,7 @@ export function Player(props: {
   const [loopOn, setLoopOn] = useState(false);
   const [loopStart, setLoopStart] = useState("0");
   const [loopEnd, setLoopEnd] = useState("");
+  const [box, setBox] = useState({ w: 600, h: 90 }); // the canvas's pixel size
   const engine = useMemo(() => new SyncPlayer(), []);
   const canvas = useRef<HTMLCanvasElement>(null);
   const current = sources[which]!;
@@ -107,8 +108,22 @@ export function Player(props: {
     if (!audio) return null;
     const chans: Float32Array[] = [];
     for (let c = 0; c < audio.buffer.numberOfChannels; c++) chans.push(audio.buffer.getChannelData(c));
-    return peaks(chans, 600);
-  }, [audio]);
+    return peaks(chans, Math.min(2000, box.w));
+  }, [audio, box.w]);
+
+  // Draw at the canvas's displayed size (times devicePixelRatio), so the waveform stays sharp at any width.
+  useEffect(() => {
+    const cv = canvas.current;
+    if (!cv || typeof ResizeObserver === "undefined") return;
+    const ro = new ResizeObserver(() => {
+      const dpr = window.devicePixelRatio || 1;
+      const w = Math.max(100, Math.round(cv.clientWidth * dpr));
+      const h = Math.max(30, Math.round(cv.clientHeight * dpr));
+      setBox((b) => (b.w === w && b.h === h ? b : { w, h }));
+    });
+    ro.observe(cv);
+    return () => ro.disconnect();
+  }, []);
 
   useEffect(() => {
     const cv = canvas.current;
@@ -136,7 +151,7 @@ export function Player(props: {
       g.fillStyle = css.getPropertyValue("--playhead") || "#e5484d";
       g.fillRect((time / duration) * w - 1, 0, 2, h);
     }
-  }, [wave, time, duration, region?.start, region?.end]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [wave, time, duration, region?.start, region?.end, box]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const toggle = async () => {
     expose();
@@ -184,8 +199,8 @@ export function Player(props: {
         ref={canvas}
         data-testid="waveform"
         className="waveform"
-        width={600}
-        height={90}
+        width={box.w}
+        height={box.h}
         role="img"
         aria-label={`waveform of ${current.name ?? current.artifactId}`}
         onClick={(e) => {

@@ -23,7 +23,9 @@ function summary(n: ProvenanceNode): [string, string][] {
   const out: [string, string][] = [["id", n.artifact_id]];
   for (const k of ["tool", "backend", "prompt", "seed", "license", "created_at"]) {
     const v = p[k];
-    if (v !== undefined && v !== null && v !== "") out.push([k, typeof v === "object" ? JSON.stringify(v) : String(v)]);
+    if (v === undefined || v === null || v === "") continue;
+    if (k === "created_at" && typeof v === "number") out.push([k, new Date(v * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"]);
+    else out.push([k, typeof v === "object" ? JSON.stringify(v) : String(v)]);
   }
   const model = p["model"];
   if (model && typeof model === "object") {
