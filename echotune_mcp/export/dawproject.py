@@ -134,8 +134,11 @@ def metadata_xml(session: Session, licences: dict[str, Any]) -> bytes:
     if genre:
         ET.SubElement(root, "Genre").text = str(genre)
     ET.SubElement(root, "Copyright").text = "Licence: " + licences["export_license_text"]
-    ET.SubElement(root, "Comment").text = (f"Exported from EchoTune artifact {session.source.id}; provenance and the "
-                                           "licence of each file are in README.txt")
+    num, den = session.time_signature
+    ET.SubElement(root, "Comment").text = (
+        f"Exported from EchoTune artifact {session.source.id}: {session.bpm:g} bpm ({session.bpm_source}), {num}/{den}, "
+        f"key {session.key or 'unknown'} ({session.key_source or 'not known'}); provenance and the licence of each "
+        "file are in README.txt")
     ET.indent(root, space=" ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 

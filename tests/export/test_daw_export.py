@@ -221,6 +221,28 @@ async def test_composer_piece_exports_in_every_format(make_client):
         assert (await app.artifacts.get("local", res["artifact_id"])).license == "CC-BY-NC-4.0"
         assert "licence: CC-BY-NC-4.0" in zf.read("README.txt").decode()
 
+        # the meter is the arrangement's: a 6/8 piece is 6/8 in every format, its bars three quarter notes long
+        doc = json.loads(arrangement.to_json())
+        doc["time_signature"] = [6, 8]
+        mix_rec = await app.artifacts.get("local", mix)
+        arr68 = await app.artifacts.create(owner="local", data=json.dumps(doc).encode(), kind="arrangement",
+                                           media_type="application/json", name="arrangement.json",
+                                           provenance=mix_rec.provenance)
+        mix68 = await app.artifacts.create(owner="local", data=await _bytes(client, mix), kind="audio",
+                                           media_type="audio/wav", name="mix.wav", parents=[arr68.id],
+                                           meta={**mix_rec.meta, "arrangement_id": arr68.id},
+                                           provenance=mix_rec.provenance)
+        for fmt in FORMATS:
+            res, zf = await _export(client, mix68.id, fmt)
+            assert res["time_signature"] == "6/8"
+            {"dawproject": check_dawproject, "reaper": check_reaper, "stems": check_stems}[fmt](zf, res)
+            if fmt == "stems":
+                marks = json.loads(zf.read("tempo_map.json"))["markers"]
+                assert all(m["bar"] == pytest.approx(m["beat"] / 3 + 1) for m in marks)
+                mid = mido.MidiFile(file=io.BytesIO(zf.read(f"midi/{arrangement.tracks[0].name}.mid")))
+                sig = next(m for tr in mid.tracks for m in tr if m.type == "time_signature")
+                assert (sig.numerator, sig.denominator) == (6, 8)
+
 
 # -- separation ---------------------------------------------------------------------------------------------
 def _synthetic_mix(seconds: float = 4.0, sr: int = 22050) -> bytes:
