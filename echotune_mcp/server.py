@@ -33,8 +33,8 @@ How the pieces fit:
   if you pass a progress token. cancel_job stops a job.
 - Every file made or imported is an artifact with an id and a URI: echotune://artifacts/{id} is its
   metadata, .../content its bytes, .../waveform.png a picture of audio, .../preview a small Ogg
-  copy to listen to. Pass artifact URIs (or ids)
-  to other tools as audio input; results link files, they never inline them.
+  copy to listen to. Pass artifact URIs (or ids) to other tools as audio input; results link
+  files, they never inline them.
 - Audio input is an echotune://artifacts/... URI, an absolute local path inside the allowed roots,
   or an upload through import_audio.
 - Before publishing anything, call check_usage on the artifact: it traces licences through the
