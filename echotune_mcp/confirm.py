@@ -44,6 +44,8 @@ from mcp.server.request_state import (
     InvalidRequestState,
     RequestStateSecurity,
 )
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
@@ -59,6 +61,7 @@ STATE_TTL_S = 600.0
 # At most this many items are listed in a question or refusal (the count is always exact).
 MAX_LISTED = 15
 _INPUT_REQUIRED_VERSION = "2026-07-28"
+_MRTR_METHODS = ("tools/call", "prompts/get", "resources/read")  # where requestState and inputResponses ride
 
 Confirm = Annotated[bool, Field(description=(
     "true: make the change without asking, because the person asked for exactly this change (a button in a "
@@ -239,7 +242,14 @@ def request_state_security(app: Any) -> tuple[RequestStateSecurity, Any]:
     lock = anyio.Lock()
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if not codec.ready and ctx.method in ("tools/call", "prompts/get", "resources/read"):
+        if ctx.method not in _MRTR_METHODS:
+            return await call_next(ctx)
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        if "inputResponses" in params and not isinstance(params["inputResponses"], dict):
+            # The SDK reads an explicit null as "no answers"; it is a malformed retry, so say so (SEP-2322).
+            raise MCPError(code=INVALID_PARAMS, message="inputResponses must be an object mapping each key of the "
+                                                        "inputRequests to its response (omit it on a first call)")
+        if not codec.ready:
             async with lock:
                 if not codec.ready:
                     try:
