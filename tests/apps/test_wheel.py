@@ -104,3 +104,6 @@ def test_wheel_serves_the_views(installed, tmp_path, monkeypatch):
         assert "<script" in text and len(text) > 10_000  # the bundle is inlined (single file)
         assert 'src="http' not in text and "src='http" not in text  # nothing loaded from outside
         assert view in text
+        # One resources/read answer is one SSE event; the SDK client takes at most 1 MiB (the JSON escaping of
+        # the HTML counts too). It was read above, so it fits; keep a margin for the bundle to grow.
+        assert len(text.encode()) < 900 * 1024, f"{view}.html is {len(text.encode())} bytes, near the 1 MiB cap"
