@@ -129,6 +129,27 @@ async def resolve_source(app: App, owner: str, ref: str) -> ArtifactRecord:
     return await app.artifacts.resolve(owner, ref)
 
 
+async def _part(app: App, owner: str, art_id: str, what: str, source: ArtifactRecord) -> ArtifactRecord:
+    """A part the source lists; a deleted one is the source's problem, said about ``source``."""
+    try:
+        return await app.artifacts.get(owner, art_id)
+    except NotFound:
+        raise BadInput("source", f"{what} ({art_id}) of {source.id} was deleted, so it cannot be exported whole",
+                       "a piece whose parts still exist; export a single stem artifact by its id instead") from None
+
+
+async def _existing(app: App, owner: str, ids: list[str], notes: list[str]) -> list[str]:
+    """Lineage-only parents (the MIDI file, a separation's input) that still exist; a deleted one is noted
+    (its tombstone still binds the stems made from it, which are parents themselves)."""
+    out = []
+    for art_id in ids:
+        if await app.storage.artifacts.get(owner, art_id) is not None:
+            out.append(art_id)
+        else:
+            notes.append(f"artifact {art_id} (part of the source's lineage) was deleted; not a parent of the export")
+    return out
+
+
 def _is_audio(rec: ArtifactRecord) -> bool:
     return rec.media_type.startswith("audio/") and rec.media_type != "audio/midi"
 
@@ -149,7 +170,7 @@ async def _composer(app: App, owner: str, mix: ArtifactRecord) -> Session:
     from ..music.composer import Arrangement
 
     meta = mix.meta
-    arr_rec = await app.artifacts.get(owner, meta["arrangement_id"])
+    arr_rec = await _part(app, owner, meta["arrangement_id"], "its arrangement", mix)
     try:
         arrangement = Arrangement.from_json((await app.artifacts.read(arr_rec)).decode())
     except (ValueError, KeyError, TypeError) as exc:
@@ -160,7 +181,7 @@ async def _composer(app: App, owner: str, mix: ArtifactRecord) -> Session:
     tracks: list[Track] = []
     notes: list[str] = []
     for stem, art_id in meta["stems"].items():
-        rec = await app.artifacts.get(owner, art_id)
+        rec = await _part(app, owner, art_id, f"its stem {stem!r}", mix)
         t = by_name.get(stem)
         part = None
         if t is not None:
@@ -172,7 +193,7 @@ async def _composer(app: App, owner: str, mix: ArtifactRecord) -> Session:
     num, den = (int(x) for x in arrangement.time_signature)
     sections = [Marker(name=s.name, time_s=float(s.start_s)) for s in arrangement.sections]
     title = _title(mix, f"{arrangement.genre} {arrangement.mood} in {arrangement.key.name}")
-    extra = [arr_rec.id] + ([meta["midi_id"]] if meta.get("midi_id") else [])
+    extra = [arr_rec.id] + await _existing(app, owner, [meta["midi_id"]] if meta.get("midi_id") else [], notes)
     return Session(kind="composer", title=title, source=mix, tracks=tracks, bpm=float(arrangement.bpm),
                    bpm_source="the composer's arrangement", time_signature=(num, den),
                    meter_source="the composer's arrangement", key=arrangement.key.name,
@@ -195,15 +216,15 @@ async def _separation(app: App, owner: str, stem_set: ArtifactRecord) -> Session
     taken: set[str] = set()
     tracks = []
     for stem, art_id in (stem_set.meta.get("stems") or {}).items():
-        rec = await app.artifacts.get(owner, art_id)
+        rec = await _part(app, owner, art_id, f"its stem {stem!r}", stem_set)
         tracks.append(Track(name=safe_name(stem, taken), record=rec, role="stem"))
     if not tracks:
         raise BadInput("source", f"the stem-set {stem_set.id} lists no stems", SOURCE_HELP)
     stem_ids = {t.record.id for t in tracks}
-    inputs = [p for p in stem_set.parents if p not in stem_ids]
+    notes = ["a separation has no section markers and no MIDI"]
+    inputs = await _existing(app, owner, [p for p in stem_set.parents if p not in stem_ids], notes)
     return Session(kind="separation", title=_title(stem_set, f"stems ({stem_set.meta.get('model', 'separation')})"),
-                   source=stem_set, tracks=tracks, extra_parents=inputs,
-                   notes=["a separation has no section markers and no MIDI"])
+                   source=stem_set, tracks=tracks, extra_parents=inputs, notes=notes)
 
 
 def _audio_only(rec: ArtifactRecord) -> Session:

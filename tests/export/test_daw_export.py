@@ -362,6 +362,19 @@ async def test_bad_format_and_someone_elses_source_are_refused(make_client, monk
             assert other.is_error and "not found" in text_of(other), text_of(other)
         recs, _ = await app.artifacts.list("user:bob")
         assert recs == []
+        monkeypatch.setattr("echotune_mcp.toolsets.export.current_principal", lambda: "local")
+
+        sep = await _run(client, "separate_stems", {"audio": up["artifact_id"], "model": "dsp"})
+        await app.artifacts.delete("local", up["artifact_id"])  # the separated input may go: the stems stay whole
+        res, _ = await _export(client, sep["job_id"], "stems")
+        assert any(up["artifact_id"] in n and "deleted" in n for n in res["notes"]), res["notes"]
+        usage = (await client.call_tool("check_usage", {"artifact": res["artifact_id"],
+                                                        "use": "commercial_release"})).structured_content
+        assert usage["decision"] == "not_allowed"  # the deleted upload's tombstone still binds the stems
+        gone = sep["result"]["stems"]["bass"]
+        await app.artifacts.delete("local", gone)
+        res = await client.call_tool("export_to_daw", {"source": sep["job_id"], "format": "stems"})
+        assert res.is_error and "'bass'" in text_of(res) and "deleted" in text_of(res), text_of(res)
 
 
 async def test_cancelled_export_leaves_no_artifact_and_no_temp_file(make_client, monkeypatch):
