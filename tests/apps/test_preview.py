@@ -156,3 +156,17 @@ async def test_cached_preview_goes_with_delete_my_data(make_client):
                                         report=DeleteReport(principal=LOCAL, complete=False))
         assert report.complete, report
         assert await cache.count(LOCAL, {"key": f"preview:{rec.sha256}"}) == 0
+
+
+def test_vorbis_fallback_and_no_encoder(monkeypatch):
+    """A libsndfile without Opus writes Ogg Vorbis within the same budget; one without Ogg says what to do."""
+    from echotune_mcp.music import preview
+
+    monkeypatch.setattr(preview, "codecs", lambda: ["VORBIS"])
+    small = preview.make_preview(music(20.0), SR, max_bytes=120_000)
+    assert small.codec == "vorbis" and len(small.data) <= 120_000
+    decoded, sr = sf.read(io.BytesIO(small.data), always_2d=True)
+    assert abs(decoded.shape[0] / sr - 20.0) < 0.05
+    monkeypatch.setattr(preview, "codecs", lambda: [])
+    with pytest.raises(preview.PreviewError, match=r"\.\.\./content"):
+        preview.make_preview(music(1.0), SR)
