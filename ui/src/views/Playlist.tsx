@@ -5,7 +5,7 @@
  * (restore_playlist). After each edit the playlist is read again, so what is shown is what the
  * provider holds.
  */
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { callConfirmed, type Host } from "../host";
 import {
   carryReasons,
@@ -41,6 +41,22 @@ export function PlaylistView(props: { host: Host; model: PlaylistModel }) {
   const [dropAt, setDropAt] = useState<{ over: number; lower: boolean } | null>(null);
   const [pendingRemove, setPendingRemove] = useState<number | null>(null);
   const list = useRef<HTMLOListElement>(null);
+  // After a keyboard move the row is re-placed in the DOM (and loses focus): focus it at its new index.
+  const [focusAt, setFocusAt] = useState<number | null>(null);
+  useEffect(() => {
+    if (focusAt === null) return;
+    list.current?.querySelector<HTMLElement>(`[data-index="${focusAt}"]`)?.focus();
+    setFocusAt(null);
+  }, [focusAt, rows]);
+  // Stable row keys (track id + occurrence), so React moves rows instead of re-creating them.
+  const keys = (() => {
+    const seen = new Map<string, number>();
+    return rows.map((r) => {
+      const n = (seen.get(r.id) ?? 0) + 1;
+      seen.set(r.id, n);
+      return `${r.id}#${n}`;
+    });
+  })();
 
   const refresh = async (before: Row[]) => {
     if (!ref) return;
@@ -49,7 +65,7 @@ export function PlaylistView(props: { host: Host; model: PlaylistModel }) {
     if (m) setRows(carryReasons(m.rows, before));
   };
 
-  const edit = async (optimistic: Row[] | null, run: () => Promise<EditResult>, focusIndex?: number) => {
+  const edit = async (optimistic: Row[] | null, run: () => Promise<EditResult>) => {
     const before = rows;
     setBusy(true);
     setError(null);
@@ -64,9 +80,6 @@ export function PlaylistView(props: { host: Host; model: PlaylistModel }) {
       setError(errorText(e));
     } finally {
       setBusy(false);
-      if (focusIndex !== undefined) {
-        requestAnimationFrame(() => list.current?.querySelector<HTMLElement>(`[data-index="${focusIndex}"]`)?.focus());
-      }
     }
   };
 
@@ -74,11 +87,8 @@ export function PlaylistView(props: { host: Host; model: PlaylistModel }) {
     if (!ref || busy) return;
     const plan = reorderCall(ref, rows, from, to, newKey());
     if (!plan) return;
-    void edit(
-      plan.rows,
-      async () => (await callConfirmed(host, plan.call.name, { ...plan.call.arguments })).structured as EditResult,
-      to,
-    );
+    setFocusAt(to);
+    void edit(plan.rows, async () => (await callConfirmed(host, plan.call.name, { ...plan.call.arguments })).structured as EditResult);
   };
 
   const remove = (index: number) => {
@@ -128,7 +138,7 @@ export function PlaylistView(props: { host: Host; model: PlaylistModel }) {
           const cls = ["item", dragFrom === i ? "dragging" : "", dropAt?.over === i ? (dropAt.lower ? "drop-below" : "drop-above") : ""].join(" ");
           return (
             <li
-              key={`${r.id}-${i}`}
+              key={keys[i]}
               data-testid={`playlist-item-${i}`}
               data-index={i}
               data-track-id={r.id}
