@@ -214,6 +214,8 @@ class TransferResult(BaseModel):
     playlist: Playlist
     matched: list[MatchView]
     unmatched: list[MatchView] = Field(description="below min_confidence: the best candidate found, if any")
+    into_existing: bool = Field(False, description="true: the matches were appended to an existing playlist "
+                                                   "(into_playlist_id) instead of a new one")
     replayed: bool = False
 
 
@@ -682,6 +684,36 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         result, replayed = await _mutate("restore_playlist", idempotency_key, args, run)
         return RestoreResult.model_validate({**result, "replayed": replayed})
 
+    async def ask_transfer(ctx: Context, from_provider: str, playlist_id: str, to_provider: str,
+                           into_playlist_id: str | None, name: str | None, max_tracks: int,
+                           confirm: bool) -> Elicit[Confirmation] | Decision:
+        """A new playlist harms nothing; appending to an existing one changes the person's playlist: ask."""
+        if into_playlist_id is None:
+            return Decision(True, "nothing-to-confirm")
+        if name is not None:
+            raise BadInput("name/into_playlist_id", "name is for a new playlist; into_playlist_id appends to an "
+                                                    "existing one", "one of them")
+
+        async def preview() -> Preview | None:
+            src_id = parse_playlist_id(from_provider, playlist_id)
+            dst_id = parse_playlist_id(to_provider, into_playlist_id, "into_playlist_id")
+            src, dst = await adapter(from_provider), await adapter(to_provider)
+            try:
+                source = await src.get_playlist(src_id, max_tracks)
+                target = await dst.get_playlist(dst_id)
+            finally:
+                await src.aclose()
+                await dst.aclose()
+            items = [describe(t) for t in source.tracks or [] if movable(t)]
+            if not items:
+                return None
+            return Preview(
+                f"add up to {len(items)} track(s) of {from_provider} playlist {source.name!r} (those found on "
+                f"{to_provider}) to the end of your existing {playlist_label(to_provider, target)}", items,
+                "Nothing already in it is removed or moved. To undo, remove_tracks with the added ids (the result's "
+                "matched list); it removes every occurrence of a track, copies that were there before included.")
+        return await confirmation.ask(ctx, confirm, preview)
+
     @ts.tool(title="Transfer playlist", read_only=False, idempotent=False, open_world=True)
     async def transfer_playlist(
         from_provider: Provider, playlist_id: PlaylistId, to_provider: Provider,
@@ -689,12 +721,25 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
         min_confidence: Annotated[float, Field(ge=0.5, le=1.0, description="accept fuzzy matches at or above")] = MIN_CONFIDENCE,
         max_tracks: Annotated[int, Field(ge=1, le=500)] = 200,
         idempotency_key: IdemKey = None,
+        into_playlist_id: Annotated[str | None, Field(min_length=1, max_length=200, description=(
+            "append the matches to this existing playlist on to_provider instead of creating a new one "
+            "(the person is asked first unless confirm=true)"))] = None,
+        confirm: Confirm = False,
+        *,
+        answer: Annotated[Answer, Resolve(ask_transfer)],
     ) -> TransferResult:
         """Copy a playlist to another service: each track is matched by ISRC where possible, else by
-        title/artist/duration with a confidence; a new playlist is created with the matches, and what
-        did not match is reported with the best candidate seen."""
+        title/artist/duration with a confidence; a new playlist is created with the matches (or, with
+        into_playlist_id, they are appended to an existing playlist), and what did not match is reported
+        with the best candidate seen. Appending changes a playlist the person already has, so they are
+        asked first (elicitation) unless confirm=true; a client that cannot be asked gets a
+        'confirmation required' error listing the tracks, and nothing changes."""
+        confirmation.settle("transfer_playlist", answer)
         args = {"from_provider": from_provider, "playlist_id": playlist_id, "to_provider": to_provider, "name": name,
                     "min_confidence": min_confidence, "max_tracks": max_tracks}
+        if into_playlist_id is not None:  # kept out of the fingerprint when absent, so older keys still replay
+            args["into_playlist_id"] = into_playlist_id
+        into = parse_playlist_id(to_provider, into_playlist_id, "into_playlist_id") if into_playlist_id else None
 
         pid = parse_playlist_id(from_provider, playlist_id)
 
@@ -706,6 +751,11 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
                 outcomes = await match_all(dst, [t for t in items if movable(t)], min_confidence)
                 if progress.state.get("playlist"):  # resuming: the playlist was created by the interrupted call
                     created = Playlist.model_validate(progress.state["playlist"])
+                elif into is not None:
+                    existing = await dst.get_playlist(into)
+                    created = existing.model_copy(update={"tracks": None,
+                                                          "track_count": len(existing.tracks or [])})
+                    await progress.save(playlist=created.model_dump(mode="json"))
                 else:
                     created = await dst.create_playlist(name or original.name or "Transferred playlist",
                                                         f"Transferred from {from_provider} by EchoTune")
@@ -722,9 +772,10 @@ def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
                                method=o.match.method if o.match else None) for o in outcomes]
             # episodes, local files and unavailable items cannot be matched: reported, not dropped silently
             skipped = [MatchView(source=t, match=None, confidence=0.0, method=None) for t in items if not movable(t)]
+            before = (created.track_count or 0) if into is not None else 0
             return TransferResult(
-                from_provider=from_provider, to_provider=to_provider,
-                playlist=created.model_copy(update={"track_count": len(ids)}),
+                from_provider=from_provider, to_provider=to_provider, into_existing=into is not None,
+                playlist=created.model_copy(update={"track_count": before + len(ids)}),
                 matched=[v for v, o in zip(views, outcomes, strict=True) if o.matched],
                 unmatched=[v for v, o in zip(views, outcomes, strict=True) if not o.matched] + skipped,
             ).model_dump(mode="json")

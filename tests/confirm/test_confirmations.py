@@ -268,3 +268,44 @@ async def test_delete_artifact_without_elicitation(settings, fake):
         assert not r.is_error, text_of(r)
         assert await app.storage.artifacts.get(LOCAL, parent.id) is None
         assert (await app.storage.artifacts.get(LOCAL, child.id)).parents == [parent.id]
+
+
+# -- transfer_playlist: a new playlist goes at once, appending to an existing one needs a yes ---------------
+
+
+async def test_transfer_into_an_existing_playlist(settings, fake):
+    src = fake.make("src", ["a1", "b1"])
+    dst = fake.make("dst", ["c1"])
+    person = Person("decline")
+    base = {"from_provider": "spotify", "playlist_id": src, "to_provider": "spotify"}
+    async with client_for(settings, fake, person) as (client, _):
+        r = await client.call_tool("transfer_playlist", {**base, "name": "Copy"})  # a new playlist: not asked
+        assert not r.is_error and r.structured_content["into_existing"] is False and person.asked == []
+        assert fake.created == 1
+        r = await client.call_tool("transfer_playlist", {**base, "into_playlist_id": dst})
+        assert r.is_error and "declined" in text_of(r)
+        (question,) = person.asked
+        assert "to the end of your existing spotify playlist" in question and dst in question
+        assert "Take Five - Dave Brubeck" in question
+        assert fake.names(dst) == ["c1"]
+        person.action = "accept"
+        r = await client.call_tool("transfer_playlist", {**base, "into_playlist_id": dst})
+        assert not r.is_error, text_of(r)
+        data = r.structured_content
+        assert data["into_existing"] is True and data["playlist"]["id"] == dst and data["playlist"]["track_count"] == 3
+        assert fake.names(dst) == ["c1", "a1", "b1"] and fake.created == 1  # appended; nothing new created
+        r = await client.call_tool("transfer_playlist", {**base, "into_playlist_id": dst, "name": "x"})
+        assert r.is_error and "name/into_playlist_id" in text_of(r)
+
+
+async def test_transfer_into_existing_without_elicitation(settings, fake):
+    src = fake.make("src", ["a1"])
+    dst = fake.make("dst", ["c1"])
+    base = {"from_provider": "spotify", "playlist_id": src, "to_provider": "spotify", "into_playlist_id": dst}
+    async with client_for(settings, fake) as (client, _):
+        r = await client.call_tool("transfer_playlist", base)
+        assert r.is_error and "confirmation required" in text_of(r) and "So What - Miles Davis" in text_of(r)
+        assert fake.names(dst) == ["c1"] and fake.writes == []
+        r = await client.call_tool("transfer_playlist", {**base, "confirm": True})
+        assert not r.is_error, text_of(r)
+        assert fake.names(dst) == ["c1", "a1"]
