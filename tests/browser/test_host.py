@@ -74,7 +74,7 @@ async def test_probe_app_reaches_the_server_through_the_host(open_host):
         assert ("tools/call", "providers_status") in calls and ("resources/read", "echotune://licenses") in calls
         status = host.tool_calls("providers_status")[0]
         assert status.error is None and status.structured["providers"]
-        await host.screenshot("probe", publish=False)
+        await host.screenshot("probe")
         assert (host.out_dir / "probe.png").stat().st_size > 1000
         log = await host.host_log()
         assert any(e["method"] == "ui/notifications/initialized" for e in log)
