@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..jobs import JobContext
 
 SUBTYPE = "PCM_24"  # the subtype of our own WAV stems: their samples are copied exactly
+MIN_MEASURE_S = 2.0  # shorter audio gets the default tempo and no key, said so
 
 
 @dataclass
@@ -155,16 +156,25 @@ async def build_archive(app: App, job: JobContext, session: Session, audio_dir: 
 def estimate_timing(session: Session, mono: np.ndarray, sr: int) -> None:
     """Tempo and key of audio we did not compose, measured (analysis.estimate_tempo/estimate_key); the
     meter is assumed 4/4. Each says where it came from."""
+    import warnings
+
     from ..music.analysis import estimate_key, estimate_tempo
 
-    bpm, confidence = estimate_tempo(mono[:, None], sr)
+    session.time_signature, session.meter_source = (4, 4), "assumed: the meter of audio is not measured"
+    seconds = mono.shape[0] / float(sr)
+    if seconds < MIN_MEASURE_S:
+        session.bpm, session.bpm_source = 120.0, f"default: {seconds:.1f} s is too short to measure a tempo"
+        session.key_source = f"not measured: {seconds:.1f} s is too short"
+        return
+    with warnings.catch_warnings():  # librosa's notes about short frames are not the caller's business
+        warnings.simplefilter("ignore")
+        bpm, confidence = estimate_tempo(mono[:, None], sr)
+        tonic, mode, key_conf = estimate_key(mono[:, None], sr)
     if bpm > 0:
         session.bpm, session.bpm_source = round(float(bpm), 2), f"estimated from the audio (confidence {confidence:.2f})"
     else:
         session.bpm, session.bpm_source = 120.0, "default: no tempo could be measured in the audio"
-    tonic, mode, key_conf = estimate_key(mono[:, None], sr)
     session.key, session.key_source = f"{tonic} {mode}", f"estimated from the audio (confidence {key_conf:.2f})"
-    session.time_signature, session.meter_source = (4, 4), "assumed: the meter of audio is not measured"
 
 
 # -- shared text: the tempo map and the README --------------------------------------------------------------
