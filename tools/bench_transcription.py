@@ -122,11 +122,11 @@ def eval_composer(prompts: tuple[str, ...], seconds: float, seed: int, threads: 
         if key == "drums":
             summary[key] = {"f1_micro": round(float(np.mean([s["f1_micro"] for s in scores])), 3),
                             **{c: round(float(np.mean([s[c]["f1"] for s in scores])), 3) for c in DRUM_EVAL},
-                            "n": len(scores)}
+                            "n": len(scores), "x_real_time": round(float(np.median([s["rtf"] for s in scores])), 1)}
         else:
             summary[key] = {"f1_onset": round(float(np.mean([s["f1_onset"] for s in scores])), 3),
                             "f1_offset": round(float(np.mean([s["f1_offset"] for s in scores])), 3),
-                            "n": len(scores)}
+                            "n": len(scores), "x_real_time": round(float(np.median([s["rtf"] for s in scores])), 1)}
     return {"summary": summary, "rows": rows}
 
 
@@ -179,6 +179,16 @@ def eval_dev(threads: int) -> dict[str, Any]:
     return out
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -190,20 +200,24 @@ def main() -> None:
     comp = eval_composer(PROMPTS, args.seconds, args.seed, args.threads)
     dev = {} if args.no_dev else eval_dev(args.threads)
     info = tr.backend_info()
+    from echotune_mcp.music.render import default_soundfont
+
+    soundfont = default_soundfont().name
     print(f"transcription benchmark: {len(PROMPTS)} composer pieces x {args.seconds:g} s, seed {args.seed}; "
-          f"{info['name']}, basic-pitch {info['basic_pitch']}; {platform.processor() or platform.machine()}, "
-          f"{args.threads} inference thread(s)")
-    print(f"{'part':<10}{'n':>4}{'F1 onset':>10}{'F1 +offset':>12}")
+          f"{info['name']}, basic-pitch {info['basic_pitch']}; {cpu_name()}, {os.cpu_count()} cores, "
+          f"{args.threads} inference thread(s), {time.strftime('%Y-%m-%d', time.gmtime())}, soundfont {soundfont}")
+    print(f"{'part':<10}{'n':>4}{'F1 onset':>10}{'F1 +offset':>12}{'x real time':>13}")
     for key, s in comp["summary"].items():
         if key == "drums":
-            print(f"{key:<10}{s['n']:>4}{s['f1_micro']:>10.3f}{'':>12}  kick {s['kick']:.3f} snare {s['snare']:.3f} "
-                  f"hihat {s['hihat']:.3f}")
+            print(f"{key:<10}{s['n']:>4}{s['f1_micro']:>10.3f}{'':>12}{s['x_real_time']:>13.1f}  kick {s['kick']:.3f} "
+                  f"snare {s['snare']:.3f} hihat {s['hihat']:.3f}")
         else:
-            print(f"{key:<10}{s['n']:>4}{s['f1_onset']:>10.3f}{s['f1_offset']:>12.3f}")
+            print(f"{key:<10}{s['n']:>4}{s['f1_onset']:>10.3f}{s['f1_offset']:>12.3f}{s['x_real_time']:>13.1f}")
     for song, res in dev.items():
         print(f"dev {song}: {json.dumps(res)}")
     print(json.dumps({"bench": "transcription", "composer": comp["summary"], "dev": dev,
-                      "backend": info["name"], "seconds": round(time.perf_counter() - t0, 1)}))
+                      "backend": info["name"], "cpu": cpu_name(), "threads": args.threads, "soundfont": soundfont,
+                      "seconds": round(time.perf_counter() - t0, 1)}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tools.bench_transcription import drum_f1, note_f1  # noqa: E402
 
 # Floors: measured on these exact 10 s excerpts (docs/TRANSCRIPTION.md has the full run), minus a margin for
 # platform differences in FluidSynth, soxr and onnxruntime.
-FLOORS = {"bass": 0.85, "lead": 0.8, "chords": 0.7, "drums": 0.5}
+FLOORS = {"bass": 0.85, "lead": 0.85, "chords": 0.7, "drums": 0.7}
 
 
 def test_tensorflow_is_not_installed_and_basic_pitch_runs_on_onnx():
@@ -92,6 +92,18 @@ def test_overtones_of_a_louder_note_are_dropped_for_monophonic_parts():
     notes = [(0.0, 1.0, 40, 100), (0.01, 0.5, 52, 50), (1.0, 2.0, 43, 90), (1.5, 2.0, 55, 95)]
     kept, dropped = tr.drop_overtones(notes)
     assert dropped == 1 and (0.01, 0.5, 52, 50) not in kept and (1.5, 2.0, 55, 95) in kept
+
+
+def test_a_harmonic_heard_over_a_sub_bass_moves_to_the_fundamental():
+    sr = 22050
+    t = np.arange(sr * 2) / sr
+    f0 = 440 * 2 ** ((24 - 69) / 12)  # C1, 32.7 Hz: a synth sub-bass
+    y = (0.5 * np.sin(2 * np.pi * f0 * t) + 0.15 * np.sin(2 * np.pi * 2 * f0 * t)
+         + 0.1 * np.sin(2 * np.pi * 4 * f0 * t)).astype(np.float32)
+    fixed, moved = tr.fix_low_fundamentals([(0.2, 1.6, 48, 90), (0.21, 1.5, 36, 60)], y, sr, low=24)
+    assert moved == 2 and fixed == [(0.2, 1.6, 24, 90)]  # both harmonics were one C1
+    a1 = (0.5 * np.sin(2 * np.pi * 55.0 * t)).astype(np.float32)
+    assert tr.fix_low_fundamentals([(0.2, 1.6, 33, 90)], a1, sr, low=24) == ([(0.2, 1.6, 33, 90)], 0)
 
 
 def test_progress_can_cancel_between_batches():
