@@ -26,9 +26,9 @@ INSTRUCTIONS = """\
 EchoTune makes, takes apart and curates music.
 
 How the pieces fit:
-- Long work (generate_music, regenerate_stem, add_stem, separate_stems, remix) runs as a job. Each
-  job-starting tool waits up to wait_seconds (max 25) and returns either the finished result or a
-  handle {job_id, status, progress, resource_uri}. Then call get_job(job_id, wait_seconds=20) until
+- Long work (generate_music, regenerate_stem, add_stem, separate_stems, remix, export_to_daw) runs
+  as a job. Each job-starting tool waits up to wait_seconds (max 25) and returns either the finished
+  result or a handle {job_id, status, progress, resource_uri}. Then call get_job(job_id, wait_seconds=20) until
   the status is terminal; no sleeping or busy-looping is needed. Progress notifications are sent
   if you pass a progress token. cancel_job stops a job.
 - Every file made or imported is an artifact with an id and a URI: echotune://artifacts/{id} is its
@@ -39,6 +39,8 @@ How the pieces fit:
   or an upload through import_audio.
 - Before publishing anything, call check_usage on the artifact: it traces licences through the
   lineage (model weights, soundfont, inputs) and says what is allowed.
+- To take a piece into a DAW, call export_to_daw on its mix, stem-set or job id with format
+  dawproject (Bitwig, Studio One, Cubase), reaper, or stems (aligned WAVs + MIDI + tempo map).
 - Playlist tools (search_tracks, create_playlist, ...) need connect_provider first.
 """
 
