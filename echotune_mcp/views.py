@@ -16,6 +16,8 @@ class ArtifactView(BaseModel):
     uri: str = Field(description="echotune://artifacts/{id}: metadata JSON")
     content_uri: str = Field(description="the bytes, with the right mime type")
     waveform_uri: str | None = Field(default=None, description="waveform + spectrogram PNG (audio only)")
+    preview_uri: str | None = Field(default=None, description="a small Ogg Opus copy to listen to (audio only; "
+                                                            "what players such as the in-chat views read)")
     kind: str
     media_type: str
     name: str
@@ -35,6 +37,7 @@ class ArtifactView(BaseModel):
             uri=artifact_uri(rec.id),
             content_uri=artifact_uri(rec.id, "content"),
             waveform_uri=artifact_uri(rec.id, "waveform.png") if audio else None,
+            preview_uri=artifact_uri(rec.id, "preview") if audio else None,
             kind=rec.kind,
             media_type=rec.media_type,
             name=rec.name,

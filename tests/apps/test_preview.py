@@ -170,3 +170,15 @@ def test_vorbis_fallback_and_no_encoder(monkeypatch):
     monkeypatch.setattr(preview, "codecs", lambda: [])
     with pytest.raises(preview.PreviewError, match=r"\.\.\./content"):
         preview.make_preview(music(1.0), SR)
+
+
+async def test_artifact_results_link_the_preview_of_audio_only(make_client):
+    async with make_client(toolsets=("jobs", "artifacts")) as (client, app):
+        audio = await app.artifacts.create(owner=LOCAL, data=encoded(music(1.0)), kind="audio",
+                                           media_type="audio/wav", name="a.wav")
+        other = await app.artifacts.create(owner=LOCAL, data=b"{}", kind="json", media_type="application/json",
+                                           name="b.json")
+        got = (await client.call_tool("get_artifact", {"artifact": audio.id})).structured_content
+        assert got["preview_uri"] == f"echotune://artifacts/{audio.id}/preview"
+        assert base64.b64decode((await read_preview(client, audio.id)).blob)[:4] == b"OggS"
+        assert (await client.call_tool("get_artifact", {"artifact": other.id})).structured_content["preview_uri"] is None
