@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..app import App
     from ..jobs import JobContext
 
-SUBTYPE = "PCM_24"  # the subtype of our own WAV stems: their samples are copied exactly
 MIN_MEASURE_S = 2.0  # shorter audio gets the default tempo and no key, said so
 
 
@@ -69,7 +68,8 @@ def probe(data: bytes) -> tuple[int, int, int]:
 
 def aligned_wav(data: bytes, target_sr: int, target_frames: int, tags: dict[str, str]) -> tuple[bytes, np.ndarray, int]:
     """The audio as a WAV at ``target_sr`` exactly ``target_frames`` long from time 0; also its mono
-    downmix (for tempo/key estimation) and its channel count."""
+    downmix (for tempo/key estimation) and its channel count. 24-bit PCM (``encode_audio``'s WAV), the
+    subtype of our own stems, so theirs are copied sample for sample."""
     import soundfile as sf
 
     from ..music.audio_io import encode_audio, resample
@@ -95,7 +95,6 @@ def _private_temp(app: App, suffix: str) -> Path:
 
 
 Writer = Callable[[zipfile.ZipFile, Session, list[AudioFile], dict[str, Any]], dict[str, Any]]
-Progress = Callable[[float, str], Awaitable[None]]
 
 
 async def build_archive(app: App, job: JobContext, session: Session, audio_dir: str, writer: Writer,
