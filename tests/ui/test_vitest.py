@@ -65,7 +65,7 @@ def test_vitest_logic_suites_pass(npm: str) -> None:
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"Vitest failed:\n{out[-6000:]}"
     # Every suite ran, and something was actually tested (a config that matches no files also exits 0).
-    for suite in ("mixer", "playlist", "lineage", "job", "route"):
+    for suite in ("mixer", "playlist", "lineage", "job", "route", "engine"):
         assert f"tests/{suite}.test.ts" in out, f"suite {suite} did not run:\n{out[-3000:]}"
     m = re.search(r"Tests\s+(\d+) passed", out)
     assert m and int(m.group(1)) >= 50, f"expected at least 50 passing tests:\n{out[-3000:]}"
