@@ -234,9 +234,8 @@ def build(app: App) -> Toolset:
                               min_note_ms=min_note_ms, min_pitch=lo, max_pitch=hi, pitch_bends=pitch_bends, bpm=bpm)
             applied.update({"onset_threshold": onset_threshold, "frame_threshold": frame_threshold,
                             "min_note_ms": min_note_ms, "pitch_range": [lo, hi],
-                            "pitch_range_from": "argument" if min_pitch is not None and max_pitch is not None
-                            else f"{stem_name} default" if stem_name in tr.STEM_DEFAULTS else "basic-pitch's 88 keys"
-                            if min_pitch is None and max_pitch is None else "argument and default",
+                            "pitch_range_from": _range_source(min_pitch, max_pitch, stem_name in tr.STEM_DEFAULTS,
+                                                              stem_name),
                             "pitch_bends": pitch_bends})
         params = {"audio": inp.source, "stem": stem_name, "mode": applied["mode"], "options": {
             k: v for k, v in applied.items() if k not in ("mode", "stem", "stem_from")}, "bpm": bpm}
@@ -292,6 +291,16 @@ def build(app: App) -> Toolset:
             raise ResourceError(str(exc)) from None
 
     return ts
+
+
+def _range_source(min_pitch: int | None, max_pitch: int | None, stem_known: bool, stem: str) -> str:
+    """Where transcribe_to_midi's pitch range came from, for the result's ``applied``."""
+    default = f"the {stem} default" if stem_known else "basic-pitch's 88 keys"
+    if min_pitch is not None and max_pitch is not None:
+        return "argument"
+    if min_pitch is None and max_pitch is None:
+        return default
+    return f"{'min_pitch' if min_pitch is not None else 'max_pitch'} argument, the other end {default}"
 
 
 # -- validation ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ async def test_bass_stem_to_midi_with_provenance_and_licence(make_client, funk_p
         res = job["result"]
         assert res["applied"]["mode"] == "pitched" and res["applied"]["stem"] == "bass"
         assert res["applied"]["stem_from"] == "the stem artifact's name"
-        assert res["applied"]["pitch_range"] == [24, 72] and res["applied"]["pitch_range_from"] == "bass default"
+        assert res["applied"]["pitch_range"] == [24, 72] and res["applied"]["pitch_range_from"] == "the bass default"
         assert res["ignored"] == ["drum_sensitivity (drums only)"]
         assert res["backend"]["name"].startswith("basic-pitch onnxruntime") and res["backend"]["why"]
         summary = res["summary"]
@@ -88,10 +88,13 @@ async def test_local_file_mix_and_forced_pitched_mode(make_client, allowed):
     y = (0.3 * np.sin(2 * np.pi * 220 * t) * (t < 2.5)).astype(np.float32)
     path = write_wav(allowed / "a3.wav", np.stack([y, y], 1), sr)
     async with make_client(toolsets=TOOLSETS) as (client, _):
-        job = await run_job(client, "transcribe_to_midi", {"audio": path, "stem": "Drums", "mode": "pitched"})
+        job = await run_job(client, "transcribe_to_midi", {"audio": path, "stem": "Drums", "mode": "pitched",
+                                                           "max_pitch": 70})
         assert job["status"] == "succeeded", job
         res = job["result"]
         assert res["applied"]["mode"] == "pitched" and res["applied"]["stem"] == "drums"
+        assert res["applied"]["pitch_range"] == [21, 70]
+        assert res["applied"]["pitch_range_from"] == "max_pitch argument, the other end basic-pitch's 88 keys"
         assert res["summary"]["pitch_range"] == [57, 57] and res["summary"]["note_count"] == 1  # A3
 
 
