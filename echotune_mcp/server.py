@@ -42,6 +42,11 @@ How the pieces fit:
 - To take a piece into a DAW, call export_to_daw on its mix, stem-set or job id with format
   dawproject (Bitwig, Studio One, Cubase), reaper, or stems (aligned WAVs + MIDI + tempo map).
 - Playlist tools (search_tracks, create_playlist, ...) need connect_provider first.
+- Destructive changes (remove_tracks, reorder_playlist, dedupe_playlist, transfer_playlist into an
+  existing playlist, delete_artifact of something others were made from) ask the person first when
+  your client supports elicitation; otherwise they change nothing and describe what would happen:
+  ask the person, then call again with confirm=true. Pass confirm=true only when the person asked
+  for exactly that change.
 """
 
 
