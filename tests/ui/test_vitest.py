@@ -1,5 +1,6 @@
 """The in-chat views' own checks, run from pytest so CI runs them: Vitest (mixer, playlist, lineage, job
-polling and routing logic in ui/src/logic) and the TypeScript type check of ui/.
+polling and routing logic in ui/src/logic; the Web Audio engine against a stand-in context) and the TypeScript
+type check of ui/.
 
 They need the repo's Node 22 (``make node``) and ui/'s locked dependencies (``make ui`` runs ``npm ci``).
 Without them the tests skip on a developer machine and fail under CI, where a missing install is a broken
