@@ -221,6 +221,14 @@ async def test_composer_piece_exports_in_every_format(make_client):
         assert (await app.artifacts.get("local", res["artifact_id"])).license == "CC-BY-NC-4.0"
         assert "licence: CC-BY-NC-4.0" in zf.read("README.txt").decode()
 
+        # a regenerated stem's job exports the new take with the unchanged stems
+        regen = await _run(client, "regenerate_stem", {"artifact": mix, "stem": "bass", "seed": 4})
+        res, zf = await _export(client, regen["job_id"], "stems")
+        assert res["source"] == regen["result"]["mix_artifact_id"] and res["kind"] == "composer"
+        by = {t["track"]: t["source_artifact_id"] for t in res["tracks"]}
+        assert by == regen["result"]["stems"] and by["bass"] != gen["stems"]["bass"]
+        assert by["drums"] == gen["stems"]["drums"]
+
         # the meter is the arrangement's: a 6/8 piece is 6/8 in every format, its bars three quarter notes long
         doc = json.loads(arrangement.to_json())
         doc["time_signature"] = [6, 8]
