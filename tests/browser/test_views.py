@@ -86,6 +86,10 @@ async def test_mixer_mute_drums_apply_plays_the_new_mix(open_host):
         done = await host.finished_job(await host.agent_call("get_job", job_id=job_id, wait_seconds=20))
         new_mix = mix_id(done)
         assert new_mix not in before
+        report = done["structuredContent"]["result"]
+        assert report["mix_artifact_id"] == new_mix
+        assert "drums" in report["mix"]["silenced"] and "drums" not in report["mix"]["playing"], report["mix"]
+        assert {"bass", "chords", "lead"} <= set(report["mix"]["playing"]), report["mix"]
         await frame.wait_for_function("id => window.__echotunePlayer && window.__echotunePlayer.artifactId() === id",
                                       arg=new_mix, timeout=UI_TIMEOUT_MS)
 
@@ -96,6 +100,23 @@ async def test_mixer_mute_drums_apply_plays_the_new_mix(open_host):
         reads = [c.params["uri"] for c in host.calls if c.method == "resources/read"]
         assert f"echotune://artifacts/{new_mix}/preview" in reads, reads
         await host.screenshot("mixer")
+
+        # Regenerate one stem with the typed instruction: regenerate_stem on the piece, and the mixer loads the new take
+        await frame.locator(tid("regenerate-text")).fill("sparser")
+        n = len(host.calls)
+        await frame.locator(tid("regenerate-bass")).click()
+        regen = await host.wait_for_call("regenerate_stem", after=n, timeout_s=60)
+        assert regen.error is None and not regen.result.get("isError"), regen.error or text_of(regen.result)
+        assert (regen.arguments["stem"], regen.arguments.get("instruction")) == ("bass", "sparser"), regen.arguments
+        assert regen.arguments["artifact"] in (mix_id(gen), f"echotune://artifacts/{mix_id(gen)}")
+        job = await host.finished_job(await host.agent_call("get_job", job_id=regen.structured["job_id"],
+                                                            wait_seconds=20))
+        new_bass = job["structuredContent"]["result"]["stems"]["bass"]
+        assert new_bass not in before
+        deadline = time.monotonic() + 30
+        while f"echotune://artifacts/{new_bass}/preview" not in [c.params.get("uri") for c in host.calls]:
+            assert time.monotonic() < deadline, "the mixer did not load the regenerated bass stem"
+            await host.page.wait_for_timeout(200)
 
 
 async def test_player_plays_and_ab_switches_after_regenerate_stem(open_host):
@@ -183,6 +204,22 @@ async def test_playlist_drag_reorders_on_the_prism_mock(open_host, prism):
             assert gate.fake.names(pid) == ["pa", "pb", "pc", "pd", "pe"]
             for i, title in enumerate(titles):
                 await expect(frame.locator(tid(f"playlist-item-{i}"))).to_contain_text(title, timeout=UI_TIMEOUT_MS)
+
+            # remove asks first (in the view); Cancel changes nothing, Remove calls remove_tracks
+            n = len(host.calls)
+            await frame.locator(tid("remove-4")).click()
+            dialog = frame.locator(tid("confirm-dialog"))
+            await expect(dialog).to_be_visible(timeout=UI_TIMEOUT_MS)
+            await frame.locator(tid("confirm-cancel")).click()
+            await expect(dialog).to_be_hidden(timeout=UI_TIMEOUT_MS)
+            assert not host.tool_calls("remove_tracks") and gate.fake.names(pid)[-1] == "pe"
+            await frame.locator(tid("remove-4")).click()
+            await frame.locator(tid("confirm-ok")).click()
+            removed = await host.wait_for_call("remove_tracks", after=n, timeout_s=30)
+            assert removed.error is None and not removed.result.get("isError"), removed.error or text_of(removed.result)
+            assert removed.arguments["track_ids"] == [sid("pe")] and removed.arguments.get("confirm", True) is True
+            assert gate.fake.names(pid) == ["pa", "pb", "pc", "pd"]
+            await expect(frame.locator(tid("playlist-item-4"))).to_have_count(0, timeout=UI_TIMEOUT_MS)
             assert not gate.refused, gate.refused           # Prism accepted every request the views caused
             assert ("PUT", f"/playlists/{pid}/items") in gate.checked
         finally:
@@ -204,7 +241,9 @@ async def test_job_view_cancels_a_running_generation(open_host):
         await expect(status).to_have_text(re.compile(r"queued|running", re.I), timeout=UI_TIMEOUT_MS)
         progress = frame.locator(tid("job-progress"))
         assert await progress.get_attribute("role") == "progressbar"
-        assert 0 <= float(await progress.get_attribute("aria-valuenow") or -1) <= 100
+        # live previews: the composer's quick preview of the first seconds shows up while the job still runs
+        await expect(frame.locator(tid("preview-0"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+        assert 0 < float(await progress.get_attribute("aria-valuenow") or -1) < 100
 
         n = len(host.calls)
         await frame.locator(tid("cancel-job")).click()
