@@ -118,3 +118,26 @@ async def test_midi_is_not_accepted_as_audio(make_client, funk_piece):
                                           kind="midi", media_type="audio/midi", name="a.mid", provenance=COMPOSER_PROV)
         res = await client.call_tool("transcribe_to_midi", {"audio": midi.id})
         assert res.is_error and "not audio" in text_of(res)
+
+
+async def test_cancel_stops_a_long_transcription_between_batches_and_leaves_nothing(make_client, allowed):
+    import anyio
+
+    sr = 22050
+    t = np.arange(sr * 110) / sr  # 55 windows of 2 s: seven batches
+    y = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    path = write_wav(allowed / "long.wav", np.stack([y, y], 1), sr)
+    async with make_client(toolsets=TOOLSETS) as (client, app):
+        started = (await client.call_tool("transcribe_to_midi", {"audio": path, "wait_seconds": 0})).structured_content
+        job_id = started["job_id"]
+        with anyio.fail_after(60):
+            while True:  # wait until inference has begun (a progress message from between batches)
+                job = (await client.call_tool("get_job", {"job_id": job_id})).structured_content
+                if job["message"].startswith("transcribing") and job["progress"] > 0.05:
+                    break
+                await anyio.sleep(0.05)
+            await client.call_tool("cancel_job", {"job_id": job_id})
+            while job["status"] in ("queued", "running"):
+                job = (await client.call_tool("get_job", {"job_id": job_id, "wait_seconds": 5})).structured_content
+        assert job["status"] == "cancelled", job
+        assert (await client.call_tool("list_artifacts", {})).structured_content["artifacts"] == []
