@@ -83,11 +83,23 @@ def aligned_wav(data: bytes, target_sr: int, target_frames: int, tags: dict[str,
     return wav, y.mean(axis=1), y.shape[1]
 
 
+TEMP_PREFIX = "daw-export-"
+STALE_TEMP_S = 3600.0  # an export writes its file continuously; one untouched this long was left by a crash
+
+
 def _private_temp(app: App, suffix: str) -> Path:
+    """A new private temp file; archives a killed process left behind (untouched for an hour) are removed."""
     from ..private_files import private_dir
 
     tmp_dir = private_dir(app.settings.data_dir / "tmp", ours=True)
-    fd, name = tempfile.mkstemp(prefix="daw-export-", suffix=suffix, dir=tmp_dir)
+    now = time.time()
+    for old in tmp_dir.glob(f"{TEMP_PREFIX}*"):
+        try:
+            if now - old.stat().st_mtime > STALE_TEMP_S:
+                old.unlink()
+        except OSError:  # another process removed it first
+            pass
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=tmp_dir)
     os.close(fd)
     path = Path(name)
     os.chmod(path, 0o600)

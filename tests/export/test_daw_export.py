@@ -416,6 +416,18 @@ async def test_cancelled_export_leaves_no_artifact_and_no_temp_file(make_client,
         tmp = Path(app.settings.data_dir) / "tmp"
         assert not list(tmp.glob("daw-export-*")), list(tmp.iterdir())
 
+        # what a killed process left behind is swept by the next export; a fresh one (a neighbour's) is kept
+        import os
+        import time
+
+        stale, fresh = tmp / "daw-export-dead.zip", tmp / "daw-export-live.zip"
+        for f in (stale, fresh):
+            f.write_bytes(b"partial")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        monkeypatch.setattr(archive, "aligned_wav", real)
+        await _export(client, sep["result"]["stem_set_artifact_id"], "stems")
+        assert not stale.exists() and fresh.exists()
+
 
 async def test_hostile_sources_are_answered_with_a_clear_error(make_client):
     from tests.hostile.test_fuzz_tools import HOSTILE_STRINGS
