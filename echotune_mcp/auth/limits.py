@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp_types.methods import is_input_required
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .audit import audit
@@ -182,7 +183,9 @@ def tool_limits_middleware(app: App, server: MCPServer):
 
                 raise MCPError(code=-32000, message=text)
         result = await call_next(ctx)
-        if isinstance(name, str) and policies.destructive(name) and not _is_error(result):
+        # a question round (InputRequiredResult: confirm.py) changed nothing yet; only the answered call is audited
+        if isinstance(name, str) and policies.destructive(name) and not _is_error(result) \
+                and not is_input_required(result):
             args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
             # delete_my_data erases the caller's audit entries too: this record must not name them again
             who = None if name == "delete_my_data" else current_caller().principal

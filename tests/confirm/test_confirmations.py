@@ -309,3 +309,21 @@ async def test_transfer_into_existing_without_elicitation(settings, fake):
         r = await client.call_tool("transfer_playlist", {**base, "confirm": True})
         assert not r.is_error, text_of(r)
         assert fake.names(dst) == ["c1", "a1"]
+
+
+async def test_only_a_confirmed_deletion_is_audited(settings, fake):
+    """The question round (InputRequiredResult) and a declined call delete nothing, so they are not audited."""
+    from echotune_mcp.auth.audit import entries
+
+    person = Person("decline")
+    async with client_for(settings, fake, person) as (client, app):
+        parent, _ = await _family(app)
+        first = await client.session.call_tool("delete_artifact", {"artifact": parent.id}, allow_input_required=True)
+        assert isinstance(first, InputRequiredResult)
+        assert (await entries(app, LOCAL, event="deletion"))[0] == []
+        assert (await client.call_tool("delete_artifact", {"artifact": parent.id})).is_error  # declined
+        assert (await entries(app, LOCAL, event="deletion"))[0] == []
+        person.action = "accept"
+        assert not (await client.call_tool("delete_artifact", {"artifact": parent.id})).is_error
+        (entry,), _ = await entries(app, LOCAL, event="deletion")
+        assert parent.id in entry.fields["arguments"]
