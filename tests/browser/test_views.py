@@ -52,6 +52,11 @@ def mix_id(result: dict) -> str:
     return mixes[0]["artifact_id"]
 
 
+async def idle(frame, view: str) -> None:
+    """The view has no request of its own in flight (aria-busy on its root is false)."""
+    await expect(frame.locator(tid(f"view-{view}"))).to_have_attribute("aria-busy", "false", timeout=UI_TIMEOUT_MS)
+
+
 async def play(scope) -> None:
     await scope.locator(PLAY).first.click(timeout=UI_TIMEOUT_MS)
 
@@ -62,7 +67,13 @@ async def test_mixer_mute_drums_apply_plays_the_new_mix(open_host):
         before = {a["artifact_id"] for a in artifacts_of(gen)}
         stems = {a["name"] for a in artifacts_of(gen, "stem")}
         assert {"stem-drums.wav", "stem-bass.wav"} <= stems, stems
-        frame = await host.open("mixer", arguments={"prompt": PROMPT, "duration_s": 4.0}, result=gen)
+        # the way a host gets there: generate_music links the job view, whose "Open mixer" switches in place
+        frame = await host.open("job", tool="generate_music", arguments={"prompt": PROMPT, "duration_s": 4.0},
+                                result=gen)
+        await expect(frame.locator(tid("job-status"))).to_have_text(re.compile("succeeded", re.I),
+                                                                     timeout=UI_TIMEOUT_MS)
+        await frame.locator(tid("open-mixer")).click()
+        await frame.locator(tid("view-mixer")).wait_for(timeout=UI_TIMEOUT_MS)
 
         for stem in ("drums", "bass"):
             row = frame.locator(tid(f"stem-{stem}"))
@@ -134,6 +145,21 @@ async def test_player_plays_and_ab_switches_after_regenerate_stem(open_host):
         assert t1 > t0 and await frame.evaluate("() => window.__echotunePlayer.playing()") is True
         await host.screenshot("player")
 
+        # loop a region: playback stays inside it and wraps around
+        await frame.locator(tid("loop-start")).fill("1")
+        await frame.locator(tid("loop-end")).fill("2")
+        loop = frame.locator(tid("loop-toggle"))
+        await loop.click()
+        await expect(loop).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
+        await frame.wait_for_function("() => { const t = window.__echotunePlayer.currentTime(); return t > 1.05 && "
+                                      "t < 1.95; }", timeout=UI_TIMEOUT_MS)
+        samples = []
+        for _ in range(25):                                 # 2.5 s of playback: more than one pass of the loop
+            samples.append(await frame.evaluate("() => window.__echotunePlayer.currentTime()"))
+            await host.page.wait_for_timeout(100)
+        assert all(0.9 <= t <= 2.1 for t in samples), samples
+        assert any(b < a for a, b in zip(samples, samples[1:])), samples   # it wrapped back to the start
+
         # download goes through the host (ui/download-file), not a network URL
         n_log = len(await host.host_log())
         await frame.locator(tid("download")).click()
@@ -174,6 +200,7 @@ async def test_playlist_drag_reorders_on_the_prism_mock(open_host, prism):
                 await expect(frame.locator(tid(f"playlist-item-{i}"))).to_contain_text(title, timeout=UI_TIMEOUT_MS)
 
             # drag the first row onto the lower half of the third: it lands below it
+            await idle(frame, "playlist")
             n = len(host.calls)
             target = frame.locator(tid("playlist-item-2"))
             box = await target.bounding_box()
@@ -220,6 +247,15 @@ async def test_playlist_drag_reorders_on_the_prism_mock(open_host, prism):
             assert removed.arguments["track_ids"] == [sid("pe")] and removed.arguments.get("confirm", True) is True
             assert gate.fake.names(pid) == ["pa", "pb", "pc", "pd"]
             await expect(frame.locator(tid("playlist-item-4"))).to_have_count(0, timeout=UI_TIMEOUT_MS)
+
+            # the keyboard does the same: Alt+ArrowDown on a focused row moves it one place down
+            await idle(frame, "playlist")      # a move while the view is still reloading is (rightly) ignored
+            n = len(host.calls)
+            await frame.locator(tid("playlist-item-0")).press("Alt+ArrowDown")
+            key_move = await host.wait_for_call("reorder_playlist", after=n, timeout_s=30)
+            assert key_move.arguments["order"] == [sid(x) for x in ("pb", "pa", "pc", "pd")], key_move.arguments
+            assert gate.fake.names(pid) == ["pb", "pa", "pc", "pd"]
+            await expect(frame.locator(tid("playlist-item-0"))).to_contain_text("Blue in Green", timeout=UI_TIMEOUT_MS)
             assert not gate.refused, gate.refused           # Prism accepted every request the views caused
             assert ("PUT", f"/playlists/{pid}/items") in gate.checked
         finally:
