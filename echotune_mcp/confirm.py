@@ -167,7 +167,7 @@ async def ask(ctx: Context, confirm: bool,
         with anyio.fail_after(ASK_TIMEOUT_S):
             outcome = await ctx.elicit(preview.question(), Confirmation)
     except TimeoutError:
-        return Decision(False, f"no answer within {ASK_TIMEOUT_S:.0f} s", preview)
+        return Decision(False, f"no answer within {ASK_TIMEOUT_S:g} s", preview)
     except ValueError:  # accepted with content that does not fit {confirmed: bool}
         return Decision(False, "the answer did not say confirmed true or false", preview)
     return _decided(outcome, preview)
@@ -180,6 +180,7 @@ def _decided(outcome: ElicitationResult[Any], preview: Preview | None) -> Decisi
             return data
         if isinstance(data, Confirmation):
             return Decision(data.confirmed, "user-confirmed" if data.confirmed else "the person answered no", preview)
+        return Decision(False, "the answer was not a yes/no confirmation", preview)
     return Decision(False, f"the person {'declined' if outcome.action == 'decline' else 'cancelled'}", preview)
 
 

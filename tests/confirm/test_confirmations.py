@@ -327,3 +327,23 @@ async def test_only_a_confirmed_deletion_is_audited(settings, fake):
         assert not (await client.call_tool("delete_artifact", {"artifact": parent.id})).is_error
         (entry,), _ = await entries(app, LOCAL, event="deletion")
         assert parent.id in entry.fields["arguments"]
+
+
+async def test_legacy_question_is_bounded(settings, fake, monkeypatch):
+    """A pre-2026 client that never answers cannot hold the call open: after ASK_TIMEOUT_S nothing is changed."""
+    import anyio
+
+    from echotune_mcp import confirm
+
+    monkeypatch.setattr(confirm, "ASK_TIMEOUT_S", 0.5)
+    pl = fake.make("pl", ["a1", "a1"])
+
+    async def silent(_ctx, _params):
+        await anyio.sleep(3)
+        return ElicitResult(action="accept", content={"confirmed": True})
+
+    async with client_for(settings, fake, silent, mode="legacy") as (client, _):
+        with anyio.fail_after(10):
+            r = await client.call_tool("dedupe_playlist", {"provider": "spotify", "playlist_id": pl})
+        assert r.is_error and "no answer within 0.5 s" in text_of(r), text_of(r)
+    assert fake.names(pl) == ["a1", "a1"]
