@@ -9,7 +9,8 @@
     Their bass stems are checked against an independent monophonic pitch tracker (librosa pYIN): the share of
     pYIN's voiced frames where the transcription's lowest sounding note is the same pitch class (raw pitch
     agreement, mir_eval.melody, chroma). It is agreement between two methods, not accuracy. Drum stems report
-    hits per class and per second. The hold-out folder is never read.
+    hits per class and per second. And the path a user takes from a mix (separate_stems' DSP fallback, then
+    transcribe) is scored with note F1 against transcribing the true stem. The hold-out folder is never read.
 
 Prints a table, then exactly one JSON line:
 {"bench": "transcription", "composer": {...per part...}, "dev": {...}, "seconds": ...}
@@ -153,6 +154,31 @@ def bass_agreement(samples: np.ndarray, sr: int, notes: list[tuple[float, float,
             "voiced_frames": int(rv.sum())}
 
 
+def separated_vs_true(song: str, threads: int) -> dict[str, Any]:
+    """The mix -> separate_stems (dsp) -> transcribe path, scored against transcribing the true stem.
+
+    Not accuracy either (the reference is itself a transcription), but it shows what separation costs a user who
+    starts from a mix: note F1 of the separated bass / other against the same transcriber on the true stem.
+    """
+    import soundfile as sf
+
+    from echotune_mcp.music.dsp_separation import separate_dsp
+
+    mix, sr = sf.read(str(DEV / song / "mixture.flac"), dtype="float32", always_2d=True)
+    sep = separate_dsp(mix, sr)
+    out: dict[str, Any] = {}
+    for stem in ("bass", "other"):
+        true, _ = sf.read(str(DEV / song / f"{stem}.flac"), dtype="float32", always_2d=True)
+        if np.sqrt(np.mean(true ** 2)) < 1e-4:
+            continue
+        lo, hi, _, _ = tr.stem_defaults(stem)
+        opts = tr.Options(min_pitch=lo, max_pitch=hi)
+        ref = tr.transcribe(true, sr, drums=False, opts=opts, stem=stem, threads=threads).notes
+        est = tr.transcribe(sep[stem], sr, drums=False, opts=opts, stem=stem, threads=threads).notes
+        out[stem] = note_f1(ref, est)
+    return out
+
+
 def eval_dev(threads: int) -> dict[str, Any]:
     import soundfile as sf
 
@@ -175,6 +201,7 @@ def eval_dev(threads: int) -> dict[str, Any]:
         other, sr = sf.read(str(DEV / song / "other.flac"), dtype="float32")
         t = tr.transcribe(other, sr, drums=False, opts=tr.Options(), stem="other", threads=threads)
         res["other"] = {"notes": len(t.notes), "pitch_range": t.summary()["pitch_range"]}
+        res["separated_vs_true_stem"] = separated_vs_true(song, threads)
         out[song] = res
     return out
 
