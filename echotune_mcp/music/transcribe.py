@@ -231,11 +231,14 @@ def pitched_notes(samples: np.ndarray, sample_rate: int, opts: Options, *, threa
     if progress:
         progress(0.97, "making notes")
     min_len = max(1, int(round(opts.min_note_ms / 1000 * (AUDIO_SAMPLE_RATE / FFT_HOP))))
-    # bin edges half a semitone outside the range, so the range's own end notes are kept
-    _, events = model_output_to_notes(
-        act, onset_thresh=opts.onset_threshold, frame_thresh=opts.frame_threshold, min_note_len=min_len,
-        min_freq=float(librosa.midi_to_hz(opts.min_pitch - 0.5)), max_freq=float(librosa.midi_to_hz(opts.max_pitch + 0.5)),
-        include_pitch_bends=False, melodia_trick=opts.melodia_trick)
+    # bin edges half a semitone outside the range, so the range's own end notes are kept; silence makes
+    # basic-pitch divide 0 by 0 while rescaling (harmless: no notes), so that warning is silenced
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _, events = model_output_to_notes(
+            act, onset_thresh=opts.onset_threshold, frame_thresh=opts.frame_threshold, min_note_len=min_len,
+            min_freq=float(librosa.midi_to_hz(opts.min_pitch - 0.5)),
+            max_freq=float(librosa.midi_to_hz(opts.max_pitch + 0.5)), include_pitch_bends=False,
+            melodia_trick=opts.melodia_trick)
     notes = [(float(s), float(e), int(p), int(np.clip(round(127 * a), 1, 127))) for s, e, p, a, _ in events
              if opts.min_pitch <= int(p) <= opts.max_pitch]
     notes.sort(key=lambda n: (n[0], n[2]))
@@ -247,10 +250,12 @@ def _bends(act: dict[str, np.ndarray], opts: Options, min_len: int) -> Bends:
     import librosa
     from basic_pitch.note_creation import model_output_to_notes
 
-    _, events = model_output_to_notes(
-        act, onset_thresh=opts.onset_threshold, frame_thresh=opts.frame_threshold, min_note_len=min_len,
-        min_freq=float(librosa.midi_to_hz(opts.min_pitch - 0.5)), max_freq=float(librosa.midi_to_hz(opts.max_pitch + 0.5)),
-        include_pitch_bends=True, melodia_trick=opts.melodia_trick)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _, events = model_output_to_notes(
+            act, onset_thresh=opts.onset_threshold, frame_thresh=opts.frame_threshold, min_note_len=min_len,
+            min_freq=float(librosa.midi_to_hz(opts.min_pitch - 0.5)),
+            max_freq=float(librosa.midi_to_hz(opts.max_pitch + 0.5)), include_pitch_bends=True,
+            melodia_trick=opts.melodia_trick)
     return {(round(float(s), 4), int(p)): list(b) for s, _, p, _, b in events if b}
 
 

@@ -88,6 +88,17 @@ def test_midi_file_round_trips_with_program_drums_and_tempo(funk_piece):
     assert all(1 <= n.velocity <= 127 for n in kit.notes)
 
 
+@pytest.mark.parametrize("drums", [False, True])
+@pytest.mark.parametrize("frames", [22050 * 3, 2000])
+def test_silence_and_a_sliver_give_an_empty_midi_file_without_warnings(drums, frames):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = tr.transcribe(np.zeros((frames, 2), np.float32), 22050, drums=drums, opts=tr.Options(), stem="bass")
+    assert res.notes == [] and res.summary()["pitch_range"] is None and res.midi[:4] == b"MThd"
+
+
 def test_overtones_of_a_louder_note_are_dropped_for_monophonic_parts():
     notes = [(0.0, 1.0, 40, 100), (0.01, 0.5, 52, 50), (1.0, 2.0, 43, 90), (1.5, 2.0, 55, 95)]
     kept, dropped = tr.drop_overtones(notes)
