@@ -119,6 +119,25 @@ describe("SyncPlayer", () => {
   });
 });
 
+describe("one player at a time", () => {
+  it("starting a player pauses the one playing and tells it", async () => {
+    const { ctx } = fakeContext();
+    const a = new SyncPlayer(ctx as unknown as AudioContext);
+    const b = new SyncPlayer(ctx as unknown as AudioContext);
+    let told = 0;
+    a.onEnded = () => told++;
+    a.setTracks([{ name: "x", buffer: buf(5) }]);
+    b.setTracks([{ name: "y", buffer: buf(5) }]);
+    await a.play(0);
+    ctx.currentTime += 1.05;
+    await b.play(0);
+    expect(a.playing).toBe(false);
+    expect(told).toBe(1);
+    expect(a.currentTime()).toBeCloseTo(1, 5); // resumable where it was
+    expect(b.playing).toBe(true);
+  });
+});
+
 describe("peaks", () => {
   it("min/max per column over all channels", () => {
     const l = new Float32Array([0, 0.5, -0.25, 0.1, 0, 0, 0.9, -0.9]);

@@ -31,6 +31,8 @@ export interface LoadedAudio {
 }
 
 const cache = new Map<string, Promise<LoadedAudio>>();
+/** Decoded audio is large (a 3-minute stereo stem is ~70 MB of float samples): keep only the latest few. */
+const CACHE_MAX = 12;
 
 /**
  * An artifact's audio, decoded. Reads echotune://artifacts/{id}/preview (small, compressed); if the
@@ -59,6 +61,10 @@ export function loadAudio(host: Host, artifactId: string): Promise<LoadedAudio> 
     })();
     cache.set(artifactId, p);
     p.catch(() => cache.delete(artifactId)); // a failed read may be retried
+    while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+  } else {
+    cache.delete(artifactId); // most recently used goes last
+    cache.set(artifactId, p);
   }
   return p;
 }
@@ -94,6 +100,9 @@ interface Track {
   source: AudioBufferSourceNode | null;
 }
 
+/** The player heard now: starting another one pauses it, so two views never play over each other. */
+let active: SyncPlayer | null = null;
+
 /** Several buffers played in lock-step with per-track gain and pan, a loop region and seeking. */
 export class SyncPlayer {
   private tracks = new Map<string, Track>();
@@ -102,6 +111,7 @@ export class SyncPlayer {
   private _playing = false;
   private loop: { start: number; end: number } | null = null;
   private generation = 0;
+  /** playback stopped by itself: the audio ended, or another player started */
   onEnded: (() => void) | null = null;
 
   constructor(private readonly ctx: AudioContext = audioContext()) {}
@@ -168,6 +178,11 @@ export class SyncPlayer {
   }
 
   async play(from?: number): Promise<void> {
+    if (active && active !== this && active.playing) {
+      active.pause();
+      active.onEnded?.();
+    }
+    active = this;
     if (this.ctx.state === "suspended") await this.ctx.resume();
     const start = from ?? this.currentTime();
     this.stopSources();
@@ -223,6 +238,7 @@ export class SyncPlayer {
   }
 
   dispose(): void {
+    if (active === this) active = null;
     this._playing = false;
     this.stopSources();
     for (const t of this.tracks.values()) {
