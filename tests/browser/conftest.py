@@ -57,7 +57,8 @@ SERVER_START_S = 60.0
 
 def chromium_executable() -> str:
     """Debian's chromium (``make browser-deps``); Playwright's own browser downloads are never used."""
-    for candidate in (os.environ.get("ECHOTUNE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    for candidate in (os.environ.get("ECHOTUNE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
         if candidate and Path(candidate).is_file():
             return candidate
     missing("Debian's chromium is not installed (/usr/bin/chromium)", "make browser-deps")
@@ -346,6 +347,28 @@ class BrowserHost:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, SCREENSHOTS / f"{view}.png")
         return path
+
+
+UNLABELLED_JS = """() => {
+  const named = (el) => {
+    if ((el.getAttribute('aria-label') || '').trim()) return true;
+    const by = el.getAttribute('aria-labelledby');
+    if (by && by.split(/\\s+/).some((id) => (document.getElementById(id)?.textContent || '').trim())) return true;
+    if (el.labels && Array.from(el.labels).some((l) => (l.textContent || '').trim())) return true;
+    if ((el.getAttribute('title') || '').trim()) return true;
+    if (el.tagName === 'BUTTON' || el.tagName === 'A' || el.getAttribute('role') === 'button') {
+      return (el.textContent || '').trim().length > 0;
+    }
+    return false;
+  };
+  const controls = document.querySelectorAll('button, a[href], input:not([type=hidden]), select, textarea, [role=button], [role=slider]');
+  return Array.from(controls).filter((el) => !named(el)).map((el) => el.outerHTML.slice(0, 160));
+}"""
+
+
+async def unlabelled_controls(frame) -> list[str]:
+    """Buttons, links and inputs of the view with no accessible name (what a screen reader would announce blank)."""
+    return await frame.evaluate(UNLABELLED_JS)
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:

@@ -21,7 +21,7 @@ import pytest
 
 from tests.providers.fake_spotify import sid
 
-from .conftest import UI_TIMEOUT_MS, text_of, wait_playing
+from .conftest import UI_TIMEOUT_MS, text_of, unlabelled_controls, wait_playing
 
 expect = pytest.importorskip("playwright.async_api").expect
 
@@ -110,6 +110,7 @@ async def test_mixer_mute_drums_apply_plays_the_new_mix(open_host):
         # the audio came through the host as the compressed preview of the new mix
         reads = [c.params["uri"] for c in host.calls if c.method == "resources/read"]
         assert f"echotune://artifacts/{new_mix}/preview" in reads, reads
+        assert not await unlabelled_controls(frame), "controls without an accessible name"
         await host.screenshot("mixer")
 
         # Regenerate one stem with the typed instruction: regenerate_stem on the piece, and the mixer loads the new take
@@ -143,6 +144,7 @@ async def test_player_plays_and_ab_switches_after_regenerate_stem(open_host):
         await play(frame)
         t0, t1 = await wait_playing(frame)
         assert t1 > t0 and await frame.evaluate("() => window.__echotunePlayer.playing()") is True
+        assert not await unlabelled_controls(frame), "controls without an accessible name"
         await host.screenshot("player")
 
         # loop a region: playback stays inside it and wraps around
@@ -220,6 +222,7 @@ async def test_playlist_drag_reorders_on_the_prism_mock(open_host, prism):
                 await expect(frame.locator(tid(f"playlist-item-{i}"))).to_contain_text(title, timeout=UI_TIMEOUT_MS)
             snapshot = call.structured["snapshot"]
             await expect(frame.locator(tid("snapshot-id"))).to_contain_text(snapshot, timeout=UI_TIMEOUT_MS)
+            assert not await unlabelled_controls(frame), "controls without an accessible name"
             await host.screenshot("playlist")
 
             # restore: the order before the drag comes back on the provider
@@ -288,6 +291,7 @@ async def test_job_view_cancels_a_running_generation(open_host):
         await expect(status).to_have_text(re.compile(r"cancelled", re.I), timeout=UI_TIMEOUT_MS)
         job = (await host.agent_call("get_job", job_id=job_id, wait_seconds=0))["structuredContent"]
         assert job["status"] == "cancelled", (job["status"], f"{time.monotonic() - started:.1f} s after start")
+        assert not await unlabelled_controls(frame), "controls without an accessible name"
         await host.screenshot("job")
         # the view stops polling once the job has ended (bounded loop, no busy polling)
         polls = len(host.tool_calls("get_job"))
@@ -319,6 +323,7 @@ async def test_provenance_card_shows_lineage_and_licence_decision(open_host):
         text = (await frame.locator(tid("licence-decision")).text_content() or "").lower()
         assert ("not allowed" in text) == (decision == "not_allowed"), (decision, text)
         assert "allowed" in text
+        assert not await unlabelled_controls(frame), "controls without an accessible name"
         await host.screenshot("provenance")
 
         # the host switches theme: the view follows
