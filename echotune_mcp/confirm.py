@@ -142,6 +142,12 @@ def can_elicit(ctx: Context) -> bool:
         return False
 
 
+async def _ensure_state_key(ctx: Context) -> None:
+    load = getattr(ctx.mcp_server, "_echotune_state_key", None)
+    if load is not None:
+        await load()
+
+
 def _input_required(ctx: Context) -> bool:
     version = ctx.protocol_version
     return version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION)
@@ -161,6 +167,7 @@ async def ask(ctx: Context, confirm: bool,
     if not can_elicit(ctx):
         return Decision(False, "needs-confirm", preview)
     if _input_required(ctx):
+        await _ensure_state_key(ctx)  # the boundary seals the question's requestState with it
         return Elicit(preview.question(), Confirmation)
     # A pre-2026 client: ask mid-call, bounded, so a client that never answers cannot hold the call open.
     try:
@@ -208,7 +215,8 @@ class ServerKeyCodec:
     """AES-256-GCM over the SDK's request-state envelope, keyed from the server key once it is known.
 
     The codec interface is synchronous, but the server key lives behind storage (a passphrase is stretched with
-    the salt stored beside the provider tokens), so :func:`key_loader` loads it before the boundary needs it.
+    the salt stored beside the provider tokens), so it is loaded (async) by :func:`ask` before a question is
+    sealed and by the middleware of :func:`request_state_security` before an echoed state is opened.
     Without a key nothing is sealed or accepted (fail closed)."""
 
     def __init__(self) -> None:
@@ -242,6 +250,23 @@ def request_state_security(app: Any) -> tuple[RequestStateSecurity, Any]:
     codec = ServerKeyCodec()
     lock = anyio.Lock()
 
+    async def ensure_key() -> None:
+        """Load the server key once, when a question is about to be sealed or an answer unsealed (not on every
+        call: most calls never need it, and the key file is then not created before anything uses it)."""
+        if codec.ready:
+            return
+        async with lock:
+            if codec.ready:
+                return
+            try:
+                from .providers.token_store import TokenKeyring
+
+                keyring = TokenKeyring(app.settings.secret_key, app.settings.data_dir)
+                codec.set_server_key(await keyring.key(app.storage.collection("tokens")))
+            except Exception:  # confirmations then fail closed; every other call goes on
+                log.warning("could not load the server key for requestState; confirmations by "
+                            "elicitation are unavailable until it loads", exc_info=True)
+
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method not in _MRTR_METHODS:
             return await call_next(ctx)
@@ -250,18 +275,11 @@ def request_state_security(app: Any) -> tuple[RequestStateSecurity, Any]:
             # The SDK reads an explicit null as "no answers"; it is a malformed retry, so say so (SEP-2322).
             raise MCPError(code=INVALID_PARAMS, message="inputResponses must be an object mapping each key of the "
                                                         "inputRequests to its response (omit it on a first call)")
-        if not codec.ready:
-            async with lock:
-                if not codec.ready:
-                    try:
-                        from .providers.token_store import TokenKeyring
-
-                        keyring = TokenKeyring(app.settings.secret_key, app.settings.data_dir)
-                        codec.set_server_key(await keyring.key(app.storage.collection("tokens")))
-                    except Exception:  # confirmations then fail closed; every other call goes on
-                        log.warning("could not load the server key for requestState; confirmations by "
-                                    "elicitation are unavailable until it loads", exc_info=True)
+        if params.get("requestState") is not None:
+            await ensure_key()
         return await call_next(ctx)
+
+    middleware.ensure_key = ensure_key  # type: ignore[attr-defined]  # for ask(), through the server
 
     security = RequestStateSecurity(codec=codec, ttl=STATE_TTL_S, bind_principal=lambda _ctx: current_principal())
     return security, middleware
@@ -274,3 +292,4 @@ def install_key_loader(server: Any, middleware: Any) -> None:
     chain = server.middleware
     at = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), 0)
     chain.insert(at, middleware)
+    server._echotune_state_key = middleware.ensure_key  # ask() loads it before a question is sealed
