@@ -263,12 +263,14 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
                 />
                 <output>{s.gainDb <= GAIN_MIN_DB ? "-∞" : `${s.gainDb > 0 ? "+" : ""}${s.gainDb}`} dB</output>
               </label>
+              <span className="ms">
               <button type="button" data-testid={`mute-${s.name}`} aria-pressed={s.mute} aria-label={`Mute ${s.name}`} onClick={() => setStems((cur) => toggleMute(cur, s.name))}>
                 M
               </button>
               <button type="button" data-testid={`solo-${s.name}`} aria-pressed={s.solo} aria-label={`Solo ${s.name}`} onClick={() => setStems((cur) => toggleSolo(cur, s.name))}>
                 S
               </button>
+              </span>
               <label>
                 pan
                 <input
