@@ -162,6 +162,23 @@ async def test_player_plays_and_ab_switches_after_regenerate_stem(open_host):
         assert all(0.9 <= t <= 2.1 for t in samples), samples
         assert any(b < a for a, b in zip(samples, samples[1:])), samples   # it wrapped back to the start
 
+        # pause (time stands still), loop off, then seek: a click halfway along the position slider moves there
+        await frame.locator(tid("play-toggle")).click()
+        await frame.wait_for_function("() => window.__echotunePlayer.playing() === false", timeout=UI_TIMEOUT_MS)
+        paused_at = await frame.evaluate("() => window.__echotunePlayer.currentTime()")
+        assert 0.9 <= paused_at <= 2.1, paused_at
+        await loop.click()
+        await expect(loop).to_have_attribute("aria-pressed", "false", timeout=UI_TIMEOUT_MS)
+        seek = frame.locator(tid("seek"))
+        duration = float(await seek.get_attribute("max") or 0)
+        assert duration > 3, duration
+        box = await seek.bounding_box()
+        assert box is not None
+        await seek.click(position={"x": box["width"] * 0.5, "y": box["height"] / 2})
+        await frame.wait_for_function("([lo, hi]) => { const t = window.__echotunePlayer.currentTime(); "
+                                      "return t >= lo && t <= hi; }", arg=[0.4 * duration, 0.75 * duration],
+                                      timeout=UI_TIMEOUT_MS)
+
         # download goes through the host (ui/download-file), not a network URL
         n_log = len(await host.host_log())
         await frame.locator(tid("download")).click()
