@@ -85,21 +85,23 @@ def drum_f1(ref: list[tuple[float, float, int, int]], est: list[tuple[float, flo
     return out
 
 
-def composer_case(prompt: str, seconds: float, seed: int, sr: int = 44100) -> tuple[Any, dict[str, np.ndarray]]:
-    """A composed piece and every part rendered alone."""
+def composer_case(prompt: str, seconds: float, seed: int, sr: int = 44100,
+                  soundfont: Path | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+    """A composed piece and every part rendered alone (with ``soundfont``, else the composer's default)."""
     from echotune_mcp.music.composer import compose
     from echotune_mcp.music.params import resolve_params
     from echotune_mcp.music.render import render_stems
 
     arr = compose(resolve_params(prompt, duration_s=seconds, seed=seed))
-    return arr, render_stems(arr, sr)
+    return arr, render_stems(arr, sr, soundfont=soundfont)
 
 
-def eval_composer(prompts: tuple[str, ...], seconds: float, seed: int, threads: int) -> dict[str, Any]:
+def eval_composer(prompts: tuple[str, ...], seconds: float, seed: int, threads: int,
+                  soundfont: Path | None = None) -> dict[str, Any]:
     per_part: dict[str, list[dict[str, Any]]] = {}
     rows = []
     for prompt in prompts:
-        arr, stems = composer_case(prompt, seconds, seed)
+        arr, stems = composer_case(prompt, seconds, seed, soundfont=soundfont)
         for track in arr.tracks:
             audio = stems[track.name]
             t0 = time.perf_counter()
@@ -221,15 +223,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--soundfont", type=Path, default=None, help="render the composer pieces with this .sf2 "
+                    "(default: the composer's own default)")
     ap.add_argument("--no-dev", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    comp = eval_composer(PROMPTS, args.seconds, args.seed, args.threads)
+    comp = eval_composer(PROMPTS, args.seconds, args.seed, args.threads, args.soundfont)
     dev = {} if args.no_dev else eval_dev(args.threads)
     info = tr.backend_info()
     from echotune_mcp.music.render import default_soundfont
 
-    soundfont = default_soundfont().name
+    soundfont = (args.soundfont or default_soundfont()).name
     print(f"transcription benchmark: {len(PROMPTS)} composer pieces x {args.seconds:g} s, seed {args.seed}; "
           f"{info['name']}, basic-pitch {info['basic_pitch']}; {cpu_name()}, {os.cpu_count()} cores, "
           f"{args.threads} inference thread(s), {time.strftime('%Y-%m-%d', time.gmtime())}, soundfont {soundfont}")
