@@ -80,6 +80,12 @@ async def test_mixer_mute_drums_apply_plays_the_new_mix(open_host):
             await expect(row).to_be_visible(timeout=UI_TIMEOUT_MS)
             for control in ("gain", "mute", "solo", "pan"):
                 await expect(row.locator(tid(f"{control}-{stem}"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+        # the stems play together (Web Audio) before anything is applied
+        together = frame.locator(tid("mixer-play"))
+        await together.click()
+        await expect(together).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
+        await together.click()
+        await expect(together).to_have_attribute("aria-pressed", "false", timeout=UI_TIMEOUT_MS)
         mute = frame.locator(tid("mute-drums"))
         await mute.click()
         await expect(mute).to_have_attribute("aria-pressed", "true", timeout=UI_TIMEOUT_MS)
@@ -314,6 +320,21 @@ async def test_job_view_cancels_a_running_generation(open_host):
         polls = len(host.tool_calls("get_job"))
         await host.page.wait_for_timeout(2500)
         assert len(host.tool_calls("get_job")) <= polls + 1
+
+        # ... and when the view is closed while a job still runs
+        second = await host.agent_call("generate_music", **{**args, "seed": 4})
+        try:
+            frame = await host.mount(html, ui_meta, tool="generate_music", arguments=args, result=second)
+            await frame.locator(tid("view-job")).wait_for(timeout=UI_TIMEOUT_MS)
+            n = len(host.calls)
+            await host.wait_for_call("get_job", after=n, timeout_s=15)     # it is polling
+            assert await host.unmount() is True                            # ui/resource-teardown answered
+            await host.page.wait_for_timeout(500)                          # a request already sent may finish
+            polls = len(host.tool_calls("get_job"))
+            await host.page.wait_for_timeout(2500)
+            assert len(host.tool_calls("get_job")) == polls, "the closed view kept polling get_job"
+        finally:
+            await host.agent_call("cancel_job", job_id=second["structuredContent"]["job_id"])
 
 
 async def test_provenance_card_shows_lineage_and_licence_decision(open_host):
