@@ -5,6 +5,7 @@ import {
   isAudible,
   loopRegion,
   MixError,
+  mixerSampleRate,
   newStem,
   positionAt,
   regenerateArguments,
@@ -157,9 +158,9 @@ describe("stems of a result", () => {
       progress: 1,
       message: "",
       artifacts: [],
-      result: { stems: { drums: "s1", bass: "s2" }, mix_artifact_id: "m", arrangement_artifact_id: "arr" },
+      result: { stems: { drums: "s1", bass: "s2" }, mix_artifact_id: "m", arrangement_artifact_id: "arr", duration_s: 30.5 },
     };
-    expect(stemsFromJob(job)).toEqual({ stems: [["drums", "s1"], ["bass", "s2"]], piece: "m" });
+    expect(stemsFromJob(job)).toEqual({ stems: [["drums", "s1"], ["bass", "s2"]], piece: "m", durationS: 30.5 });
   });
 
   it("a separation: stems from the result, nothing to regenerate", () => {
@@ -172,7 +173,7 @@ describe("stems of a result", () => {
       artifacts: [],
       result: { stems: { vocals: "v", rest: "r" }, stem_set_artifact_id: "set" },
     };
-    expect(stemsFromJob(job)).toEqual({ stems: [["vocals", "v"], ["rest", "r"]], piece: null });
+    expect(stemsFromJob(job)).toEqual({ stems: [["vocals", "v"], ["rest", "r"]], piece: null, durationS: null });
   });
 
   it("falls back to the job's stem artifacts, and is null with none", () => {
@@ -182,14 +183,19 @@ describe("stems of a result", () => {
       status: "succeeded",
       progress: 1,
       message: "",
-      artifacts: [art("s1", "stem", { stem: "drums" }), art("p", "preview", {}, "audio/ogg")],
+      artifacts: [art("s1", "stem", { stem: "drums", duration_s: 12 }), art("p", "preview", {}, "audio/ogg")],
     };
     expect(stemsFromJob(job)!.stems).toEqual([["drums", "s1"]]);
+    expect(stemsFromJob(job)!.durationS).toBe(12);
     expect(stemsFromJob({ ...job, artifacts: [] })).toBeNull();
   });
 
   it("a mix artifact lists its stems in meta", () => {
-    expect(stemsFromArtifact(art("m", "audio", { stems: { a: "1" }, arrangement_id: "arr" }))).toEqual({ stems: [["a", "1"]], piece: "m" });
+    expect(stemsFromArtifact(art("m", "audio", { stems: { a: "1" }, arrangement_id: "arr", duration_s: 9 }))).toEqual({
+      stems: [["a", "1"]],
+      piece: "m",
+      durationS: 9,
+    });
     expect(stemsFromArtifact(art("m", "audio"))).toBeNull();
   });
 });
@@ -209,5 +215,21 @@ describe("loop region and position", () => {
     expect(positionAt(2, 6.25, 10, { start: 2, end: 4 })).toBeCloseTo(2.25);
     expect(positionAt(8, 5, 10, null)).toBe(10);
     expect(positionAt(1, -0.05, 10, null)).toBe(1); // before the scheduled start
+  });
+});
+
+describe("decoding budget", () => {
+  const MiB = 1024 * 1024;
+  it("full rate when the stems fit, lower rates as they grow, null when nothing fits", () => {
+    expect(mixerSampleRate(4, 30)).toBe(48000); // 4 x 30 s x 48 kHz x 2 ch x 4 B = 44 MiB
+    expect(mixerSampleRate(6, 240)).toBe(44100); // 527 MiB at 48 kHz: over 512
+    expect(mixerSampleRate(9, 300)).toBe(24000);
+    expect(mixerSampleRate(9, 3600)).toBeNull();
+    for (const [n, d] of [[6, 240], [9, 300]] as const) {
+      expect(n * d * mixerSampleRate(n, d)! * 8).toBeLessThanOrEqual(512 * MiB);
+    }
+  });
+  it("unknown duration: full rate", () => {
+    expect(mixerSampleRate(4, null)).toBe(48000);
   });
 });

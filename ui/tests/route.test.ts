@@ -25,7 +25,7 @@ describe("initialRoute", () => {
   });
   it("a finished generation: the mixer view gets the stems, the player the mix (A/B with the mix before)", () => {
     const done = job("succeeded", { mix_artifact_id: "m", stems: { drums: "d" }, arrangement_artifact_id: "a", derived_from: "old" });
-    expect(initialRoute("mixer", done)).toEqual({ view: "mixer", source: { stems: [["drums", "d"]], piece: "m" } });
+    expect(initialRoute("mixer", done)).toEqual({ view: "mixer", source: { stems: [["drums", "d"]], piece: "m", durationS: null } });
     const p = initialRoute("player", done);
     expect(p.view === "player" && p.sources.map((s) => s.artifactId)).toEqual(["m", "old"]);
     expect(initialRoute("job", done).view).toBe("job");

@@ -38,8 +38,9 @@ const CACHE_MAX = 12;
  * An artifact's audio, decoded. Reads echotune://artifacts/{id}/preview (small, compressed); if the
  * server cannot give a preview, falls back to the original content. Cached per artifact.
  */
-export function loadAudio(host: Host, artifactId: string): Promise<LoadedAudio> {
-  let p = cache.get(artifactId);
+export function loadAudio(host: Host, artifactId: string, ctx: BaseAudioContext = audioContext()): Promise<LoadedAudio> {
+  const key = `${ctx.sampleRate}:${artifactId}`; // decoded at the context's rate
+  let p = cache.get(key);
   if (!p) {
     p = (async () => {
       let blob;
@@ -56,15 +57,15 @@ export function loadAudio(host: Host, artifactId: string): Promise<LoadedAudio> 
       }
       // decodeAudioData detaches the buffer it is given: hand it a copy and keep the bytes for download.
       const copy = blob.bytes.slice().buffer;
-      const buffer = await audioContext().decodeAudioData(copy);
+      const buffer = await ctx.decodeAudioData(copy);
       return { artifactId, buffer, bytes: blob.bytes, mimeType: blob.mimeType, source };
     })();
-    cache.set(artifactId, p);
-    p.catch(() => cache.delete(artifactId)); // a failed read may be retried
+    cache.set(key, p);
+    p.catch(() => cache.delete(key)); // a failed read may be retried
     while (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
   } else {
-    cache.delete(artifactId); // most recently used goes last
-    cache.set(artifactId, p);
+    cache.delete(key); // most recently used goes last
+    cache.set(key, p);
   }
   return p;
 }

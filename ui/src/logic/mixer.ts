@@ -168,6 +168,8 @@ export interface StemSource {
   stems: [string, string][];
   /** the generated mix (for regenerate_stem and A/B); null for a separation */
   piece: string | null;
+  /** the longest stem in seconds, when the result says (sizes the decoding) */
+  durationS?: number | null;
 }
 
 function stemMap(value: unknown): [string, string][] {
@@ -194,14 +196,33 @@ export function stemsFromJob(job: JobView | null | undefined): StemSource | null
   const mix = result["mix_artifact_id"];
   // A composer piece (has an arrangement) can regenerate stems; a separation or MusicGen mix cannot.
   const piece = typeof mix === "string" && result["arrangement_artifact_id"] ? mix : null;
-  return { stems, piece };
+  const durations = [result["duration_s"], ...job.artifacts.filter((a) => a.kind === "stem").map((a) => a.meta?.["duration_s"])];
+  const known = durations.filter((d): d is number => typeof d === "number" && d > 0);
+  return { stems, piece, durationS: known.length ? Math.max(...known) : null };
 }
 
 export function stemsFromArtifact(art: ArtifactView | null | undefined): StemSource | null {
   if (!art) return null;
   const stems = stemMap(art.meta?.["stems"]);
   if (stems.length === 0) return null;
-  return { stems, piece: art.meta?.["arrangement_id"] ? art.artifact_id : null };
+  const d = art.meta?.["duration_s"];
+  return { stems, piece: art.meta?.["arrangement_id"] ? art.artifact_id : null, durationS: typeof d === "number" && d > 0 ? d : null };
+}
+
+// -- decoding budget ----------------------------------------------------------------------------------------
+/**
+ * Decoded audio is float32 per channel: a 3-minute stereo stem at 48 kHz is ~66 MB, and a long piece with
+ * many stems would exhaust a chat host's iframe. The mixer decodes at the highest of these rates that keeps
+ * all stems under the budget (the server's remix still renders at full quality).
+ */
+export const DECODE_BUDGET_BYTES = 512 * 1024 * 1024;
+const RATES = [48000, 44100, 32000, 24000, 22050, 16000];
+
+/** Sample rate to decode `stems` stems of `durationS` seconds at; null when even 16 kHz does not fit. */
+export function mixerSampleRate(stems: number, durationS: number | null | undefined, budget = DECODE_BUDGET_BYTES): number | null {
+  if (!durationS || durationS <= 0 || stems <= 0) return RATES[0]!;
+  for (const rate of RATES) if (stems * durationS * rate * 2 * 4 <= budget) return rate;
+  return null;
 }
 
 // -- loop region --------------------------------------------------------------------------------------------

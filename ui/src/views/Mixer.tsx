@@ -5,7 +5,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { Host } from "../host";
-import { loadAudio, SyncPlayer } from "../audio/engine";
+import { audioContext, loadAudio, SyncPlayer } from "../audio/engine";
 import {
   effectiveGains,
   GAIN_MAX_DB,
@@ -14,6 +14,7 @@ import {
   isAudible,
   loopRegion,
   MixError,
+  mixerSampleRate,
   newStem,
   regenerateArguments,
   remixArguments,
@@ -79,27 +80,37 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
   const [mix, setMix] = useState<{ id: string; summary: string } | null>(null);
   const [instruction, setInstruction] = useState("");
   const [regenerated, setRegenerated] = useState<{ stem: string; before: string; after: string; message: string } | null>(null);
-  const engine = useMemo(() => new SyncPlayer(), []);
+  // Long pieces with many stems are decoded at a lower rate so they fit in memory (null: they cannot).
+  const rate = mixerSampleRate(props.source.stems.length, props.source.durationS);
+  const ctx = useMemo(() => {
+    if (rate === null) return null;
+    const shared = audioContext();
+    return rate >= shared.sampleRate ? shared : new AudioContext({ sampleRate: rate });
+  }, [rate]);
+  const engine = useMemo(() => (ctx ? new SyncPlayer(ctx) : null), [ctx]);
   const abort = useRef(new AbortController());
 
   useEffect(() => {
+    if (!engine) return;
     engine.onEnded = () => setPlaying(false);
     const ctl = abort.current;
     return () => {
       ctl.abort();
       engine.dispose();
+      if (ctx && ctx !== audioContext()) void ctx.close().catch(() => undefined);
     };
-  }, [engine]);
+  }, [engine, ctx]);
 
   // Decode every stem (in parallel), then hand them to the engine together so they start aligned.
   const ids = stems.map((s) => `${s.name}=${s.artifactId}`).join("&");
   useEffect(() => {
+    if (!engine || !ctx) return;
     let live = true;
     setReady(false);
     setLoaded(0);
     Promise.all(
       stems.map((s) =>
-        loadAudio(host, s.artifactId).then((a) => {
+        loadAudio(host, s.artifactId, ctx).then((a) => {
           if (live) setLoaded((n) => n + 1);
           return { name: s.name, buffer: a.buffer };
         }),
@@ -117,10 +128,11 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
     return () => {
       live = false;
     };
-  }, [ids, host, engine]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [ids, host, engine, ctx]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // Live levels: what the GainNodes play is what Apply will send.
   useEffect(() => {
+    if (!engine) return;
     const gains = effectiveGains(stems);
     for (const s of stems) {
       engine.setGain(s.name, gains[s.name]!);
@@ -129,15 +141,16 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
   }, [stems, engine]);
 
   const region = loopOn ? loopRegion(Number(loopStart), Number(loopEnd), duration) : null;
-  useEffect(() => engine.setLoop(region), [engine, region?.start, region?.end]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => engine?.setLoop(region), [engine, region?.start, region?.end]); // eslint-disable-line react-hooks/exhaustive-deps
 
   useEffect(() => {
-    if (!playing) return;
+    if (!playing || !engine) return;
     const id = window.setInterval(() => setTime(engine.currentTime()), 100);
     return () => window.clearInterval(id);
   }, [playing, engine]);
 
   const toggle = async () => {
+    if (!engine) return;
     if (engine.playing) engine.pause();
     else await engine.play();
     setPlaying(engine.playing);
@@ -160,7 +173,7 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
       if (job.status !== "succeeded") throw new Error(`remix ${job.status}${job.error ? `: ${job.error}` : ""}`);
       const id = mixOf(job);
       if (!id) throw new Error("remix finished without a mix artifact");
-      engine.pause();
+      engine?.pause();
       setPlaying(false);
       setMix({ id, summary: mixSummary(job.result?.["mix"], args) });
     } catch (e) {
@@ -192,7 +205,7 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
       const instr = job.result?.["instruction"] as { understood?: unknown[]; ignored?: unknown[] } | undefined;
       const ignored = (instr?.ignored ?? []).map((x) => (typeof x === "string" ? x : JSON.stringify(x)));
       setStems((cur) => cur.map((s) => (newStems[s.name] ? { ...s, artifactId: newStems[s.name]! } : s)));
-      setSource((cur) => ({ stems: Object.entries(newStems), piece: newMix ?? cur.piece }));
+      setSource((cur) => ({ ...cur, stems: Object.entries(newStems), piece: newMix ?? cur.piece }));
       setRegenerated({ stem, before, after, message: ignored.length ? `Ignored: ${ignored.join("; ")}` : "" });
     } catch (e) {
       setError(`Regenerate failed: ${errorText(e)}`);
@@ -204,10 +217,17 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
   return (
     <main data-testid="view-mixer" className="view" aria-busy={!ready || !!busy}>
       <h1>Stem mixer</h1>
-      {!ready ? (
+      {rate === null ? (
+        <p role="status" data-testid="mixer-too-long">
+          {stems.length} stems of {Math.round(props.source.durationS ?? 0)} s are too long to play in the browser; set gains,
+          mutes and pans and Apply: the server renders the mix.
+        </p>
+      ) : !ready ? (
         <p role="status" className="muted">
           Loading stems {loaded}/{stems.length}…
         </p>
+      ) : ctx && ctx.sampleRate < 44100 ? (
+        <p className="muted">Playing at {ctx.sampleRate / 1000} kHz to fit in memory; Apply renders at full quality.</p>
       ) : null}
       <div className="row transport">
         <button type="button" data-testid="mixer-play" aria-pressed={playing} aria-label={playing ? "Pause stems" : "Play stems"} disabled={!ready} onClick={() => void toggle()}>
@@ -223,8 +243,8 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
           value={Math.min(time, duration)}
           disabled={!ready}
           onChange={(e) => {
-            engine.seek(Number(e.currentTarget.value));
-            setTime(engine.currentTime());
+            engine?.seek(Number(e.currentTarget.value));
+            setTime(engine?.currentTime() ?? 0);
           }}
         />
         <span className="time">
@@ -309,7 +329,7 @@ export function Mixer(props: { host: Host; source: StemSource; navigate: Navigat
         ) : (
           <span className="muted">Separated stems: regenerate works on generated pieces only.</span>
         )}
-        <button type="button" className="primary" data-testid="apply-mix" disabled={!ready || !!busy} onClick={() => void apply()}>
+        <button type="button" className="primary" data-testid="apply-mix" disabled={(!ready && rate !== null) || !!busy} onClick={() => void apply()}>
           Apply (remix)
         </button>
       </div>
