@@ -8,17 +8,21 @@ What a person would do, and what must then be true on the server:
 - playlist (Prism-validated Spotify): drag item 0 below item 2 -> ``reorder_playlist`` with exactly that order, and
   the playlist on the provider is in that order; restore puts it back;
 - job: a long generation is cancelled from the view -> the view says cancelled and ``get_job`` agrees;
-- provenance: the lineage graph has a node per artifact of the lineage, and the licence decision is readable.
+- provenance: the lineage graph has a node per artifact of the lineage, and the licence decision is readable;
+- playlist view on a recommend_tracks result (a small real corpus fitted by the server): each row with its reasons.
+Every control of each view has an accessible name, and no view reaches the network.
 Each test writes a screenshot to its output folder; ECHOTUNE_UPDATE_SCREENSHOTS=1 refreshes docs/img/<view>.png.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import time
 
 import pytest
 
+from tests.conftest import shared_path
 from tests.providers.fake_spotify import sid
 
 from .conftest import UI_TIMEOUT_MS, text_of, unlabelled_controls, wait_playing
@@ -367,3 +371,38 @@ async def test_provenance_card_shows_lineage_and_licence_decision(open_host):
         # the host switches theme: the view follows
         await host.page.evaluate("() => window.echotuneTestHost.setTheme('light')")
         await expect(frame.locator("html")).to_have_attribute("data-theme", "light", timeout=UI_TIMEOUT_MS)
+
+
+async def test_playlist_view_shows_a_recommendation_list_with_reasons(open_host, tmp_path):
+    from echotune_mcp.recommend.corpus import add_corpus
+
+    # the operator adds a small real corpus (8 playlists of the TidyTuesday sample) to the server's data dir
+    source = shared_path("data", "recsys", "tidytuesday_spotify_songs_2020", "spotify_songs_part1.csv")
+    rows, lists = [], []
+    with source.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["playlist_id"] not in lists:
+                if len(lists) == 8:
+                    break
+                lists.append(row["playlist_id"])
+            rows.append(row)
+    part = tmp_path / "playlists.csv"
+    with part.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    async with open_host() as host:
+        info = add_corpus(host.server.data_dir / "corpora", [part], "playlists",
+                          "TidyTuesday 2020-01-21 (spotifyr sample): non-commercial research", name="browser-sample")
+        await host.finished_job(await host.agent_call("fit_recommender", corpus_id=info.id, wait_seconds=25))
+        args = {"seed_artists": ["Ed Sheeran"], "k": 5, "my_taste": False, "corpus_id": info.id}
+        rec = await host.agent_call("recommend_tracks", **args)
+        items = rec["structuredContent"]["items"]
+        assert len(items) == 5 and all(i["reasons"] for i in items)
+        frame = await host.open("playlist", tool="recommend_tracks", arguments=args, result=rec)
+        for i, item in enumerate(items):
+            row = frame.locator(tid(f"playlist-item-{i}"))
+            await expect(row).to_contain_text(item["title"], timeout=UI_TIMEOUT_MS)
+            await expect(row).to_contain_text(item["reasons"][0], timeout=UI_TIMEOUT_MS)
+        assert not await unlabelled_controls(frame), "controls without an accessible name"
+        await host.screenshot("recommendations")
