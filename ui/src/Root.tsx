@@ -22,9 +22,13 @@ export function Root(props: { host: Host; store: Store; view: ViewName }) {
   // A new tool result (the host may send one again, e.g. on a re-run) replaces what is shown.
   useEffect(() => {
     if (state.result === undefined) return;
-    setRoute(initialRoute(props.view, state.result, state.input ?? {}));
+    setRoute(
+      state.isError
+        ? { view: "message", initial: props.view, title: "The tool call failed", text: "What the server said:" }
+        : initialRoute(props.view, state.result, state.input ?? {}),
+    );
     setSeq((n) => n + 1);
-  }, [state.result, state.input, props.view]);
+  }, [state.result, state.input, state.isError, props.view]);
 
   const navigate = (r: Route) => {
     setRoute(r);

@@ -28,7 +28,7 @@ applyDocumentTheme(window.matchMedia?.("(prefers-color-scheme: dark)").matches ?
 app.ontoolinput = (params) => store.set({ input: (params.arguments ?? {}) as Record<string, unknown> });
 app.ontoolresult = (params) => {
   const outcome = outcomeOf(params);
-  store.set({ result: outcome.structured ?? null, text: outcome.text });
+  store.set({ result: outcome.structured ?? null, text: outcome.text, isError: params.isError === true });
 };
 app.ontoolcancelled = () => store.set({ cancelled: true });
 app.onhostcontextchanged = (ctx) => applyTheme(ctx);

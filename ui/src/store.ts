@@ -7,6 +7,8 @@ export interface HostState {
   result?: unknown;
   /** the tool result's text, shown when the result is not something a view can show */
   text?: string;
+  /** the tool call itself failed (isError): its text says why */
+  isError?: boolean;
   cancelled?: boolean;
   error?: string;
 }
