@@ -6,6 +6,12 @@ the host answers teardown. If this fails, the view tests below it cannot be trus
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+
+from tests.conftest import missing
+
+from .conftest import HOST_SRC, UI, _node
 
 PROBE = """<!doctype html><html><head><meta charset="utf-8"><title>probe</title></head>
 <body><div data-testid="view-probe"><pre id="out">starting</pre></div>
@@ -79,3 +85,15 @@ async def test_probe_app_reaches_the_server_through_the_host(open_host):
         log = await host.host_log()
         assert any(e["method"] == "ui/notifications/initialized" for e in log)
         assert await host.unmount() is True                              # ui/resource-teardown answered
+
+
+def test_host_page_typechecks():
+    """The host page's TypeScript against ext-apps' own types (vite builds it without checking types)."""
+    node = _node()
+    tsc = UI / "node_modules" / "typescript" / "bin" / "tsc"
+    if not tsc.is_file():
+        missing("ui/node_modules is not installed (TypeScript checks the test host page)", "make ui")
+    env = {**os.environ, "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([str(node), str(tsc), "--noEmit", "-p", str(HOST_SRC / "tsconfig.json")], cwd=UI, env=env,
+                          capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
