@@ -449,6 +449,11 @@ def open_host(echotune_server: EchotuneServer, host_html: str, tmp_path: Path):
                 yield host
                 # no view may reach the network (every view's data comes through the host)
                 assert not host.blocked, f"the page tried to reach the network: {host.blocked}"
+                # no request of a view failed at the protocol level, and nothing threw uncaught
+                failed = [(c.method, c.tool or c.params.get("uri"), c.error) for c in host.calls if c.error]
+                assert not failed, f"requests of the view failed: {failed}"
+                uncaught = [m for m in host.console if m.startswith("pageerror")]
+                assert not uncaught, f"uncaught errors in the page: {uncaught}"
             finally:
                 await browser.close()
 
