@@ -29,7 +29,7 @@ from .common import cursor_argument, decoded_upload
 ArtifactRef = Annotated[str, Field(min_length=1, max_length=256,
                                    description="an artifact id or its echotune://artifacts/{id} URI")]
 KindFilter = Literal["audio", "stem", "preview", "midi", "image", "json", "arrangement", "upload", "manifest",
-                     "export"]
+                     "export", "daw_export"]
 assert set(KindFilter.__args__) == set(KINDS)  # type: ignore[attr-defined]
 # How many of the owner's newer artifacts delete_artifact reads when looking for ones made from the target.
 MAX_CHILD_SCAN = 20_000
