@@ -33,8 +33,8 @@ Wire decisions, and why:
 - Status notifications (optional in the SEP) are not sent: the SDK's listen stream carries a closed set of
   events. A client that wants a push subscribes to the job resource ``echotune://jobs/{taskId}`` instead.
 - Scopes (authorized HTTP): ``tasks/get`` needs ``echotune:read``, ``tasks/cancel`` and ``tasks/update``
-  ``echotune:write``, as ``get_job`` and ``cancel_job`` do; checked here because the HTTP layer only asks a
-  valid token of methods it does not know.
+  ``echotune:write``, as ``get_job`` and ``cancel_job`` do; the HTTP layer refuses a token without them
+  (``auth.policy.method_scope``), and the check is repeated here for in-process callers.
 """
 
 from __future__ import annotations
