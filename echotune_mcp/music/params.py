@@ -231,6 +231,9 @@ class ResolvedParams:
     seed: int
     from_text: tuple[str, ...] = field(default=())
     tempo_word: str | None = None
+    # meter and feel arrived with format 2 of the arrangement; records made before load as 4/4 straight
+    meter: str = "4/4"  # one of styles.METERS: "4/4", "3/4", "6/8", "12/8"
+    feel: str = "straight"  # one of styles.FEELS: "straight", "swing", "shuffle"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
