@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from .styles import FEELS, METERS
 from .theory import MODES, key_display_name, parse_key
 
 BPM_MIN, BPM_MAX = 40.0, 240.0
@@ -370,7 +371,8 @@ def _prompt_seed(prompt: str, duration_s: float, genre: str, mood: str, bpm: flo
 def resolve_params(prompt: str, *, duration_s: float, genre: str | None = None, mood: str | None = None,
                    bpm: float | None = None, key: str | None = None, instruments: list[str] | None = None,
                    structure: list[str] | None = None, seed: int | None = None,
-                   max_duration_s: float = 300.0) -> ResolvedParams:
+                   max_duration_s: float = 300.0, meter: str | None = None,
+                   feel: str | None = None) -> ResolvedParams:
     """Merge the prompt's words with explicit arguments (which win) into complete, validated controls."""
     if not isinstance(duration_s, (int, float)) or not duration_s > 0 or duration_s > max_duration_s:
         raise ControlError("duration_s", f"must be > 0 and <= {max_duration_s:g} seconds, got {duration_s!r}")
@@ -444,10 +446,24 @@ def resolve_params(prompt: str, *, duration_s: float, genre: str | None = None, 
     else:
         struct = gstyle.structure
 
+    # meter and feel: the argument, else the style's default (its first meter, its own feel)
+    if meter is not None:
+        mt = str(meter).strip()
+        if mt not in METERS:
+            raise ControlError("meter", f"unknown meter {meter!r}; allowed: {', '.join(METERS)}")
+    else:
+        mt = gstyle.meters[0]
+    if feel is not None:
+        fl = str(feel).strip().lower()
+        if fl not in FEELS:
+            raise ControlError("feel", f"unknown feel {feel!r}; allowed: {', '.join(FEELS)}")
+    else:
+        fl = gstyle.feel
+
     if seed is None:
         seed = _prompt_seed(prompt or "", float(duration_s), g, md, tempo, key_name)
     elif not 0 <= int(seed) <= 2**31 - 1:
         raise ControlError("seed", f"must be between 0 and {2**31 - 1}, got {seed}")
     return ResolvedParams(prompt=prompt or "", duration_s=float(duration_s), genre=g, mood=md, bpm=tempo,
                           key_tonic=tonic, key_mode=mode, key=key_name, instruments=insts, structure=struct,
-                          seed=int(seed), from_text=tuple(from_text), tempo_word=tempo_word)
+                          seed=int(seed), from_text=tuple(from_text), tempo_word=tempo_word, meter=mt, feel=fl)
