@@ -84,14 +84,9 @@ UI_STAMP := echotune_mcp/ui_dist/.built
 
 ui: $(UI_STAMP)
 
-# npm ci installs exactly the lockfile. It refuses a lockfile without an entry for an optional, other-platform
-# package that the registry in use does not serve (vite's Windows-only napi-windows-process-start-time on a
-# mirror); then `npm install --no-save` installs the same locked versions, skips what it cannot get and
-# leaves the lockfile untouched. The fallback says so.
+# npm ci installs exactly the lockfile (vite is pinned where its optional Windows-only dependency is locked).
 ui/node_modules/.installed: ui/package-lock.json | node
-	cd ui && { $(UI_NODE_ENV) npm ci --no-audit --no-fund --loglevel=error || \
-	  { echo "npm ci refused ui/package-lock.json (see above); installing the locked versions with npm install --no-save"; \
-	    $(UI_NODE_ENV) npm install --no-save --no-audit --no-fund --loglevel=error; }; }
+	cd ui && $(UI_NODE_ENV) npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(UI_STAMP): ui/node_modules/.installed $(UI_SOURCES)
