@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from .styles import FEELS, METERS
+from .styles import FEELS, METERS, STYLES
 from .theory import MODES, key_display_name, parse_key
 
 BPM_MIN, BPM_MAX = 40.0, 240.0
@@ -452,13 +452,13 @@ def resolve_params(prompt: str, *, duration_s: float, genre: str | None = None, 
         if mt not in METERS:
             raise ControlError("meter", f"unknown meter {meter!r}; allowed: {', '.join(METERS)}")
     else:
-        mt = gstyle.meters[0]
+        mt = STYLES[g].meters[0]
     if feel is not None:
         fl = str(feel).strip().lower()
         if fl not in FEELS:
             raise ControlError("feel", f"unknown feel {feel!r}; allowed: {', '.join(FEELS)}")
     else:
-        fl = gstyle.feel
+        fl = STYLES[g].feel
 
     if seed is None:
         seed = _prompt_seed(prompt or "", float(duration_s), g, md, tempo, key_name)
