@@ -44,6 +44,20 @@ def is_loopback(host: str) -> bool:
         return False  # any other name may resolve to a public interface
 
 
+def is_ray_url(url: str | None) -> bool:
+    """``ECHOTUNE_ENGINE_URL`` naming a Ray cluster (``ray://HOST:PORT`` or ``ray:auto``), not the loopback daemon."""
+    return bool(url) and (url.startswith("ray://") or url == "ray:auto")
+
+
+def ray_address(url: str) -> str:
+    """The ``ray.init`` address of a Ray engine URL: ``ray:auto`` joins the cluster on this machine."""
+    if url == "ray:auto":
+        return "auto"
+    if not url.startswith("ray://") or len(url) <= len("ray://"):
+        raise ValueError(f"ECHOTUNE_ENGINE_URL {url!r}: a Ray engine is ray://HOST:PORT or ray:auto")
+    return url
+
+
 def config_file_path() -> Path:
     """``ECHOTUNE_CONFIG``, else the per-user config folder's ``config.toml``."""
     explicit = os.environ.get("ECHOTUNE_CONFIG")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Settings
+from ..config import Settings, is_ray_url
 from .model_manager import ModelManager
 
 TEXT_MODELS = ("musicgen-small", "musicgen-medium", "musicgen-large")
@@ -37,14 +37,13 @@ class MusicgenResult:
     weights_license: str
     device: str
     model_reason: str
+    engine_retries: int = 0  # Ray engine: times the request was re-sent because its replica died (0 or 1)
 
 
 def musicgen_available(settings: Settings, melody: bool = False) -> bool:
     """True when transformers imports and a MusicGen checkpoint is downloaded (``melody``: MusicGen-Melody)."""
-    if settings.engine_url:  # the daemon's weights count, not this machine's
-        from .remote import RemoteEngine
-
-        return bool(RemoteEngine.from_settings(settings).downloaded(melody=melody))
+    if settings.engine_url:  # the daemon's (or the Ray cluster's deployed) weights count, not this machine's
+        return bool(get_engine(settings).downloaded(melody=melody))
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -109,10 +108,24 @@ def load_musicgen(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
 # -- the process's engine --------------------------------------------------------------------------------
 _engine_lock = threading.Lock()
 _engines: dict[tuple[str, str], Any] = {}
+_ray_engines: dict[str, Any] = {}
+
+
+def _ray_engine(settings: Settings) -> Any:
+    """One RayEngine per URL (it caches its DeploymentHandles)."""
+    from .ray_client import RayEngine
+
+    with _engine_lock:
+        key = str(settings.engine_url)
+        if key not in _ray_engines:
+            _ray_engines[key] = RayEngine.from_settings(settings)
+        return _ray_engines[key]
 
 
 def get_engine(settings: Settings) -> Any:
     """The in-process Engine (created once per weights folder and device), or a RemoteEngine client."""
+    if is_ray_url(settings.engine_url):  # Ray Serve deployments (`engine deploy`)
+        return _ray_engine(settings)
     if settings.engine_url:
         from .remote import RemoteEngine
 
@@ -190,7 +203,8 @@ async def generate_musicgen(*, prompt: str, duration_s: float, model: str, seed:
     model_id, reason = info.get("model_id", model_id), info.get("reason", reason)
     return MusicgenResult(audio=final.audio.T.copy(), sample_rate=final.sample_rate, model_id=model_id,
                           weights_revision=info.get("revision"), weights_license=info.get("license", "CC-BY-NC-4.0"),
-                          device=info.get("device", device), model_reason=reason)
+                          device=info.get("device", device), model_reason=reason,
+                          engine_retries=int(getattr(handle, "retries", 0)))
 
 
 def close_engines() -> None:
@@ -198,5 +212,6 @@ def close_engines() -> None:
     with _engine_lock:
         engines = list(_engines.values())
         _engines.clear()
+        _ray_engines.clear()
     for engine in engines:
         engine.close()

@@ -91,6 +91,12 @@ def weights_available(settings: Settings, model_id: str) -> bool:
     """Whether every member named by the bag file is present (checked without loading anything)."""
     if model_id == "dsp":
         return True
+    from ..config import is_ray_url
+
+    if is_ray_url(settings.engine_url):  # the Ray cluster's Demucs deployments count, not this machine's disk
+        from .musicgen_backend import get_engine
+
+        return model_id in get_engine(settings).demucs_models()
     folder = weights_folder(settings, model_id)
     bag = _bag_file(folder, model_id)
     if bag is None:
@@ -259,6 +265,14 @@ async def separate(settings: Settings, samples: np.ndarray, sample_rate: int, re
     run = run_cpu or asyncio.to_thread
     if resolved.model_id == "dsp":
         return await run(_separate_dsp, samples, sample_rate, resolved, on_progress)
+    from ..config import is_ray_url
+
+    if is_ray_url(settings.engine_url):  # a Demucs replica on the Ray cluster (ray_serve.DemucsReplica)
+        from .musicgen_backend import get_engine
+
+        data, handle = await get_engine(settings).separate(resolved.model_id, samples, sample_rate, on_progress)
+        model = dict(data["model"], reason=resolved.reason, engine_retries=handle.retries)
+        return Separation(data["stems"], int(data["sample_rate"]), model, float(data["residual_db"]))
     runner = await run(get_runner, settings, resolved.model_id)
     mix, mean, std = await run(_prepare, samples, sample_rate, runner.samplerate, runner.audio_channels)
 

@@ -508,7 +508,8 @@ async def _run_musicgen(app: App, job: JobContext, text: Conditioning, resolved:
     except (FileNotFoundError, LookupError, RuntimeError) as exc:  # RuntimeError: the engine's own report
         raise JobFailed(str(exc)) from exc
     model_info = {"model_id": res.model_id, "backend": "musicgen", "weights_revision": res.weights_revision,
-                  "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason}
+                  "weights_license": res.weights_license, "device": res.device, "reason": res.model_reason,
+                  "engine_retries": res.engine_retries}  # Ray engine: re-sent once when its replica died
     prov_fields = {"tool": "generate_music", "backend": "musicgen", "model": model_info,
                    "prompt": prompt, "parameters": parameters, "not_applied": text.not_applied,
                    "seed": resolved.seed}
