@@ -109,6 +109,35 @@ def _known_arguments_middleware(server: MCPServer):
     return middleware
 
 
+def _prompt_arguments_middleware(server: MCPServer):
+    """An unknown prompt or a missing required argument is the caller's mistake: ``-32602`` naming what is allowed.
+
+    The SDK turns both into an internal error (``-32603``) with a traceback in the log, which tells a client
+    nothing it can fix.
+    """
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        if ctx.method == "prompts/get" and isinstance(params.get("name"), str):
+            from mcp.shared.exceptions import MCPError
+            from mcp_types.jsonrpc import INVALID_PARAMS
+
+            prompts = {p.name: p for p in await server.list_prompts()}
+            name = params["name"]
+            prompt = prompts.get(name)
+            if prompt is None:
+                raise MCPError(code=INVALID_PARAMS, message=f"unknown prompt {name!r}; prompts are: "
+                                                            f"{', '.join(sorted(prompts))}")
+            given = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
+            missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in given]
+            if missing:
+                raise MCPError(code=INVALID_PARAMS, message=f"prompt {name!r} needs the argument(s) "
+                                                            f"{', '.join(map(repr, missing))}")
+        return await call_next(ctx)
+
+    return middleware
+
+
 def _connection_of(ctx: ServerRequestContext[Any, Any]) -> Any:
     """The long-lived connection behind a request (the per-request session wrapper dies with the request)."""
     return getattr(ctx.session, "_connection", ctx.session)
@@ -174,6 +203,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
                                                 legacy.unsubscribe)
     app.add_update_listener(legacy.notify)
     server.middleware.append(_known_arguments_middleware(server))
+    server.middleware.append(_prompt_arguments_middleware(server))
     from .auth.limits import tool_limits_middleware
 
     server.middleware.append(tool_limits_middleware(app, server))  # rate limits (stdio), audit of deletions

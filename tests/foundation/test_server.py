@@ -84,3 +84,17 @@ def test_http_refuses_non_loopback_bind(tmp_path):
                           env={**os.environ, "ECHOTUNE_AUTH": "1"})
     assert proc.returncode == 2
     assert "refusing to bind 0.0.0.0" in proc.stderr and "no authorization" in proc.stderr
+
+
+async def test_a_bad_prompt_request_is_invalid_params_naming_what_is_allowed(make_client):
+    """An unknown prompt or a missing required argument is the caller's mistake (-32602), not an internal error."""
+    from mcp.shared.exceptions import MCPError
+
+    async with make_client() as (client, _):
+        with pytest.raises(MCPError) as err:
+            await client.get_prompt("no_such_prompt", {})
+        assert err.value.error.code == -32602
+        assert "no_such_prompt" in err.value.error.message and "track_brief" in err.value.error.message
+        with pytest.raises(MCPError) as err:
+            await client.get_prompt("track_brief", {})
+        assert err.value.error.code == -32602 and "idea" in err.value.error.message
