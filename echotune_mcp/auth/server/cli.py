@@ -43,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     print(f"echotune-mcp auth-server: issuer {settings.issuer}, listening on {settings.host}:{settings.port}",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False,
+                http="h11")  # the same HTTP parser as the resource server, whatever else is installed
     return 0
 
 
