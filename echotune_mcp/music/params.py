@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from .styles import FEELS, METERS, STYLES
+from .styles import FEELS, METERS, STYLES, Style
 from .theory import MODES, key_display_name, parse_key
 
 BPM_MIN, BPM_MAX = 40.0, 240.0
@@ -30,29 +30,8 @@ class ControlError(ValueError):
 
 
 # -- style tables -----------------------------------------------------------------------------------
-class GenreStyle(NamedTuple):
-    """Everything a genre decides before the mood adjusts it.
-
-    progressions: chord progressions as 0-based scale degrees, one chord per bar; the first is the
-    verse family, the second the chorus family, the third for bridges/breakdowns. Every family
-    starts on the tonic so the key is unambiguous.
-    """
-
-    tempo: tuple[float, float]
-    mode: str
-    progressions: tuple[tuple[int, ...], ...]
-    groove: str
-    swing: float  # 0 = straight, 1 = full triplet swing of off-beat 8ths/16ths
-    programs: dict[str, int]  # role -> GM program (drums use the kit, program 0 on the drum channel)
-    lead_register: int  # MIDI pitch around which the lead sits
-    velocity: int  # base MIDI velocity
-    sevenths: bool  # chords with added 7ths
-    texture: str  # "pad", "arpeggio" or "none"
-    bass_style: str
-    structure: tuple[str, ...]
-    aliases: tuple[str, ...]
-    default_mood: str
-    humanize_ms: float
+# Every genre's data lives in one Style record in styles.py; GENRES is that table under its old name.
+GENRES: dict[str, Style] = STYLES
 
 
 class MoodStyle(NamedTuple):
@@ -65,57 +44,6 @@ class MoodStyle(NamedTuple):
     register_shift: int
     aliases: tuple[str, ...]
 
-
-_POP_STRUCT = ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus", "outro")
-_EDM_STRUCT = ("intro", "build", "drop", "breakdown", "build", "drop", "outro")
-
-GENRES: dict[str, GenreStyle] = {
-    "lofi hip hop": GenreStyle((70, 92), "minor", ((0, 3, 0, 4), (0, 5, 3, 4), (5, 3, 0, 4)), "boombap", 0.55,
-                               {"bass": 33, "chords": 4, "lead": 11, "texture": 89}, 72, 78, True, "pad", "root_eighths",
-                               ("intro", "verse", "chorus", "verse", "chorus", "outro"),
-                               ("lofi", "lo-fi", "lo fi", "hip hop", "hip-hop", "hiphop", "chillhop", "boom bap"),
-                               "calm", 9.0),
-    "house": GenreStyle((118, 128), "minor", ((0, 5, 3, 4), (0, 3, 5, 4), (0, 5, 0, 4)), "four_on_floor", 0.1,
-                        {"bass": 38, "chords": 4, "lead": 81, "texture": 89}, 74, 96, True, "arpeggio", "offbeat",
-                        _EDM_STRUCT, ("deep house", "disco house", "edm", "dance"), "happy", 0.0),
-    "techno": GenreStyle((125, 138), "minor", ((0, 0, 5, 4), (0, 3, 0, 4), (0, 6, 5, 4)), "techno", 0.0,
-                         {"bass": 39, "chords": 90, "lead": 84, "texture": 81}, 72, 100, False, "arpeggio", "rolling",
-                         _EDM_STRUCT, ("minimal", "industrial"), "dark", 0.0),
-    "rock": GenreStyle((100, 150), "major", ((0, 4, 5, 3), (0, 3, 4, 0), (5, 3, 0, 4)), "rock", 0.0,
-                       {"bass": 34, "chords": 29, "lead": 30, "texture": 48}, 72, 104, False, "pad", "root_eighths",
-                       _POP_STRUCT, ("rock and roll", "indie rock", "punk", "grunge", "alt rock"), "energetic", 6.0),
-    "pop": GenreStyle((96, 124), "major", ((0, 4, 5, 3), (0, 5, 3, 4), (3, 4, 0, 5)), "pop", 0.0,
-                      {"bass": 33, "chords": 0, "lead": 80, "texture": 48}, 74, 94, False, "arpeggio", "pop",
-                      _POP_STRUCT, ("synthpop", "synth pop", "indie pop", "k-pop", "dance pop"), "happy", 4.0),
-    "jazz": GenreStyle((90, 160), "major", ((0, 1, 4, 0), (0, 5, 1, 4), (3, 6, 1, 4)), "swing", 0.66,
-                       {"bass": 32, "chords": 0, "lead": 65, "texture": 11}, 72, 84, True, "none", "walking",
-                       ("intro", "head", "solo", "head", "outro"),
-                       ("swing", "bebop", "bossa", "jazzy", "big band"), "calm", 10.0),
-    "ambient": GenreStyle((64, 90), "major", ((0, 3, 0, 5), (0, 5, 3, 4), (3, 0, 5, 0)), "ambient", 0.0,
-                          {"bass": 89, "chords": 89, "lead": 98, "texture": 88}, 76, 70, True, "arpeggio", "drone",
-                          ("intro", "verse", "chorus", "outro"),
-                          ("drone", "atmospheric", "new age", "meditation", "soundscape"), "calm", 4.0),
-    "cinematic": GenreStyle((70, 110), "minor", ((0, 5, 3, 4), (0, 3, 5, 4), (5, 6, 0, 4)), "cinematic", 0.0,
-                            {"bass": 43, "chords": 48, "lead": 60, "texture": 48}, 70, 92, False, "arpeggio", "pedal",
-                            ("intro", "verse", "build", "chorus", "outro"),
-                            ("film score", "orchestral", "soundtrack", "trailer", "score", "epic music"), "epic", 5.0),
-    "funk": GenreStyle((96, 118), "minor", ((0, 3, 0, 4), (0, 0, 3, 4), (3, 0, 5, 4)), "funk", 0.2,
-                       {"bass": 36, "chords": 28, "lead": 61, "texture": 4}, 72, 98, True, "none", "funk",
-                       ("intro", "verse", "chorus", "verse", "chorus", "outro"),
-                       ("funky", "disco", "groove", "soul"), "energetic", 7.0),
-    "drum and bass": GenreStyle((165, 178), "minor", ((0, 5, 3, 4), (0, 3, 0, 4), (0, 5, 0, 4)), "dnb", 0.0,
-                                {"bass": 38, "chords": 89, "lead": 81, "texture": 91}, 74, 102, True, "pad", "dnb",
-                                _EDM_STRUCT, ("drum & bass", "drum n bass", "drum'n'bass", "dnb", "d&b", "jungle",
-                                              "liquid"), "energetic", 0.0),
-    "reggae": GenreStyle((70, 95), "major", ((0, 3, 0, 4), (0, 4, 3, 4), (5, 3, 0, 4)), "one_drop", 0.3,
-                         {"bass": 33, "chords": 16, "lead": 26, "texture": 0}, 72, 90, False, "none", "reggae",
-                         ("intro", "verse", "chorus", "verse", "chorus", "outro"), ("dub", "ska", "roots"),
-                         "happy", 6.0),
-    "synthwave": GenreStyle((84, 118), "minor", ((0, 5, 3, 4), (0, 3, 5, 4), (5, 3, 0, 4)), "synthwave", 0.0,
-                            {"bass": 38, "chords": 89, "lead": 81, "texture": 81}, 74, 96, False, "arpeggio",
-                            "octave_eighths", _POP_STRUCT, ("retrowave", "outrun", "80s", "vaporwave"), "energetic",
-                            0.0),
-}
 
 MOODS: dict[str, MoodStyle] = {
     "happy": MoodStyle(1.04, "major", 4, 1.1, 2, ("joyful", "uplifting", "cheerful", "bright", "sunny", "upbeat",
@@ -452,13 +380,13 @@ def resolve_params(prompt: str, *, duration_s: float, genre: str | None = None, 
         if mt not in METERS:
             raise ControlError("meter", f"unknown meter {meter!r}; allowed: {', '.join(METERS)}")
     else:
-        mt = STYLES[g].meters[0]
+        mt = gstyle.meters[0]
     if feel is not None:
         fl = str(feel).strip().lower()
         if fl not in FEELS:
             raise ControlError("feel", f"unknown feel {feel!r}; allowed: {', '.join(FEELS)}")
     else:
-        fl = STYLES[g].feel
+        fl = gstyle.feel
 
     if seed is None:
         seed = _prompt_seed(prompt or "", float(duration_s), g, md, tempo, key_name)

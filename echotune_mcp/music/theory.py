@@ -7,6 +7,7 @@ on one spelling of every key and one definition of "in the scale".
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
@@ -143,3 +144,200 @@ def voice_chord(pcs: tuple[int, ...], previous: tuple[int, ...] | None, center: 
             out.append(out[-1] + ((pc - out[-1]) % 12 or 12))
         return tuple(out)
     return best[1]
+
+
+# -- harmony: chords beyond the diatonic triad, and per-seed progressions ---------------------------------
+_QUALITY = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "dom7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11),
+            "min7": (0, 3, 7, 10), "hdim7": (0, 3, 6, 10)}
+_ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
+
+
+class Chord(tuple):  # type: ignore[type-arg]
+    """(degree, pitch classes root first, label, function): one bar's harmony.
+
+    A tuple so code that reads ``chord[0]`` (degree) and ``chord[1]`` (pitch classes) keeps working.
+    ``degree`` is the scale degree of the root (0-6) for diatonic and borrowed chords and the degree
+    of the chord it resolves to for secondary dominants; ``label`` is a roman numeral ("V/ii", "bVII");
+    ``function`` is "T", "PD", "D", "sec" or "bor".
+    """
+
+    def __new__(cls, degree: int, pcs: tuple[int, ...], label: str, function: str) -> Chord:
+        return super().__new__(cls, (degree, tuple(pcs), label, function))
+
+    @property
+    def degree(self) -> int:
+        return self[0]
+
+    @property
+    def pcs(self) -> tuple[int, ...]:
+        return self[1]
+
+    @property
+    def label(self) -> str:
+        return self[2]
+
+    @property
+    def function(self) -> str:
+        return self[3]
+
+
+def chord_on(root_pc: int, quality: str) -> tuple[int, ...]:
+    """Pitch classes of a chord of ``quality`` (see _QUALITY) on ``root_pc``."""
+    return tuple((root_pc + i) % 12 for i in _QUALITY[quality])
+
+
+def _diatonic(tonic: int, mode: str, degree: int, seventh: bool, raise_lt: bool) -> Chord:
+    pcs = chord_pcs(tonic, mode, degree, seventh=seventh, raise_leading_tone=raise_lt)
+    third = (pcs[1] - pcs[0]) % 12
+    fifth = (pcs[2] - pcs[0]) % 12
+    label = _ROMAN[degree % 7] if third == 4 else _ROMAN[degree % 7].lower()
+    if fifth == 6:
+        label += "°"
+    if mode == "minor" and degree % 7 in (2, 5, 6) and third == 4:
+        label = "b" + label
+    fn = "T" if degree % 7 in (0, 2, 5) else ("PD" if degree % 7 in (1, 3) else "D")
+    return Chord(degree % 7, pcs, label + ("7" if seventh else ""), fn)
+
+
+def _secondary(tonic: int, mode: str, target_degree: int, seventh: bool) -> Chord:
+    target_root = (tonic + SCALE_STEPS[mode][target_degree % 7]) % 12
+    pcs = chord_on((target_root + 7) % 12, "dom7" if seventh else "maj")
+    target = _diatonic(tonic, mode, target_degree, False, False).label.lstrip("b").rstrip("°")
+    return Chord(target_degree % 7, pcs, f"V{'7' if seventh else ''}/{target}", "sec")
+
+
+def _borrowed(tonic: int, mode: str, degree: int, seventh: bool) -> Chord | None:
+    """A chord from the parallel mode on ``degree`` (modal mixture), or None if it adds nothing."""
+    if mode == "major":
+        table = {3: (5, "min", "iv"), 5: (8, "maj", "bVI"), 6: (10, "maj", "bVII"), 2: (3, "maj", "bIII"),
+                 1: (2, "hdim7", "ii°7")}
+    else:
+        table = {3: (5, "maj", "IV"), 1: (1, "maj", "bII"), 4: (7, "maj", "V")}
+    if degree % 7 not in table:
+        return None
+    interval, quality, label = table[degree % 7]
+    if seventh and quality in ("maj", "min"):
+        quality = {"maj": "maj7", "min": "min7"}[quality]
+        label += "7"
+    return Chord(degree % 7, chord_on((tonic + interval) % 12, quality), label, "bor")
+
+
+# Grammar of functional harmony: which degree may follow which (weights), by mode.
+_NEXT = {
+    0: {5: 3, 3: 3, 1: 2, 4: 2, 2: 1},       # I -> vi, IV, ii, V, iii
+    1: {4: 5, 6: 1, 3: 1},                    # ii -> V (vii°, IV)
+    2: {5: 3, 3: 2},                          # iii -> vi, IV
+    3: {4: 4, 1: 2, 0: 2, 6: 1},              # IV -> V, ii, I (plagal), vii°
+    4: {0: 5, 5: 2, 3: 1},                    # V -> I, vi (deceptive), IV (rock)
+    5: {1: 3, 3: 3, 4: 1, 2: 1},              # vi -> ii, IV, V, iii
+    6: {0: 4, 5: 1},                          # vii° -> I
+}
+# Loops (modal, non-cadential) and vamps, as degree sequences starting on the tonic.
+_LOOPS = {
+    "minor": ((0, 5, 2, 6), (0, 5, 3, 4), (0, 3, 5, 4), (0, 6, 5, 6), (0, 3, 0, 4), (0, 0, 5, 6), (0, 5, 6, 4),
+              (0, 2, 6, 3), (0, 3, 6, 2)),
+    "major": ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 0, 4), (0, 3, 5, 4), (0, 4, 3, 4), (0, 2, 3, 4), (0, 5, 1, 4)),
+}
+_VAMPS = {"minor": ((0, 3), (0, 6), (0, 5), (0, 0, 3, 3)), "major": ((0, 3), (0, 4), (0, 6), (0, 0, 3, 3))}
+CADENCES = ("authentic", "half", "plagal", "deceptive")
+
+
+def _weighted(rng: Any, table: dict[int, float] | list[tuple[Any, float]]) -> Any:
+    items = list(table.items()) if isinstance(table, dict) else list(table)
+    total = sum(w for _, w in items)
+    x = rng.random() * total
+    for value, w in items:
+        x -= w
+        if x <= 0:
+            return value
+    return items[-1][0]
+
+
+def choose_cadence(rng: Any, weights: tuple[tuple[str, float], ...], *, conclusive: bool = False) -> str:
+    """A cadence type by the style's weights; ``conclusive`` (a section's end) rules out the half cadence
+    when the style has another."""
+    table = [(c, w) for c, w in weights if not (conclusive and c == "half")] or list(weights)
+    return str(_weighted(rng, table))
+
+
+def phrase_progression(rng: Any, harmony: Any, tonic: int, mode: str, slots: int, cadence: str,
+                       *, loop: tuple[int, ...] | None = None) -> list[Chord]:
+    """Chords for one phrase of ``slots`` harmonic slots, ending in ``cadence``.
+
+    Functional styles walk the tonic -> predominant -> dominant grammar from the tonic; loop and vamp
+    styles repeat ``loop``; both then get the cadence written into the last one or two slots and, by
+    the style's odds, secondary dominants (V/x before x) and chords borrowed from the parallel mode.
+    """
+    sev = bool(harmony.sevenths)
+    hm = bool(harmony.harmonic_minor)
+    if harmony.kind in ("loop", "vamp") and loop:
+        degrees = [loop[i % len(loop)] for i in range(slots)]
+    else:
+        degrees = [0]
+        for i in range(1, slots):
+            cur = degrees[-1]
+            nxt = dict(_NEXT[cur])
+            if i == slots - 2:  # lead into the cadence: predominant before V, tonic before IV (plagal)
+                nxt = {k: w * (3 if k in (1, 3, 5) else 1) for k, w in nxt.items()}
+            degrees.append(int(_weighted(rng, nxt)))
+    if slots >= 2:
+        if cadence == "authentic":
+            degrees[-2:] = [4, 0]
+        elif cadence == "half":
+            degrees[-1] = 4
+            if degrees[-2] == 4:
+                degrees[-2] = 3 if mode == "major" else 5
+        elif cadence == "plagal":
+            degrees[-2:] = [3, 0]
+        elif cadence == "deceptive":
+            degrees[-2:] = [4, 5]
+    elif slots == 1:
+        degrees = [4 if cadence == "half" else 0]
+    if slots >= 3 and degrees[-3] == degrees[-2]:  # no chord repeated into the cadence
+        degrees[-3] = rng.choice((1, 3) if degrees[-2] == 4 else (0, 5) if degrees[-2] == 3 else (3, 5))
+    if slots >= 4 and degrees[-4] == degrees[-3] and degrees[-3] != 0:
+        degrees[-4] = 0 if slots == 4 else rng.choice((0, 5))
+    chords: list[Chord] = []
+    for i, d in enumerate(degrees):
+        at_cadence = i >= slots - 2
+        raise_lt = hm or (at_cadence and d == 4) or (d == 4 and cadence in ("authentic", "deceptive"))
+        chords.append(_diatonic(tonic, mode, d, sev and (d != 0 or harmony.kind in ("blues",)), raise_lt))
+    # colour: never on the first slot (the phrase opens on the tonic) nor on the cadence's own chords
+    free = range(1, max(1, slots - 2))
+    for i in free:
+        if rng.random() < harmony.secondary and i + 1 < slots and degrees[i + 1] in (1, 3, 4, 5):
+            chords[i] = _secondary(tonic, mode, degrees[i + 1], sev)
+        elif rng.random() < harmony.borrowed:
+            b = _borrowed(tonic, mode, degrees[i], sev)
+            if b is not None:
+                chords[i] = b
+    return chords
+
+
+def pick_loop(rng: Any, kind: str, mode: str) -> tuple[int, ...]:
+    """A loop (4 chords) or vamp (2 chords) shape for a loop-based style."""
+    table = _VAMPS if kind == "vamp" else _LOOPS
+    return tuple(rng.choice(table[mode]))
+
+
+def blues_progression(rng: Any, tonic: int, mode: str, bars: int, start: int = 0) -> list[Chord]:
+    """The 12-bar blues, dominant sevenths throughout, per seed with or without the quick change (IV in
+    bar 2) and with a V or IV in bar 10; bar 12 is the turnaround V (a half cadence into the next chorus)."""
+    quick = rng.random() < 0.5
+    ten = 4 if rng.random() < 0.6 else 3
+    form = [0, 3 if quick else 0, 0, 0, 3, 3, 0, 0, 4, ten, 0, 4]
+    out: list[Chord] = []
+    for b in range(start, start + bars):
+        d = form[b % 12]
+        root = (tonic + SCALE_STEPS["major"][d]) % 12
+        quality = "dom7" if mode == "major" or d != 0 else "min7"
+        if mode == "minor" and d == 3:
+            quality = "min7"
+        out.append(Chord(d, chord_on(root, quality), {0: "I7", 3: "IV7", 4: "V7"}[d] if quality == "dom7"
+                         else {0: "i7", 3: "iv7"}[d], "D" if d == 4 else ("PD" if d == 3 else "T")))
+    return out
+
+
+def modulation_pivot(new_tonic: int, mode: str, seventh: bool = True) -> Chord:
+    """The dominant of the new key, played in the bar before a key change."""
+    return Chord(4, chord_on((new_tonic + 7) % 12, "dom7" if seventh else "maj"), "V7/new key", "D")
