@@ -35,7 +35,7 @@ $(VENV)/.base: pyproject.toml Makefile | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.full: pyproject.toml $(VENV)/.base
-	$(PIP) install -e ".[dev,ml,providers]"
+	$(PIP) install -e ".[dev,ml,providers,scale]"
 	touch $@
 
 # FluidSynth renders the composer's stems. Debian/Ubuntu: libfluidsynth3; macOS: `brew install fluid-synth`;

@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, module, func, help_ in (
         ("models", ".engine.cli", "models_main", "list | pull | verify model weights"),
-        ("engine", ".engine.cli", "engine_main", "serve: the shared inference engine as a local daemon"),
+        ("engine", ".engine.cli", "engine_main", "serve: the engine as a local daemon | deploy: on Ray Serve"),
         ("auth", ".providers.cli", "auth_main", "connect a music provider account (e.g. auth spotify)"),
         ("auth-server", ".auth.server.cli", "auth_server_main",
          "serve | user add | user reset-mfa | keys rotate: the bundled OAuth authorization server"),

@@ -394,7 +394,10 @@ def deploy(settings: Settings, plan: DeployPlan, *, address: str | None = None,
 
 
 def deployed(kind: str) -> list[str]:
-    """Checkpoints (``musicgen``) or model ids (``demucs``) with a running Serve application."""
+    """Checkpoints (``musicgen``) or model ids (``demucs``) whose Serve application has a running replica.
+
+    Replicas count, not the application's status: while Serve replaces a dead replica the application is
+    DEPLOYING (or UNHEALTHY), yet its other replicas serve on, and requests must keep going to them."""
     from ray import serve
 
     prefix = f"{APP_PREFIX}{kind}-"
@@ -403,5 +406,6 @@ def deployed(kind: str) -> list[str]:
     except Exception:  # noqa: BLE001 - Serve not started on this cluster
         return []
     return sorted(n.removeprefix(prefix) for n, a in apps.items()
-                  if n.startswith(prefix) and str(a.status).endswith("RUNNING"))
+                  if n.startswith(prefix) and any(int((d.replica_states or {}).get("RUNNING", 0)) > 0
+                                                  for d in a.deployments.values()))
 
