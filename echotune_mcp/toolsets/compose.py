@@ -19,10 +19,11 @@ from pydantic import Field
 from ..app import App
 from ..audio_inputs import load_audio_input
 from ..errors import BadInput
-from ..jobs import JobContext, JobFailed
+from ..jobs import JobContext, JobFailed, JobWork, resumable
 from ..licensing import complete_provenance, file_tags
 from ..music import params as music_params
 from ..music.audio_io import decode_audio, media_type_for
+from ..music.interpret import interpret_request, limit_parts, musicgen_interpretation
 from ..principal import current_principal
 from ..storage.records import ArtifactRecord
 from ..views import JobView
@@ -32,6 +33,8 @@ from .common import WaitSeconds, job_result
 GenreName = Literal[tuple(music_params.GENRES)]  # type: ignore[valid-type]
 MoodName = Literal[tuple(music_params.MOODS)]  # type: ignore[valid-type]
 InstrumentName = Literal[tuple(music_params.INSTRUMENTS)]  # type: ignore[valid-type]
+MeterName = Literal["4/4", "3/4", "6/8", "12/8"]
+FeelName = Literal["straight", "swing", "shuffle"]
 OutputFormat = Literal["wav", "flac", "ogg"]
 COMPOSER_MODEL = {"model_id": "echotune-composer", "backend": "composer", "weights_license": None}
 
@@ -61,6 +64,12 @@ def build(app: App) -> Toolset:
         structure: Annotated[list[str] | None, Field(max_length=16, description="section names in order, e.g. "
                                                      "['intro','verse','chorus','verse','chorus','outro']")] = None,
         seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description="same seed + arguments = same music")] = None,
+        meter: Annotated[MeterName | None, Field(description=(
+            "time signature; overrides one the prompt names ('in 3/4', 'waltz', '12/8 blues'); default: the "
+            "style's usual meter"))] = None,
+        feel: Annotated[FeelName | None, Field(description=(
+            "rhythmic feel of the off-beats; overrides the prompt ('swing', 'shuffle'); default: the style's "
+            "own feel"))] = None,
         backend: Annotated[Literal["auto", "composer", "musicgen"], Field(
             description="auto: MusicGen when its weights are downloaded, else the offline composer")] = "auto",
         model: Annotated[str, Field(max_length=64, description="MusicGen model id or 'auto'")] = "auto",
@@ -87,13 +96,18 @@ def build(app: App) -> Toolset:
         'ambient pad, calm, 85 bpm, A minor, with piano'; prompt_sent shows the exact text);
         structure cannot be applied. The result lists applied controls and how, not_applied ones
         and why, and left_to_model (controls nobody named, which MusicGen chose freely, unmeasured).
+        Both: `interpreted` says how the prompt was read, field by field (genre, mood, tempo, key,
+        meter, feel, instruments, structure: value, source argument/prompt/default/style default,
+        the prompt words, a note such as an unknown genre's nearest style), what the prompt ruled
+        out (`negated`: "not sad", "no drums", "no intro") and what looked like a control but was
+        not used, with why (`not_understood`). Check it, and pass an argument to correct a field.
         """
         owner = current_principal()
         try:
-            resolved = music_params.resolve_params(
+            resolved, interpreted = interpret_request(
                 prompt, duration_s=duration_s, genre=genre, mood=mood, bpm=bpm, key=key,
                 instruments=list(instruments) if instruments else None, structure=structure, seed=seed,
-                max_duration_s=max_dur)
+                max_duration_s=max_dur, meter=meter, feel=feel)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
         continuation = tune = None
@@ -116,11 +130,14 @@ def build(app: App) -> Toolset:
             if continuation is not None:
                 why += "; continuing a clip needs MusicGen"
         explicit = {"genre": genre, "mood": mood, "bpm": bpm, "key": key,
-                    "instruments": list(instruments) if instruments else None, "structure": structure}
+                    "instruments": list(instruments) if instruments else None, "structure": structure,
+                    "meter": meter, "feel": feel}
         text = _musicgen_conditioning(prompt, resolved, explicit) if chosen == "musicgen" else None
+        if text is not None:
+            interpreted = musicgen_interpretation(interpreted, text.applied, text.not_applied, text.left_to_model)
         args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "backend_reason": why, "model": model,
                 "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
-                "melody": melody, **({"prompt_sent": text.prompt} if text else {})}
+                "melody": melody, "interpreted": interpreted, **({"prompt_sent": text.prompt} if text else {})}
 
         async def work(job: JobContext) -> dict[str, Any]:
             if text is not None:
@@ -128,7 +145,7 @@ def build(app: App) -> Toolset:
             else:
                 out = await _run_composer(app, job, resolved, output_format, prompt=prompt)
                 out["not_applied"] = {}  # the composer applies every control
-            return {**out, "backend_reason": why}
+            return {**out, "backend_reason": why, "interpreted": _with_parts(interpreted, out)}
 
         job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
         result = await job_result(app, owner, job.id, wait_seconds, ctx)
@@ -273,6 +290,25 @@ def _soundfont_record(app: App) -> dict[str, Any]:
     return soundfont_info(app.settings.soundfont)
 
 
+@resumable("generate_music")
+def _resume_generate_music(app: App, record: Any) -> JobWork | None:
+    """A composer generation is a pure function of its stored params (the seed was resolved at submit), so a
+    replica can run it again when the one running it stopped (docs/SCALE.md). MusicGen ones are not re-run:
+    sampling on another device is not bit-for-bit the same, and their audio inputs are not in the params."""
+    p = record.params
+    if p.get("backend") != "composer" or not isinstance(p.get("resolved"), dict):
+        return None
+    resolved = music_params.ResolvedParams.from_dict(p["resolved"])
+    fmt, prompt, why = p.get("output_format", "wav"), p.get("prompt", ""), p.get("backend_reason", "")
+
+    async def work(job: JobContext) -> dict[str, Any]:
+        out = await _run_composer(app, job, resolved, fmt, prompt=prompt)
+        out["not_applied"] = {}
+        return {**out, "backend_reason": why, "interpreted": _with_parts(p.get("interpreted") or {}, out)}
+
+    return work
+
+
 async def _run_composer(app: App, job: JobContext, resolved: Any, fmt: str, *, prompt: str) -> dict[str, Any]:
     from ..music.composer import compose
     from ..music.pipeline import render_preview
@@ -281,6 +317,7 @@ async def _run_composer(app: App, job: JobContext, resolved: Any, fmt: str, *, p
     sf = app.settings.soundfont
     await job.progress(0.02, "composing the arrangement")
     arrangement = await job.run_in_thread(compose, resolved)
+    parts = limit_parts(arrangement, resolved.without, resolved.only)  # "no drums", "solo piano"
     soundfont = _soundfont_record(app)
     base_prov = {"tool": job.job.tool, "backend": "composer", "model": COMPOSER_MODEL, "soundfont": soundfont,
                  "prompt": prompt, "parameters": resolved.to_dict(), "seed": resolved.seed}
@@ -295,7 +332,8 @@ async def _run_composer(app: App, job: JobContext, resolved: Any, fmt: str, *, p
                                          provenance=base_prov)
     await job.progress(0.12, "preview ready; rendering the full piece")
     return await _finish_render(app, job, arrangement, resolved, fmt, arr_art, base_prov,
-                                extra_result={"preview_artifact_id": preview_art.id, "from_text": resolved.from_text})
+                                extra_result={"preview_artifact_id": preview_art.id, "from_text": resolved.from_text,
+                                              **({"parts": parts} if parts else {})})
 
 
 async def _finish_render(app: App, job: JobContext, arrangement: Any, resolved: Any, fmt: str,
@@ -428,8 +466,9 @@ def _musicgen_conditioning(prompt: str, resolved: Any, explicit: dict[str, Any])
     left: list[str] = []
     phrases: list[str] = []
     values = {"genre": resolved.genre, "mood": resolved.mood, "bpm": resolved.bpm, "key": resolved.key,
-              "instruments": list(resolved.instruments)}
-    for name in ("genre", "mood", "bpm", "key", "instruments"):
+              "instruments": list(resolved.instruments), "meter": getattr(resolved, "meter", "4/4"),
+              "feel": getattr(resolved, "feel", "straight")}
+    for name in ("genre", "mood", "bpm", "key", "instruments", "meter", "feel"):
         value = values[name]
         if explicit.get(name) is not None:
             if name == "instruments":
@@ -438,7 +477,8 @@ def _musicgen_conditioning(prompt: str, resolved: Any, explicit: dict[str, Any])
             elif said.get(name) == value:
                 phrase = ""
             else:
-                phrase = f"{value:g} bpm" if name == "bpm" else str(value)
+                phrase = {"bpm": f"{value:g} bpm" if name == "bpm" else "", "meter": f"in {value} time",
+                          "feel": f"{value} feel"}.get(name) or str(value)
             if phrase:
                 phrases.append(phrase)
                 how = f"added to the MusicGen prompt as '{phrase}'"
@@ -533,6 +573,21 @@ async def _run_musicgen(app: App, job: JobContext, text: Conditioning, resolved:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+def _with_parts(interpreted: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """The interpretation plus what limiting the parts did (stems left out or re-voiced), when it did."""
+    parts = out.get("parts")
+    if not parts:
+        return interpreted
+    inst = dict(interpreted.get("instruments") or {})
+    done = []
+    if parts.get("left_out"):
+        done.append(f"stems left out: {', '.join(parts['left_out'])}")
+    if parts.get("reprogrammed"):
+        done.append("re-voiced: " + ", ".join(f"{k} {v}" for k, v in parts["reprogrammed"].items()))
+    inst["note"] = "; ".join(x for x in (inst.get("note"), *done) if x)
+    return {**interpreted, "instruments": inst}
+
+
 def _encode(audio: np.ndarray, sr: int, fmt: str, provenance: dict[str, Any]) -> bytes:
     """Encode with the generator and licence written into the file's own tags (WAV INFO / Vorbis)."""
     from ..music.audio_io import encode_audio

@@ -292,9 +292,18 @@ async def test_musicgen_folds_controls_into_its_prompt_and_reports_the_rest(tiny
         res = bare["result"]
         assert res["applied"]["bpm"]["value"] == "slow" and res["applied"]["mood"]["value"] == "calm", res["applied"]
         assert all("prompt text" in v["how"] for v in res["applied"].values()) and res["not_applied"] == {}
-        # nobody named a key, genre or structure: none is claimed, MusicGen chose them
-        assert set(res["left_to_model"]) == {"genre", "key", "structure"}
-        assert not {"key", "genre", "structure"} & set(res["parameters"]), res["parameters"]
+        # nobody named a key, genre, structure, meter or feel: none is claimed, MusicGen chose them
+        assert set(res["left_to_model"]) == {"genre", "key", "structure", "meter", "feel"}
+        assert not {"key", "genre", "structure", "meter", "feel"} & set(res["parameters"]), res["parameters"]
+        # the interpretation says the same: composer defaults are not claimed for MusicGen
+        it = res["interpreted"]
+        assert it["key"]["value"] is None and "left to the model" in it["key"]["musicgen"]
+        assert it["tempo"]["source"] == "prompt" and "prompt text" in it["tempo"]["musicgen"]
+        # meter and feel arguments are folded into the text like the other controls
+        waltz = await run_job(client, "generate_music", {"prompt": "slow dreamy pad", "meter": "3/4",
+                                                          "feel": "swing", **base})
+        assert waltz["result"]["prompt_sent"] == "slow dreamy pad, in 3/4 time, swing feel"
+        assert waltz["result"]["interpreted"]["meter"]["source"] == "argument"
 
 
 async def test_composer_result_names_its_backend_and_reason(make_client):
