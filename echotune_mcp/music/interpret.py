@@ -312,7 +312,8 @@ _g("breakbeat", 135, 0.8, 0.9, 0.1, 0.0, ("electronic", "breakbeat", "uk"), "bro
 _g("footwork", 160, 0.85, 0.9, 0.0, 0.0, ("electronic", "breakbeat"), "fast broken-beat electronic",
    "drum and bass")
 _g("idm", 100, 0.35, 0.8, 0.2, 0.0, ("electronic", "texture", "ambient"), "experimental electronic", "ambient")
-_g("electronica", 100, 0.4, 0.8, 0.2, 0.0, ("electronic", "texture", "chill", "ambient"), "electronic listening music", "ambient")
+_g("electronica", 100, 0.4, 0.8, 0.2, 0.0, ("electronic", "texture", "chill", "ambient"),
+   "electronic listening music", "ambient")
 _g("electronic", 122, 0.7, 1.0, 0.0, 0.0, ("electronic", "dance"), "electronic music (a family, not one style)",
    "house")
 _g("edm", 126, 0.9, 1.0, 0.0, 0.0, ("electronic", "dance", "club"), "electronic dance music", "house")
@@ -516,6 +517,7 @@ _KEY_PATTERNS = [
     # "in A minor", "key of F#", "in the key of E", "in Bb", "in c# minor", "in Am"
     ("key", re.compile(rf"\b(?i:in(?:\s+the\s+key\s+of)?|key(?:\s+of)?\s*:?|key:)\s+"
                        rf"(?P<k>[A-G]{_ACC}?(?:\s*(?i:{_MODE})\b|m\b)?|[a-g]{_ACC}?\s*(?i:major|minor)\b"
+                       r"(?=\s*(?:$|[,.;:!?)]|(?i:and|with|at|for|please|key|scale|mode)\b))"
                        rf"|[a-g](?:#|♯|-sharp|-flat|\s+sharp|\s+flat)\b)(?![\w#♯♭])")),
     # "Bb major", "E minor" anywhere (capital letter)
     ("key", re.compile(rf"(?<![\w'])(?P<k>[A-G]{_ACC}?\s*(?i:major|minor))\b")),
@@ -776,12 +778,8 @@ def _unknown_genre_words(r: Reading, text: str) -> None:
         if word in ("hardcore",):
             continue
         family = next(f for suf, f in _GENRE_SUFFIXES if m.group(2).lower() == suf)
-        r.spans.append(Span(m.start(), m.end(), m.group(1), [Effect("unknown_genre", word, f"a kind of {family}")]))
-        _UNKNOWN_FAMILIES[word] = family
+        r.spans.append(Span(m.start(), m.end(), m.group(1), [Effect("unknown_genre", word, family)]))
     r.spans.sort(key=lambda s: s.start)
-
-
-_UNKNOWN_FAMILIES: dict[str, str] = {}
 
 
 def _structure_list(r: Reading, text: str) -> None:
@@ -835,16 +833,17 @@ def nearest_styles(traits: dict[str, Any], n: int = 3) -> list[str]:
     return sorted(STYLES, key=lambda s: style_distance(traits, STYLES[s].traits))[:n]
 
 
-def unknown_genre_target(name: str) -> tuple[str, str]:
+def unknown_genre_target(name: str, family: str | None = None) -> tuple[str, str]:
     """(style, why) for a genre the composer does not play: the curated choice if there is one (checked
-    against the traits: it must be among the 6 nearest), else the nearest by traits, else by family."""
+    against the traits: it must be among the 6 nearest), else the nearest by traits, else the family its
+    name shows ("-core" metal, "-wave" synthwave, "-step" dubstep, ...)."""
     if name in _UNKNOWN_GENRES:
         traits, why, prefer = _UNKNOWN_GENRES[name]
         near = nearest_styles(traits, 6)
         if prefer in near:
             return prefer, why  # type: ignore[return-value]
         return near[0], why
-    family = _UNKNOWN_FAMILIES.get(name, DEFAULT_GENRE)
+    family = family if family in STYLES else DEFAULT_GENRE
     return family, f"a kind of {family} by its name"
 
 
@@ -871,7 +870,7 @@ def _pick_genre(r: Reading, negated_genres: set[str]) -> tuple[str | None, list[
     cands: list[tuple[Span, str, str | None]] = []  # (span, style, mapping note)
     for s, e in r.of("genre", "unknown_genre"):
         if e.kind == "unknown_genre":
-            target, why = unknown_genre_target(e.value)
+            target, why = unknown_genre_target(e.value, e.note if e.note in STYLES else None)
             cands.append((s, target, f"unknown genre '{s.words.lower()}' -> nearest style '{target}' ({why})"))
         else:
             cands.append((s, e.value, e.note or None))
@@ -949,7 +948,8 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
     # -- genre
     neg_genres: dict[str, str] = {}
     for s, e in r.of("genre", "weak_genre", "unknown_genre", negated=True):
-        target = unknown_genre_target(e.value)[0] if e.kind == "unknown_genre" else e.value
+        target = unknown_genre_target(e.value, e.note if e.note in STYLES else None)[0] \
+            if e.kind == "unknown_genre" else e.value
         neg_genres[target] = r.neg_words(s)
     influences: list[str] = []
     if genre is not None:
@@ -1139,8 +1139,7 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
     else:
         mt = gstyle.meters[0]
         interp["meter"] = _fieldrec(mt, "style default", [], f"{g}'s usual meter")
-        if g == "waltz" or (interp["genre"]["words"] and interp["genre"]["note"] and "in 3/4" in
-                            (interp["genre"]["note"] or "")):
+        if interp["genre"]["source"] == "prompt" and (g == "waltz" or "in 3/4" in (interp["genre"]["note"] or "")):
             mt = "3/4"
             interp["meter"] = _fieldrec(mt, "prompt", [w for w in interp["genre"]["words"]],
                                         "a waltz is in 3/4")
