@@ -294,3 +294,28 @@ def test_limit_parts_on_a_composed_piece():
     done3 = limit_parts(arr3, nop.without, nop.only)
     assert {t.name for t in arr3.tracks} == before and all(t.program != 0 or t.is_drum for t in arr3.tracks)
     assert done3.get("reprogrammed")
+
+
+def test_any_text_resolves_or_names_the_field():
+    """Word salad from the lexicon, punctuation and stray characters: always a complete, valid reading
+    (or a ControlError naming bpm when the text asks for an impossible tempo), never a crash."""
+    import random
+    import string
+
+    from echotune_mcp.music.interpret import _LEXICON
+
+    words = sorted(_LEXICON) + ["not", "no", "without", "in", "a", "A", "minor", "key", "of", "at", "90", "3/4",
+                                "bpm", ",", ".", "-ish", "like", "Daft", "C#", "Bb", "♭", "solo", "just", "two",
+                                "1000 bpm", "100-110", "~", "'", "(", "😀", "\n"]
+    rng = random.Random(17)
+    for _ in range(400):
+        prompt = " ".join(rng.choice(words) for _ in range(rng.randint(0, 14)))
+        if rng.random() < 0.1:
+            prompt = "".join(rng.choice(string.printable) for _ in range(rng.randint(0, 60)))
+        try:
+            p, it = interpret_request(prompt, duration_s=10)
+        except ControlError as exc:
+            assert exc.field == "bpm", prompt
+            continue
+        assert p.genre in STYLES and p.structure and 40 <= p.bpm <= 240, prompt
+        assert all(it[f]["source"] in SOURCES for f in FIELDS), prompt
