@@ -36,6 +36,7 @@ class App:
         self._cpu: CpuPool | None = None
         self._sealing: asyncio.Task[None] | None = None
         self.interrupted_at_start = 0
+        self.watcher = None  # replicas.ReplicaWatcher on MongoDB
         self._update_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def add_update_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
@@ -85,6 +86,11 @@ class App:
                 self._cpu = CpuPool(self.settings.cpu_workers)
                 self._jobs = JobManager(self)
                 self.interrupted_at_start = await self._jobs.start()
+                if self._storage.backend.name == "mongodb":  # replicas: hear about the others' jobs (replicas.py)
+                    from .replicas import ReplicaWatcher
+
+                    self.watcher = ReplicaWatcher(self)
+                    self.watcher.start()
                 self._sealing = asyncio.create_task(self._seal_stored(), name="seal stored listening events")
             self._users += 1
         return self
@@ -93,6 +99,9 @@ class App:
         async with self._lock:
             self._users -= 1
             if self._users == 0:
+                if self.watcher is not None:
+                    await self.watcher.stop()
+                    self.watcher = None
                 if self._sealing is not None:
                     self._sealing.cancel()
                     await asyncio.wait({self._sealing}, timeout=5)

@@ -270,6 +270,15 @@ class Settings:
     # same data (a second client window, `echotune-mcp jobs`, a MongoDB replica) marks them interrupted only once
     # the lease has run out (or, on the same machine, once the holder's process is gone).
     job_lease_seconds: float = 30.0
+    # Stateless replicas (docs/SCALE.md): several `serve` processes on one MongoDB. Then every key a replica uses
+    # must be shared configuration, never made by the replica: ECHOTUNE_SECRET_KEY (provider tokens, principal
+    # keys, confirmations) and ECHOTUNE_SIGNING_KEY_FILE (the content-credentials key), checked at start.
+    replicated: bool = False
+    replica_name: str | None = None  # how jobs name this replica ("taken over by replica B"); default host:pid
+    signing_key_file: Path | None = None  # an Ed25519 PEM shared by all replicas; default: made in the data dir
+    # How often a replica looks for changes made by the others (job progress for subscribers) when the database
+    # has no change streams (a standalone mongod; replica sets and SecantusDB have them).
+    replica_poll_seconds: float = 1.0
     soundfont: Path | None = None
     sample_rate: int = 44100
     secret_key: str | None = None
@@ -353,6 +362,10 @@ class Settings:
             max_jobs_per_owner=_env_int("MAX_JOBS_PER_CLIENT", 4),
             cpu_workers=_env_int("CPU_WORKERS", max(1, min(4, os.cpu_count() or 1))),
             job_lease_seconds=_env_float("JOB_LEASE_SECONDS", 30.0),
+            replicated=_env_bool("REPLICATED", False),
+            replica_name=_env("REPLICA_NAME"),
+            signing_key_file=Path(_env("SIGNING_KEY_FILE") or "").expanduser() if _env("SIGNING_KEY_FILE") else None,
+            replica_poll_seconds=_env_float("REPLICA_POLL_SECONDS", 1.0),
             soundfont=Path(sf).expanduser() if sf else None,
             secret_key=_env("SECRET_KEY"),
             transport=(_env("TRANSPORT") or "stdio").strip().lower(),
@@ -411,6 +424,7 @@ class Settings:
             raise ValueError(f"ECHOTUNE_CPU_WORKERS is {self.cpu_workers}; use 1 or more threads")
         if not 0 < self.job_lease_seconds <= 3600:
             raise ValueError(f"ECHOTUNE_JOB_LEASE_SECONDS is {self.job_lease_seconds}; use more than 0 and at most 3600")
+        self._validate_replicas()
         if not (math.isfinite(self.rate_per_minute) and self.rate_per_minute >= 0):
             raise ValueError(f"ECHOTUNE_RATE_PER_MINUTE is {self.rate_per_minute}; use 0 (no rate limit) or more")
         if not (math.isfinite(self.rate_burst) and self.rate_burst >= max(dict(self.rate_costs).values(), default=1)):
@@ -422,6 +436,32 @@ class Settings:
             raise ValueError(f"ECHOTUNE_AUDIT_TTL_DAYS is {self.audit_ttl_days}; use 1 to 3650 days")
         if not (math.isfinite(self.auth_fail_delay_max_s) and 0 <= self.auth_fail_delay_max_s <= 60):
             raise ValueError(f"ECHOTUNE_AUTH_FAIL_DELAY_MAX_S is {self.auth_fail_delay_max_s}; use 0 to 60 seconds")
+
+    def _validate_replicas(self) -> None:
+        """Replicas share one database, so they must share every key: a key a replica made for itself would seal
+        what the others cannot open (tokens) or sign what they do not vouch for (content credentials)."""
+        if not (math.isfinite(self.replica_poll_seconds) and 0.1 <= self.replica_poll_seconds <= 60):
+            raise ValueError(f"ECHOTUNE_REPLICA_POLL_SECONDS is {self.replica_poll_seconds}; use 0.1 to 60 seconds")
+        if self.replica_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}", self.replica_name):
+            raise ValueError(f"ECHOTUNE_REPLICA_NAME is {self.replica_name!r}; use 1-63 letters, digits, '.', '_', "
+                             "':' or '-' (a pod or host name)")
+        if not self.replicated:
+            return
+        missing = []
+        if not self.mongodb_uri:
+            missing.append("ECHOTUNE_MONGODB_URI (the database all replicas share)")
+        if not self.secret_key:
+            missing.append("ECHOTUNE_SECRET_KEY (the same passphrase on every replica: it seals provider tokens, "
+                           "principal data keys and confirmations)")
+        if self.signing_key_file is None:
+            missing.append("ECHOTUNE_SIGNING_KEY_FILE (one Ed25519 PEM mounted on every replica, e.g. made with "
+                           "`openssl genpkey -algorithm ed25519 -out signing.pem`)")
+        elif not self.signing_key_file.is_file():
+            missing.append(f"ECHOTUNE_SIGNING_KEY_FILE names {self.signing_key_file}, which is not a readable file "
+                           "(a replica never makes its own key)")
+        if missing:
+            raise ValueError("ECHOTUNE_REPLICATED is on, so this server must use key material shared by every "
+                             "replica, never keys it makes for itself; missing: " + "; ".join(missing))
 
     def _validate_auth(self) -> None:
         for name, value in (("ISSUER", self.auth_issuer), ("AUDIENCE", self.auth_audience),

@@ -6,8 +6,11 @@ returns a handle the agent long-polls with ``get_job``. State is persisted on ev
 artifacts are only ever written whole (see ``artifacts.py``).
 
 Several server processes may share the data (client windows, ``echotune-mcp jobs``, MongoDB replicas).
-Each holds a lease, renewed by a heartbeat, on the jobs it runs; a process marks a job ``interrupted``
-only once its holder's lease is dead, so a neighbour's live work is never misreported. A client's quota
+Each holds a lease, renewed by a heartbeat, on the jobs it runs; once a holder's lease is dead its jobs are
+either taken over by a live process and run again from their inputs (jobs whose tool registered a
+``resumable`` rebuilder: deterministic work such as a seeded composition) or marked ``interrupted``; both
+are one compare-and-set on the dead lease, so exactly one process does exactly one of them. A job's state
+changes only under the lease it holds, so a frozen process that comes back cannot overwrite the new run. A client's quota
 is a set of slots taken atomically and held until the work has really stopped, and CPU-heavy work runs
 in its own bounded pool (``CpuPool``), never in the threads storage calls use.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 HOW_TO_LIST = "call list_jobs to see the job ids you own"
 T = TypeVar("T")
 ProgressFn = Callable[[float, str], Awaitable[None]]
+MAX_ATTEMPTS = 3  # a job that takes its replica down each time (out of memory) must not take down every replica
 
 
 class JobCancelled(Exception):
@@ -111,6 +117,7 @@ class _Live:
     slot: str | None = None  # the quota slot this job holds until its work has stopped
     last_write: float = 0.0
     progress: tuple[float, str] | None = None  # fresher than the throttled copy in storage
+    lost: bool = False  # another replica took the job over (this one was frozen): stop, write nothing more
 
 
 class JobContext:
@@ -174,13 +181,40 @@ class JobContext:
     async def add_artifact(self, **kwargs: Any) -> ArtifactRecord:
         self.check_cancelled()
         record = await self.manager.app.artifacts.create(owner=self.owner, job_id=self.job.id, **kwargs)
+        # Attached only while this process still holds the job: after a takeover the new run owns it, and what
+        # this run made is removed again rather than mixed into the new run's artifacts.
+        attached = await self.manager.store.update(
+            self.owner, self.job.id, {"artifact_ids": [*self.job.artifact_ids, record.id]},
+            expect={"lease_owner": self.manager.lease_id})
+        if attached is None:
+            self._live.lost = True
+            self._live.cancel.set()
+            try:
+                await self.manager.app.artifacts.delete(self.owner, record.id)
+            except Exception:
+                log.warning("could not remove artifact %s of a job taken over elsewhere", record.id, exc_info=True)
+            raise JobCancelled()
         self.artifacts.append(record)
         self.job.artifact_ids.append(record.id)
-        await self.manager.store.update(self.owner, self.job.id, {"artifact_ids": self.job.artifact_ids})
         return record
 
 
 JobWork = Callable[[JobContext], Awaitable[dict[str, Any]]]
+# Rebuilds a stored job's work from its record (params), for a replica taking it over; None: not resumable.
+Resumer = Callable[["App", JobRecord], JobWork | None]
+RESUMERS: dict[str, Resumer] = {}
+
+
+def resumable(tool: str) -> Callable[[Resumer], Resumer]:
+    """Register how to run ``tool``'s job again from its stored params alone (no closure of the first run).
+
+    Only for deterministic work (its seed is in the params), so the run another replica finishes gives what
+    the first would have; the rebuilder returns None for a job it cannot repeat (audio inputs, a model that is
+    not deterministic), which then ends ``interrupted`` as before."""
+    def register(fn: Resumer) -> Resumer:
+        RESUMERS[tool] = fn
+        return fn
+    return register
 
 
 class JobManager:
@@ -192,6 +226,8 @@ class JobManager:
         self._shutting_down = False
         self.lease_id = ""
         self._heartbeat: asyncio.Task[None] | None = None
+        self.replica = app.settings.replica_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.taken_over = 0  # jobs of stopped replicas this one ran again
 
     @property
     def _ttl(self) -> float:
@@ -203,7 +239,7 @@ class JobManager:
 
         Returns how many jobs were interrupted (work of processes that died, not of live neighbours).
         """
-        lease = await self.leases.register(self._ttl)
+        lease = await self.leases.register(self._ttl, name=self.replica)
         self.lease_id = lease.id
         self.app.storage.blobs.writer = lease.id
         interrupted = await self._reap()
@@ -214,12 +250,74 @@ class JobManager:
         """Interrupt the jobs and sweep the temp blobs of processes whose lease is dead, then drop those leases."""
         blobs = self.app.storage.blobs
         files = blobs.temp_files()  # listed before the leases are read: a new writer registers first
+        if not self._shutting_down:
+            await self._take_over()
         interrupted = await self.store.interrupt_dead(self.leases.alive_ids)
         blobs.sweep_temp_files(files, await self.leases.alive_ids(), grace_s=max(self._ttl, 60.0))
         await self.leases.drop_dead()
         if interrupted:
             log.warning("%d job(s) of a stopped server process were marked interrupted", interrupted)
         return interrupted
+
+    async def _take_over(self) -> int:
+        """Run again, here, the resumable jobs of replicas whose lease is dead; how many this replica claimed.
+
+        The claim is a compare-and-set on the dead lease (``JobStore.take_over``): if another replica claimed or
+        interrupted the job first, this one leaves it. What the dead run stored for the job is removed first
+        (its artifacts were whole, but they belong to a run whose result nobody will get), and recorded in the
+        job's ``takeovers`` note; the new run then makes them again from the same inputs.
+        """
+        claimed = 0
+        for doc in await self.store.orphaned(self.leases.alive_ids):
+            resumer = RESUMERS.get(doc.get("tool", ""))
+            if resumer is None or int(doc.get("attempt") or 1) >= MAX_ATTEMPTS:
+                continue
+            try:
+                work = resumer(self.app, JobRecord.model_validate(doc))
+            except Exception:
+                log.warning("job %s cannot be rebuilt from its params; it will be interrupted", doc["id"],
+                            exc_info=True)
+                work = None
+            if work is None:
+                continue
+            old_lease = doc.get("lease_owner")
+            lease = await self.leases.get(old_lease) if old_lease else None
+            before = (lease.name if lease is not None and lease.name else None) or doc.get("replica") or "unknown"
+            attempt = int(doc.get("attempt") or 1) + 1
+            message = (f"taken over by replica {self.replica} after the lease of replica {before} expired; "
+                       f"attempt {attempt}, run again from its inputs")
+            previous = await self._artifacts_of(doc)
+            note = {"attempt": attempt, "from_replica": before, "to_replica": self.replica, "at": time.time(),
+                    "reason": "lease expired", "discarded_artifact_ids": [a.id for a in previous]}
+            until = time.time() + self._ttl
+            job = await self.store.take_over(doc, self.lease_id, until, self.replica, note, message)
+            if job is None:
+                continue  # another replica claimed or interrupted it first
+            claimed += 1
+            self.taken_over += 1
+            log.warning("job %s: %s", job.id, message)
+            for record in previous:
+                try:
+                    await self.app.artifacts.delete(job.owner, record.id)
+                except NotFound:
+                    pass
+            live = _Live(slot=await self.store.move_slot(job.id, self.lease_id, until))
+            self._live[job.id] = live
+            live.task = asyncio.create_task(self._run(job, live, work, resumed=True), name=f"job {job.id}")
+            await self.app.notify_resource_updated(f"echotune://jobs/{job.id}")
+        return claimed
+
+    async def _artifacts_of(self, doc: dict[str, Any]) -> list[ArtifactRecord]:
+        """Every artifact stored for the job: those listed on it, and one stored but not yet listed (the run
+        stopped between the two writes)."""
+        found: list[ArtifactRecord] = []
+        cursor = None
+        while True:
+            page, cursor = await self.app.storage.artifacts.find(doc["owner"], {"job_id": doc["id"]}, limit=200,
+                                                                 cursor=cursor)
+            found.extend(page)
+            if cursor is None:
+                return found
 
     async def _beat(self) -> None:
         """Renew the lease every third of its length; check the neighbours on each beat."""
@@ -244,15 +342,20 @@ class JobManager:
         if not await self.leases.renew(self.lease_id, self._ttl):
             # Dropped as dead while this process was frozen; its jobs were interrupted. Come back under the
             # same lease (temp blobs carry its id) and stop the work whose result nobody will take any more.
-            await self.leases.register(self._ttl, lease_id=self.lease_id)
+            await self.leases.register(self._ttl, lease_id=self.lease_id, name=self.replica)
         ids = list(self._live)
         until = time.time() + self._ttl
         await self.store.renew_leases(self.lease_id, ids, until)
         await self.store.renew_slots(self.lease_id, ids, until)
-        # A job cancelled through another process (or interrupted while this one was frozen): stop its work.
-        for job_id, status in (await self.store.statuses(ids)).items():
+        # A job cancelled through another process (or interrupted, or taken over by another replica, while this
+        # one was frozen): stop its work; a taken-over one also writes nothing more.
+        for job_id, (status, holder) in (await self.store.holders(ids)).items():
             live = self._live.get(job_id)
-            if status.terminal and live is not None and not live.cancel.is_set():
+            if live is None or live.cancel.is_set():
+                continue
+            if holder != self.lease_id:
+                live.lost = True
+            if status.terminal or live.lost:
                 live.cancel.set()
                 live.changed.set()
 
@@ -284,7 +387,7 @@ class JobManager:
 
         limit = await job_limit(self.app, owner)  # ECHOTUNE_MAX_JOBS_PER_CLIENT unless an operator set this one's
         job = JobRecord(owner=owner, tool=tool, params=params, trace_context=capture_context(),
-                        lease_owner=self.lease_id, lease_expires_at=time.time() + self._ttl)
+                        lease_owner=self.lease_id, lease_expires_at=time.time() + self._ttl, replica=self.replica)
         # The quota is slots taken atomically (an insert only one caller can win), so concurrent submits from
         # one client, even through several processes, never exceed it.
         slot = await self.store.acquire_slot(owner, job.id, limit, self.lease_id, job.lease_expires_at)
@@ -320,39 +423,50 @@ class JobManager:
             except Exception:  # no longer renewed, it lapses after one lease length
                 log.warning("could not release the quota slot of job %s", job.id, exc_info=True)
 
-    async def _run(self, job: JobRecord, live: _Live, work: JobWork) -> None:
+    async def _run(self, job: JobRecord, live: _Live, work: JobWork, *, resumed: bool = False) -> None:
         # Runs detached from the request, but inside the caller's trace: the job span is a child of tools/call.
-        with attached(job.trace_context), span("job.run", **{"echotune.job.id": job.id, "echotune.job.tool": job.tool}) as sp:
+        # Every state change is conditional on this process still holding the job's lease (``mine``).
+        mine = self.lease_id
+        with attached(job.trace_context), span("job.run", **{"echotune.job.id": job.id, "echotune.job.tool": job.tool,
+                                                            "echotune.job.attempt": job.attempt}) as sp:
             ctx = JobContext(self, job, live)
             try:
-                started = await self.store.set_status(job.owner, job.id, JobStatus.running,
-                                                      expect=[JobStatus.queued], started_at=time.time())
-                if started is None:  # cancelled before it started
-                    return
+                if not resumed:
+                    started = await self.store.set_status(job.owner, job.id, JobStatus.running,
+                                                          expect=[JobStatus.queued], started_at=time.time())
+                    if started is None:  # cancelled before it started
+                        return
                 await self._changed(job, live)
                 try:
                     result = await work(ctx)
                 finally:
                     await self._release(job, live)  # the work has stopped, whatever its outcome
+                done = "done"
+                if job.attempt > 1:
+                    result = {**result, "attempt": job.attempt, "takeovers": job.takeovers}
+                    done = f"done on attempt {job.attempt} ({job.message})"
                 final = await self.store.set_status(
-                    job.owner, job.id, JobStatus.succeeded, expect=[JobStatus.running],
-                    result=result, progress=1.0, message="done",
+                    job.owner, job.id, JobStatus.succeeded, expect=[JobStatus.running], lease_owner=mine,
+                    result=result, progress=1.0, message=done,
                 )
                 sp.set_attribute("echotune.job.status", "succeeded" if final else "cancelled")
             except (JobCancelled, asyncio.CancelledError):
-                if self._shutting_down:
+                if live.lost:
+                    sp.set_attribute("echotune.job.status", "taken over")
+                elif self._shutting_down:
                     await self.store.set_status(job.owner, job.id, JobStatus.interrupted, expect=ACTIVE_STATUSES,
+                                                lease_owner=mine,
                                                 error="the server stopped while this job was running; start it again")
                     sp.set_attribute("echotune.job.status", "interrupted")
                 else:
                     await self.store.set_status(job.owner, job.id, JobStatus.cancelled, expect=ACTIVE_STATUSES,
-                                                message="cancelled")
+                                                lease_owner=mine, message="cancelled")
                     sp.set_attribute("echotune.job.status", "cancelled")
             except Exception as exc:
                 message = str(exc) if isinstance(exc, JobFailed | EchoError | ValueError) else (
                     f"internal error ({type(exc).__name__}); the job was not completed")
                 await self.store.set_status(job.owner, job.id, JobStatus.failed, expect=ACTIVE_STATUSES,
-                                            error=message)
+                                            lease_owner=mine, error=message)
                 sp.set_attribute("echotune.job.status", "failed")
                 sp.record_exception(exc)
                 if not isinstance(exc, JobFailed | EchoError | ValueError):
@@ -374,7 +488,7 @@ class JobManager:
             live.last_write = now
             await self.store.update(job.owner, job.id, {"progress": fraction, "message": message,
                                                         "updated_at": time.time()},
-                                    expect={"status": JobStatus.running.value})
+                                    expect={"status": JobStatus.running.value, "lease_owner": self.lease_id})
         live.progress = (fraction, message)
         live.changed.set()
 

@@ -69,6 +69,12 @@ class JobView(BaseModel):
     finished_at: float | None = None
     artifacts: list[ArtifactView] = Field(default_factory=list)
     result: dict[str, Any] | None = Field(default=None, description="the job's structured result once succeeded")
+    attempt: int = Field(default=1, ge=1, description="which run of the job this is: above 1 when the server "
+                                                      "replica running it stopped and another ran it again "
+                                                      "from its inputs (same seed, same result)")
+    takeovers: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "each takeover: attempt, from_replica, to_replica, at, reason, and discarded_artifact_ids (what the "
+        "stopped run had stored, removed so only this run's artifacts remain)"))
     next_step: str = Field(description="what the agent should do next")
 
     @classmethod
@@ -97,6 +103,8 @@ class JobView(BaseModel):
             finished_at=job.finished_at,
             artifacts=[ArtifactView.of(a) for a in artifacts or []],
             result=job.result,
+            attempt=job.attempt,
+            takeovers=job.takeovers,
             next_step=hint,
         )
 

@@ -132,14 +132,20 @@ def _rewrite(path: Path, key: Any, password: bytes | None) -> None:
     log.warning("re-encrypted the content-credentials key %s under the scrypt-stretched ECHOTUNE_SECRET_KEY", path)
 
 
-def signing_key(data_dir: Path, secret: str | None = None) -> SigningKey:
-    """The server's key, created on first call; cached per data dir."""
-    path = key_path(data_dir)
+def signing_key(data_dir: Path, secret: str | None = None, configured: Path | None = None) -> SigningKey:
+    """The server's key, created on first call; cached per data dir.
+
+    ``configured`` (ECHOTUNE_SIGNING_KEY_FILE) is a key every replica shares: it is read, never created, so
+    replicas on one database cannot each sign with a key of their own."""
+    path = Path(configured) if configured is not None else key_path(data_dir)
     cache_key = (str(path), secret)
     with _lock:
         if cache_key in _cache and path.exists():
             return _cache[cache_key]
         if not path.exists():
+            if configured is not None:
+                raise RuntimeError(f"the content-credentials key ECHOTUNE_SIGNING_KEY_FILE={path} does not exist; "
+                                   "mount the key all replicas share there")
             _create(path, secret)
         private = _load(path, secret)
         public = private.public_key()

@@ -92,7 +92,8 @@ class Licensing:
 
     @property
     def key(self) -> SigningKey:
-        return signing_key(self.app.settings.data_dir, self.app.settings.secret_key)
+        return signing_key(self.app.settings.data_dir, self.app.settings.secret_key,
+                           self.app.settings.signing_key_file)
 
     @property
     def card_dirs(self) -> tuple[Path, ...]:

@@ -248,9 +248,9 @@ async def preflight_secrets(settings: Settings) -> None:
         await check_token_key(storage.collection("tokens"), settings.secret_key, settings.data_dir)
     finally:
         await storage.close()
-    if key_path(settings.data_dir).exists():
+    if settings.signing_key_file is not None or key_path(settings.data_dir).exists():
         try:
-            signing_key(settings.data_dir, settings.secret_key)
+            signing_key(settings.data_dir, settings.secret_key, settings.signing_key_file)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise SecretKeyError(f"{exc}; restore the original ECHOTUNE_SECRET_KEY, or move that file away to make "
                                  "a new signing key (manifests signed with the old key then no longer verify "

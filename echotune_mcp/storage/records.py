@@ -60,6 +60,11 @@ class JobRecord(BaseModel):
     # another process marks the job interrupted only once this lease is dead (see ``LeaseRecord``).
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    # Replicas (docs/SCALE.md): which replica runs it, which run this is, and each takeover after the replica
+    # running it stopped (deterministic jobs are run again from their inputs; the others end ``interrupted``).
+    replica: str | None = None
+    attempt: int = 1
+    takeovers: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LeaseRecord(BaseModel):
@@ -75,6 +80,7 @@ class LeaseRecord(BaseModel):
     expires_at: float
     pid: int
     host: str
+    name: str | None = None  # the replica's name (ECHOTUNE_REPLICA_NAME, else host:pid), for takeover notes
 
     def dead(self, at: float, this_host: str) -> bool:
         if self.expires_at <= at:

@@ -107,14 +107,18 @@ class JobStore(RecordStore[JobRecord]):
         self.slots = slots
 
     async def set_status(
-        self, owner: str, id_: str, status: JobStatus, *, expect: Iterable[JobStatus] | None = None, **fields: Any
+        self, owner: str, id_: str, status: JobStatus, *, expect: Iterable[JobStatus] | None = None,
+        lease_owner: str | None = None, **fields: Any
     ) -> JobRecord | None:
-        """Move a job to ``status`` only from one of ``expect`` (compare-and-set, so no lost transitions)."""
+        """Move a job to ``status`` only from one of ``expect`` (compare-and-set, so no lost transitions), and with
+        ``lease_owner`` only while that process still holds the job (not after another replica took it over)."""
         data = {"status": status.value, "updated_at": now(), **fields}
         if status.terminal:
             data.setdefault("finished_at", now())
-        exp = {"status": [s.value for s in expect]} if expect is not None else None
-        return await self.update(owner, id_, data, expect=exp)
+        exp: dict[str, Any] = {"status": [s.value for s in expect]} if expect is not None else {}
+        if lease_owner is not None:
+            exp["lease_owner"] = lease_owner
+        return await self.update(owner, id_, data, expect=exp or None)
 
     # -- leases ------------------------------------------------------------------------------------------------
     async def renew_leases(self, lease_owner: str, job_ids: list[str], expires_at: float) -> int:
@@ -126,39 +130,78 @@ class JobStore(RecordStore[JobRecord]):
             return await self.coll.update_where({"id": job_ids, "lease_owner": lease_owner, "status": active},
                                                 {"lease_expires_at": expires_at})
 
+    async def orphaned(self, alive_leases: AliveLeases) -> list[dict[str, Any]]:
+        """Active jobs whose process's lease is dead: they will not finish where they were started.
+
+        Active jobs are read first, then the live leases: a process registers its lease before it inserts a
+        job, so a job seen here whose lease is not alive really belongs to a dead process.
+        """
+        active = [s.value for s in ACTIVE_STATUSES]
+        jobs: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self.coll.find(None, {"status": active}, limit=500, cursor=cursor)
+            jobs.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if not jobs:
+            return []
+        alive = await alive_leases()
+        at = time.time()
+        return [d for d in jobs
+                if not (d.get("lease_owner") in alive and d.get("lease_expires_at") is not None
+                        and d["lease_expires_at"] > at)]
+
     async def interrupt_dead(self, alive_leases: AliveLeases) -> int:
         """Jobs left queued or running by a process whose lease is dead did not finish; say so.
 
-        Active jobs are read first, then the live leases: a process registers its lease before it inserts a
-        job, so a job seen here whose lease is not alive really belongs to a dead process. Each job is
-        compared and set on the lease it was seen with, so a heartbeat that renews it meanwhile wins.
+        Each job is compared and set on the lease it was seen with, so a heartbeat that renews it meanwhile
+        wins, and so does a replica that took it over (``take_over``): a job ends one way, exactly once.
         """
         with self._span("interrupt_dead"):
             active = [s.value for s in ACTIVE_STATUSES]
-            jobs: list[dict[str, Any]] = []
-            cursor = None
-            while True:
-                page = await self.coll.find(None, {"status": active}, limit=500, cursor=cursor)
-                jobs.extend(page.items)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-            if not jobs:
-                return 0
-            alive = await alive_leases()
-            at = time.time()
             interrupted = 0
-            for doc in jobs:
-                lease, until = doc.get("lease_owner"), doc.get("lease_expires_at")
-                if lease in alive and until is not None and until > at:
-                    continue
+            for doc in await self.orphaned(alive_leases):
+                at = time.time()
                 done = await self.coll.update(
                     doc["owner"], doc["id"],
                     {"status": JobStatus.interrupted.value, "error": INTERRUPTED, "finished_at": at, "updated_at": at},
-                    expect={"status": active, "lease_owner": lease, "lease_expires_at": until},
+                    expect={"status": active, "lease_owner": doc.get("lease_owner"),
+                            "lease_expires_at": doc.get("lease_expires_at")},
                 )
                 interrupted += done is not None
             return interrupted
+
+    async def take_over(self, doc: dict[str, Any], lease_owner: str, expires_at: float, replica: str,
+                        note: dict[str, Any], message: str) -> JobRecord | None:
+        """Claim an orphaned job to run it again here: a compare-and-set on the dead lease it was seen with, the
+        same one ``interrupt_dead`` makes, so among all replicas exactly one claims or interrupts it. The job
+        is ``running`` under the new lease with its attempt counted and the takeover noted; None if lost."""
+        with self._span("take_over"):
+            active = [s.value for s in ACTIVE_STATUSES]
+            at = time.time()
+            fields = {"status": JobStatus.running.value, "lease_owner": lease_owner, "lease_expires_at": expires_at,
+                      "replica": replica, "attempt": int(doc.get("attempt") or 1) + 1, "progress": 0.0,
+                      "message": message, "artifact_ids": [], "updated_at": at,
+                      "started_at": doc.get("started_at") or at,
+                      "takeovers": [*(doc.get("takeovers") or []), note]}
+            return await self.update(doc["owner"], doc["id"], fields,
+                                     expect={"status": active, "lease_owner": doc.get("lease_owner"),
+                                             "lease_expires_at": doc.get("lease_expires_at")})
+
+    async def move_slot(self, job_id: str, lease_owner: str, expires_at: float) -> str | None:
+        """The quota slot a taken-over job held, now under the new lease; its id, or None when it lapsed and
+        was reclaimed by another job meanwhile (the job then runs without one rather than not at all)."""
+        with self._span("move_slot"):
+            page = await self.slots.find(None, {"job_id": job_id}, limit=1)
+            if not page.items:
+                return None
+            doc = page.items[0]
+            moved = await self.slots.update(doc["owner"], doc["id"], {"lease_owner": lease_owner,
+                                                                      "lease_expires_at": expires_at},
+                                            expect={"job_id": job_id})
+            return doc["id"] if moved is not None else None
 
     # -- quota -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -219,6 +262,14 @@ class JobStore(RecordStore[JobRecord]):
         page = await self.coll.find(None, {"id": job_ids}, limit=len(job_ids))
         return {d["id"]: JobStatus(d["status"]) for d in page.items}
 
+    async def holders(self, job_ids: list[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """Status and lease holder of these jobs: the heartbeat's check for cancels made by another process and
+        for jobs another replica took over while this one was frozen."""
+        if not job_ids:
+            return {}
+        page = await self.coll.find(None, {"id": job_ids}, limit=len(job_ids))
+        return {d["id"]: (JobStatus(d["status"]), d.get("lease_owner")) for d in page.items}
+
 
 class LeaseStore:
     """The leases of the server processes sharing this storage (one document each)."""
@@ -229,9 +280,11 @@ class LeaseStore:
         self.coll = collection
         self.host = this_host()
 
-    async def register(self, ttl_s: float, *, pid: int | None = None, lease_id: str | None = None) -> LeaseRecord:
+    async def register(self, ttl_s: float, *, pid: int | None = None, lease_id: str | None = None,
+                       name: str | None = None) -> LeaseRecord:
         """A new lease, or ``lease_id`` again after another process dropped it while this one was frozen."""
-        lease = LeaseRecord(expires_at=time.time() + ttl_s, pid=os.getpid() if pid is None else pid, host=self.host)
+        lease = LeaseRecord(expires_at=time.time() + ttl_s, pid=os.getpid() if pid is None else pid, host=self.host,
+                            name=name)
         if lease_id is not None:
             lease.id = lease_id
         with span("storage.leases.register"):
@@ -265,6 +318,10 @@ class LeaseStore:
             if lease.dead(at, self.host):
                 dropped += await self.coll.delete(self.OWNER, lease.id, expect={"expires_at": lease.expires_at})
         return dropped
+
+    async def get(self, lease_id: str) -> LeaseRecord | None:
+        doc = await self.coll.get(self.OWNER, lease_id)
+        return LeaseRecord.model_validate(doc) if doc else None
 
     async def drop(self, lease_id: str) -> None:
         with span("storage.leases.drop"):
