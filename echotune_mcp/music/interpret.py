@@ -400,7 +400,7 @@ _NEG_CUES = ("not", "no", "without", "w/o", "nothing", "never", "don't", "dont",
              "does not", "isn't", "shouldn't", "avoid", "avoiding", "skip", "minus", "except", "anything but",
              "instead of", "rather than", "less", "zero", "nor", "neither", "none", "lose the", "ditch the",
              "no more", "free of")
-_SCOPE_END_WORDS = {"but", "just", "rather", "instead", "only", "yet", "though", "although", "so", "more",
+_SCOPE_END_WORDS = {"but", "just", "rather", "instead", "only", "yet", "though", "although", "more",
                     "make", "with", "please", "that", "which", "for", "in", "at", "like"}
 _SCOPE_CONTINUE = {"and", "or", "nor", "too", "any", "the", "a", "an", "overly", "very", "so", "much", "real",
                    "really", "at", "all", "super", "heavy", "big", "loud", "of", "want", "it", "to", "be", "sound",
@@ -694,14 +694,18 @@ def _mark_negation(r: Reading, text: str) -> None:
         pos = cue.end()
         words_seen = 0
         first_kind: str | None = None
+        last: Span | None = None
         for tok in re.finditer(r"[,.;:!?()]|[^\s,.;:!?()]+", text[pos:]):
             t = tok.group(0).lower()
             abs_start = pos + tok.start()
-            if t in ",.;:!?()" or (t in _SCOPE_END_WORDS and words_seen > 0 and t != "with"):
-                break
+            if t in ",.;:!?()" or t == "but" or (t in _SCOPE_END_WORDS and words_seen > 0 and t != "with"):
+                break  # "nothing but drums" keeps the drums
             if t == "with" and cue_words not in ("without", "w/o"):
                 break
             span = next((s for s in r.spans if s.start <= abs_start < s.end), None)
+            if span is not None and span is last:
+                continue  # the rest of a multi-word phrase
+            last = span
             if span is not None:
                 kinds = {e.kind for e in span.effects}
                 if kinds & {"intensity"} or not kinds - {"intensity"}:
@@ -1281,8 +1285,8 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
 
 def _in_only_clause(prompt: str, pos: int) -> bool:
     """Whether ``pos`` follows "solo"/"only"/"just" in the same list ("just strings and piano")."""
-    clause = re.split(r"[,.;:!?]|\bbut\b|\bwith\b", prompt[:pos], flags=re.IGNORECASE)[-1].lower()
-    return bool(re.search(r"\b(solo|only|just)\b(?:\s+(?:a|an|the|some))?\s+"
+    clause = re.split(r"[,.;:!?]|(?<!nothing )\bbut\b|\bwith\b", prompt[:pos], flags=re.IGNORECASE)[-1].lower()
+    return bool(re.search(r"\b(solo|only|just|nothing\s+but)\b(?:\s+(?:a|an|the|some))?\s+"
                           r"(?:[\w-]+(?:\s*(?:,|&|and|\+)\s*|\s+))*$", clause))
 
 
