@@ -52,7 +52,9 @@ def build(app: App) -> Toolset:
     async def generate_music(
         prompt: Annotated[str, Field(min_length=1, max_length=1000,
                                      description="what to make, in words: genre, mood, instruments, tempo "
-                                                 "('85 bpm', 'fast'), key ('in A minor')")],
+                                                 "('85 bpm', 'fast'), key ('in A minor'), meter ('in 3/4'), "
+                                                 "what to leave out ('no drums', 'not sad'); the result's "
+                                                 "interpreted field says how it was read")],
         ctx: Context,
         duration_s: Annotated[float, Field(gt=0, le=max_dur, description=f"length in seconds (max {max_dur:.0f})")] = 30.0,
         genre: Annotated[GenreName | None, Field(description="overrides a genre named in the prompt")] = None,
