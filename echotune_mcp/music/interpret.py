@@ -1226,6 +1226,10 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
             effect = f"{inst} was also named as an argument; the argument wins"
         elif inst in ("drums", "percussion"):
             effect = "no drum or percussion part"
+        elif inst in _ROLE_WORDS:
+            effect = f"no {inst} part"
+        elif inst in _FAMILIES:
+            effect = f"no {inst} of any kind: a part that would use one is played by another instrument of its role"
         else:
             effect = f"no {inst} part: a part that would use it is played by another instrument of its role"
         negated.append({"field": "instruments", "value": inst, "words": words, "effect": effect})
@@ -1370,6 +1374,14 @@ _ROLE_ALTERNATIVES = {"chords": (0, 4, 25, 48, 16), "bass": (33, 32, 38, 34), "l
                       "counter": (42, 60, 71, 57), "percussion": (), "drums": ()}
 
 
+# Generic names rule out the whole family ("no guitar" is no guitar of any kind); "no bass" is no bass part.
+_FAMILIES: dict[str, range] = {"piano": range(0, 4), "guitar": range(24, 32), "electric guitar": range(26, 32),
+                               "synth": range(80, 104), "strings": range(40, 52), "pad": range(88, 96),
+                               "synth pad": range(88, 96), "brass": range(56, 64), "organ": range(16, 24),
+                               "choir": range(52, 55), "saxophone": range(64, 68), "sax": range(64, 68)}
+_ROLE_WORDS = {"bass": "bass"}
+
+
 def limit_parts(arrangement: Any, without: tuple[str, ...] | list[str],
                 only: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """Apply "no drums" / "without piano" / "solo piano" to a composed arrangement, in place.
@@ -1382,11 +1394,15 @@ def limit_parts(arrangement: Any, without: tuple[str, ...] | list[str],
     replaced: dict[str, str] = {}
     if not without and not only:
         return {}
-    banned = {INSTRUMENTS[i].program for i in without if i in INSTRUMENTS and not INSTRUMENTS[i].is_drum}
+    banned: set[int] = set()
+    for i in without:
+        if i in INSTRUMENTS and not INSTRUMENTS[i].is_drum:
+            banned |= set(_FAMILIES.get(i, (INSTRUMENTS[i].program,)))
     no_drums = any(i in ("drums", "percussion") for i in without)
+    no_roles = {_ROLE_WORDS[i] for i in without if i in _ROLE_WORDS}
     kept = []
     for t in arrangement.tracks:
-        if t.is_drum and no_drums:
+        if (t.is_drum and no_drums) or t.role in no_roles:
             removed.append(t.name)
             continue
         if not t.is_drum and t.program in banned:
@@ -1398,9 +1414,12 @@ def limit_parts(arrangement: Any, without: tuple[str, ...] | list[str],
             t.program = alt
         kept.append(t)
     if only:
-        want = {INSTRUMENTS[i].program for i in only if i in INSTRUMENTS and not INSTRUMENTS[i].is_drum}
+        want = {p for i in only if i in INSTRUMENTS and not INSTRUMENTS[i].is_drum
+                for p in _FAMILIES.get(i, (INSTRUMENTS[i].program,))}
+        roles = {_ROLE_WORDS[i] for i in only if i in _ROLE_WORDS}
         drums = any(INSTRUMENTS[i].is_drum for i in only if i in INSTRUMENTS)
-        chosen = [t for t in kept if (t.is_drum and drums) or (not t.is_drum and t.program in want)]
+        chosen = [t for t in kept if (t.is_drum and drums) or (not t.is_drum and (t.program in want or
+                                                                                   t.role in roles))]
         if chosen:
             removed += [t.name for t in kept if t not in chosen]
             kept = chosen

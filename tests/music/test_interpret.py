@@ -319,3 +319,20 @@ def test_any_text_resolves_or_names_the_field():
             continue
         assert p.genre in STYLES and p.structure and 40 <= p.bpm <= 240, prompt
         assert all(it[f]["source"] in SOURCES for f in FIELDS), prompt
+
+
+def test_generic_names_rule_out_a_family_or_a_part():
+    from echotune_mcp.music.composer import compose
+
+    rock = resolve_params("rock, no guitar", duration_s=6, seed=1)
+    arr = compose(rock)
+    limit_parts(arr, rock.without, rock.only)
+    assert not any(24 <= t.program <= 31 for t in arr.tracks if not t.is_drum)
+    house = resolve_params("house, no bass", duration_s=6, seed=1)
+    arr2 = compose(house)
+    done = limit_parts(arr2, house.without, house.only)
+    assert not any(t.role == "bass" for t in arr2.tracks) and done["left_out"] == ["bass"]
+    both = resolve_params("nothing but drums and bass", duration_s=6, seed=1)
+    arr3 = compose(both)
+    limit_parts(arr3, both.without, both.only)
+    assert sorted(t.role for t in arr3.tracks) == ["bass", "drums"]
