@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,21 +49,12 @@ async def _load(engine, n: int, concurrency: int, duration: float, model_id: str
     return _stats(latencies, time.perf_counter() - t0)
 
 
-async def _sequential(engine, n: int, duration: float, model_id: str) -> float:
-    out = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        await (await engine.generate(model_id=model_id, prompt="lofi", duration_s=duration, seed=i, top_k=50)).result()
-        out.append(time.perf_counter() - t0)
-    return float(np.median(out)) * 1000
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--requests", type=int, default=24)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--duration", type=float, default=0.5, help="seconds of audio per request")
-    p.add_argument("--sequential", type=int, default=10, help="one-at-a-time requests for the overhead figure")
+    p.add_argument("--sequential", type=int, default=30, help="one-at-a-time requests for the overhead figure")
     args = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,39 +79,49 @@ def main() -> int:
 
     torch.set_num_threads(1)  # like a 1-CPU replica
     engine = get_engine(Settings(**{**rs.replica_settings(settings), "engine_slots": slots}))
-
-    async def in_process() -> tuple[dict, float]:
-        await _load(engine, 2, 2, args.duration, "musicgen-small")  # warm up
-        seq = await _sequential(engine, args.sequential, args.duration, "musicgen-small")
-        return await _load(engine, args.requests, args.concurrency, args.duration, "musicgen-small"), seq
-
-    out["in_process"], seq_local = asyncio.run(in_process())
-    close_engines()
-
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, namespace="echotune", log_to_driver=False,
              _node_ip_address="127.0.0.1", configure_logging=False)
     try:
         for replicas in (1, 2):
             plan = rs.DeployPlan(musicgen=["musicgen-small"], replicas_min=replicas, replicas_max=replicas,
-                                 cpus_per_replica=1.0 if replicas * 1.0 <= (os.cpu_count() or 2) else 0.5, slots=slots)
+                                 cpus_per_replica=1.0, slots=slots)
             t0 = time.perf_counter()
             rs.deploy(settings, plan, wait_timeout_s=300)
             deploy_s = time.perf_counter() - t0
             remote = RayEngine("ray:auto")
 
-            async def serve_run() -> tuple[dict, float]:
-                await _load(remote, 2, 2, args.duration, "musicgen-small")
-                seq = await _sequential(remote, args.sequential, args.duration, "musicgen-small")
-                return await _load(remote, args.requests, args.concurrency, args.duration, "musicgen-small"), seq
+            async def run(replicas: int = replicas) -> dict[str, Any]:
+                found: dict[str, Any] = {}
+                await _load(remote, 2, 2, args.duration, "musicgen-small")  # warm both paths
+                await _load(engine, 2, 2, args.duration, "musicgen-small")
+                if replicas == 1:
+                    # Per-request overhead: one request at a time, in-process and through Serve alternately (so
+                    # other load on the machine hits both alike), 1 frame of audio each (the serving path, not
+                    # the model, dominates).
+                    local, served = [], []
+                    for i in range(args.sequential):
+                        for eng, into in ((engine, local), (remote, served)):
+                            t = time.perf_counter()
+                            await (await eng.generate(model_id="musicgen-small", prompt="lofi", duration_s=0.02,
+                                                      seed=i)).result()
+                            into.append(time.perf_counter() - t)
+                    found["sequential_p50_ms"] = {"in_process": round(float(np.median(local)) * 1000, 1),
+                                                  "serve": round(float(np.median(served)) * 1000, 1)}
+                    found["overhead_ms"] = round((float(np.median(served)) - float(np.median(local))) * 1000, 1)
+                    found["in_process"] = await _load(engine, args.requests, args.concurrency, args.duration,
+                                                      "musicgen-small")
+                found["serve"] = dict(await _load(remote, args.requests, args.concurrency, args.duration,
+                                                  "musicgen-small"), deploy_s=round(deploy_s, 1))
+                return found
 
-            stats, seq_serve = asyncio.run(serve_run())
-            out[f"serve_{replicas}_replica{'s' if replicas > 1 else ''}"] = dict(
-                stats, deploy_s=round(deploy_s, 1), sequential_p50_ms=round(seq_serve, 1),
-                overhead_ms=round(seq_serve - seq_local, 1))
-        out["in_process"]["sequential_p50_ms"] = round(seq_local, 1)  # type: ignore[index]
+            found = asyncio.run(run())
+            out[f"serve_{replicas}_replica{'s' if replicas > 1 else ''}"] = found.pop("serve")
+            out.update(found)
+        out["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine while this ran
     finally:
         from ray import serve
 
+        close_engines()
         serve.shutdown()
         ray.shutdown()
     print(json.dumps(out))

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 log = logging.getLogger(__name__)
+DEPLOYED_TTL_S = 5.0  # how long what the cluster has deployed is taken as known
 MAX_ROUTING_TRIES = 3  # a request that never reached a replica (routed to one just killed) is sent again
 _connect_lock = threading.Lock()
 
@@ -175,6 +177,7 @@ class RayEngine:
         self.read_timeout_s, self.queue_timeout_s = float(read_timeout_s), float(queue_timeout_s)
         self._handles: dict[tuple[str, str], Any] = {}
         self._info: dict[str, dict[str, Any]] = {}
+        self._deployed_at: dict[str, tuple[float, list[str]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RayEngine:
@@ -199,23 +202,29 @@ class RayEngine:
         return self._handles[key]
 
     # -- what is deployed ------------------------------------------------------------------------------
+    def _deployed(self, kind: str) -> list[str]:
+        """``ray_serve.deployed(kind)``, asked of the Serve controller at most every DEPLOYED_TTL_S (it is a
+        controller round trip: once per request it was a good part of Serve's per-request overhead)."""
+        now = time.monotonic()
+        cached = self._deployed_at.get(kind)
+        if cached is not None and now - cached[0] < DEPLOYED_TTL_S:
+            return cached[1]
+        try:
+            self._connect()
+            present = deployed(kind)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the Ray cluster at %s cannot be asked what is deployed: %s", self.url, exc)
+            return []
+        self._deployed_at[kind] = (now, present)
+        return present
+
     def downloaded(self, melody: bool = False) -> list[str]:
         """The MusicGen checkpoints with a running deployment (empty when the cluster cannot be reached)."""
-        try:
-            self._connect()
-            present = deployed("musicgen")
-        except Exception as exc:  # noqa: BLE001
-            log.warning("the Ray cluster at %s cannot be asked what is deployed: %s", self.url, exc)
-            return []
-        return [m for m in present if (m == "musicgen-melody") == melody]
+        return [m for m in self._deployed("musicgen") if (m == "musicgen-melody") == melody]
 
     def demucs_models(self) -> list[str]:
-        try:
-            self._connect()
-            return deployed("demucs")
-        except Exception as exc:  # noqa: BLE001
-            log.warning("the Ray cluster at %s cannot be asked what is deployed: %s", self.url, exc)
-            return []
+        """The Demucs models with a running deployment (empty when the cluster cannot be reached)."""
+        return self._deployed("demucs")
 
     async def _choose(self, model_id: str, duration_s: float, melody: bool) -> tuple[str, str]:
         from .musicgen_backend import STEP_RATES, TEXT_MODELS
