@@ -77,7 +77,8 @@ _STYLE_ADJECTIVES = {"bluesy": "blues", "folky": "folk", "soulful": "r&b", "popp
                      "housey": "house", "jazzy": "jazz", "funky": "funk", "metallic": "metal", "dubby": "reggae",
                      "orchestral": "orchestral", "cinematic": "cinematic", "ambient": "ambient",
                      "disco-y": "disco", "discoey": "disco", "gospel-like": "gospel", "countrified": "country",
-                     "afro": "afrobeats", "symphonic": "orchestral"}
+                     "afro": "afrobeats", "symphonic": "orchestral", "jazz hop": "lofi hip hop",
+                     "jazz-hop": "lofi hip hop"}
 
 # Mood words beyond the mood table's own aliases (everyday request vocabulary).
 _MOOD_WORDS: dict[str, str] = {
@@ -130,6 +131,7 @@ _INSTRUMENT_WORDS: dict[str, tuple[str, str]] = {
     "voices": ("choir", "the composer does not sing: a choir pad stands in for voices"),
     "vocal": ("choir", "the composer does not sing: a choir pad stands in for vocals"),
     "bells": ("glockenspiel", ""), "chimes": ("celesta", ""),
+    "wobble bass": ("synth bass", ""), "reese bass": ("synth bass", ""), "wobbles": ("synth bass", ""),
     "double bass drums": ("drums", ""), "double bass drum": ("drums", ""), "double kick": ("drums", ""),
     "blast beats": ("drums", ""), "kick drum": ("drums", ""),
     "arp": ("arpeggio synth", ""), "arps": ("arpeggio synth", ""), "arpeggios": ("arpeggio synth", ""),
@@ -141,7 +143,7 @@ _INSTRUMENT_WORDS: dict[str, tuple[str, str]] = {
 # Named instruments the sound set does not have: not used, and said so.
 _UNKNOWN_INSTRUMENTS = ("banjo", "mandolin", "harmonica", "bagpipes", "bagpipe", "didgeridoo", "theremin", "kazoo",
                         "tabla", "erhu", "koto", "shamisen", "guzheng", "oud", "bouzouki", "balalaika", "cajon",
-                        "djembe", "turntables", "scratching", "vinyl crackle", "rain sounds", "nature sounds",
+                        "djembe", "turntables", "scratching", "scratches", "record scratches", "vinyl crackle", "rain sounds", "nature sounds",
                         "birdsong", "field recordings", "whistling", "beatbox", "handpan", "steel guitar",
                         "pedal steel", "slide guitar", "cowbell")
 # Words that name a style only loosely; read as that style when no other style is named.
@@ -628,6 +630,13 @@ def read_prompt(prompt: str) -> Reading:
             if BPM_MIN <= value <= BPM_MAX:
                 r.bpm = (value, m.group(0).strip(), f"'{m.group(0).strip()}' read as a tempo: {value:g} bpm")
                 text = _blank(text, m.start(), m.end())
+                break
+    if r.bpm is None:  # "minimal techno, hypnotic, 128": a lone number between commas is a tempo
+        for m in re.finditer(r"(?:^|[,;])\s*(?P<n>\d{2,3})\s*(?=[,;.!]|$)", text):
+            value = float(m.group("n"))
+            if 60 <= value <= 200:
+                r.bpm = (value, m.group("n"), f"the lone number {value:g} read as a tempo")
+                text = _blank(text, m.start("n"), m.end("n"))
                 break
     for m in _METER_RE.finditer(text):
         meter = f"{int(m.group(1))}/{int(m.group(2))}"
@@ -1206,7 +1215,14 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
                 if e.note:
                     notes_i.append(e.note)
         featured = [i for i in found if i not in ("drums", "percussion")] or [i for i in found if i == "percussion"]
-        if featured:
+        # "rock with guitar", "funky bass groove": a generic name the style already plays stays the style's own
+        own_progs = set(gstyle.programs.values())
+        for i in list(featured):
+            fam = set(_FAMILIES.get(i, ())) | ({p for p in own_progs if 32 <= p <= 39} if i == "bass" else set())
+            if fam & own_progs and INSTRUMENTS[i].program not in own_progs and i not in only:
+                featured.remove(i)
+                notes_i.append(f"'{i}': {g} already plays one (its own is kept)")
+        if featured or notes_i and found:
             insts = tuple(featured)
             interp["instruments"] = _fieldrec(list(insts), "prompt", words_i, "; ".join(notes_i) or None)
             from_text.append("instruments")

@@ -62,6 +62,8 @@ def test_prompt_table(case):
             assert p.instruments == ()
     for inst in case.get("instruments_exclude", []):
         assert inst not in p.instruments
+    if "instruments_note" in case:
+        assert case["instruments_note"] in (it["instruments"]["note"] or ""), it["instruments"]
     if "negated" in case:
         got = [[n["field"], n["value"]] for n in it["negated"]]
         assert sorted(got) == sorted(case["negated"]), it["negated"]
