@@ -249,3 +249,147 @@ def test_replica_refuses_to_start_without_shared_keys(tmp_path, mongo_uri):
     assert out.returncode == 2 and "absent.pem" in out.stderr, out.stderr
     assert not (tmp_path / "absent.pem").exists()
     assert not (tmp_path / "R" / "data" / "keys").exists()
+
+
+# -- in one process: several Apps on one database stand for replicas --------------------------------------------
+@contextmanager
+def _test_resumer(calls: list[str], gate: asyncio.Event | None = None):
+    """A resumable test tool (``test_resumable``): its work waits for ``gate``, stores one artifact, returns ok."""
+    from echotune_mcp import jobs
+
+    def rebuild(app, record):
+        async def work(job):
+            calls.append(job.manager.replica)
+            if gate is not None:
+                await asyncio.wait_for(gate.wait(), 20)
+            await job.add_artifact(data=f"{record.id} by {job.manager.replica}".encode(), kind="json",
+                                   media_type="application/json", name="out.json")
+            return {"ok": True, "by": job.manager.replica}
+        return work
+
+    jobs.RESUMERS["test_resumable"] = rebuild
+    try:
+        yield rebuild
+    finally:
+        jobs.RESUMERS.pop("test_resumable", None)
+
+
+def _replica_settings(settings, mongo_uri: str, db: str, name: str):
+    from dataclasses import replace
+
+    return replace(settings, mongodb_uri=mongo_uri, mongodb_db=db, replica_name=name, job_lease_seconds=30.0,
+                   replica_poll_seconds=0.2)
+
+
+async def _terminal(app, owner: str, job_id: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await app.storage.jobs.get(owner, job_id)
+        if job.status.terminal:
+            return job
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.05)
+
+
+async def test_orphaned_jobs_are_claimed_or_interrupted_by_exactly_one_replica(settings, mongo_uri):
+    from echotune_mcp.app import App
+    from echotune_mcp.storage.records import JobRecord, JobStatus
+
+    calls: list[str] = []
+    apps = [App(_replica_settings(settings, mongo_uri, "race_once", n)) for n in ("B", "C", "D")]
+    with _test_resumer(calls):
+        async with apps[0], apps[1], apps[2]:
+            store = apps[0].storage.jobs
+            orphans = [JobRecord(owner="local", tool="test_resumable", status=JobStatus.running, replica="A",
+                                 lease_owner="lease_of_a_dead_replica", lease_expires_at=time.time() - 1)
+                       for _ in range(6)]
+            for job in orphans:
+                await store.insert(job)
+            # Two replicas take over while a third interrupts, all at once: each job goes one way only.
+            claimed = await asyncio.gather(apps[0].jobs._take_over(), apps[1].jobs._take_over(),
+                                           apps[2].jobs.store.interrupt_dead(apps[2].jobs.leases.alive_ids))
+            assert sum(claimed) == len(orphans)
+            ends = [await _terminal(apps[0], "local", job.id) for job in orphans]
+            for end in ends:
+                if end.status == JobStatus.succeeded:
+                    assert end.attempt == 2 and len(end.takeovers) == 1 and end.result["by"] == end.replica
+                    assert end.takeovers[0]["from_replica"] == "A"
+                    assert end.takeovers[0]["to_replica"] == end.replica
+                else:
+                    assert end.status == JobStatus.interrupted and end.attempt == 1 and not end.takeovers
+            assert len(calls) == sum(e.status == JobStatus.succeeded for e in ends) == claimed[0] + claimed[1]
+
+
+@pytest.mark.parametrize("notices", ["on its next write", "on its next heartbeat"])
+async def test_a_frozen_replica_that_lost_its_job_writes_nothing_more(settings, mongo_uri, notices):
+    from echotune_mcp.app import App
+    from echotune_mcp.storage.records import JobStatus
+
+    calls: list[str] = []
+    gate = asyncio.Event()
+    db = "frozen_" + notices.split()[-1]
+    a = App(_replica_settings(settings, mongo_uri, db, "A"))
+    b = App(_replica_settings(settings, mongo_uri, db, "B"))
+    with _test_resumer(calls, gate) as rebuild:
+        async with a, b:
+            job = await a.jobs.submit(owner="local", tool="test_resumable", params={}, work=rebuild(a, None))
+            while not calls:
+                await asyncio.sleep(0.02)
+            # A "freezes": its lease and its job's lease run out without A noticing.
+            await a.storage.leases.coll.update("system", a.jobs.lease_id, {"expires_at": time.time() - 1})
+            await a.storage.jobs.update("local", job.id, {"lease_expires_at": time.time() - 1})
+            assert await b.jobs._take_over() == 1
+            if notices == "on its next heartbeat":
+                await a.jobs._renew()  # A wakes up: the job is not its own any more, so its work is stopped
+                assert a.jobs._live[job.id].lost and a.jobs._live[job.id].cancel.is_set()
+            gate.set()  # both runs go on: A's must neither attach an artifact nor end the job
+            for _ in range(200):
+                if job.id not in a.jobs._live:
+                    break
+                await asyncio.sleep(0.05)
+            assert job.id not in a.jobs._live
+            end = await _terminal(b, "local", job.id)
+            assert end.status == JobStatus.succeeded and end.attempt == 2 and end.result["by"] == "B"
+            arts, _ = await b.storage.artifacts.find("local", {"job_id": job.id})
+            assert [x.id for x in arts] == end.artifact_ids and len(arts) == 1
+            assert (await b.artifacts.read(arts[0])).endswith(b"by B")
+
+
+@pytest.mark.parametrize("mode", ["auto", "poll"])
+async def test_a_replica_announces_jobs_another_replica_runs(settings, mongo_uri, mode):
+    from echotune_mcp.app import App
+    from echotune_mcp.replicas import ReplicaWatcher
+
+    gate = asyncio.Event()
+    a = App(_replica_settings(settings, mongo_uri, f"announce_{mode}", "A"))
+    b = App(_replica_settings(settings, mongo_uri, f"announce_{mode}", "B"))
+    heard: list[str] = []
+
+    async def listener(uri: str) -> None:
+        heard.append(uri)
+
+    async with a, b:
+        await b.watcher.stop()
+        b.watcher = ReplicaWatcher(b, mode=mode)
+        b.watcher.start()
+        await asyncio.wait_for(b.watcher.ready.wait(), 10)
+        assert b.watcher.mode == ("change-stream" if mode == "auto" else "polling")  # SecantusDB has them
+        b.add_update_listener(listener)
+
+        async def work(job):
+            await job.progress(0.5, "half way")
+            await asyncio.wait_for(gate.wait(), 20)
+            return {"ok": True}
+
+        job = await a.jobs.submit(owner="local", tool="announce_test", params={}, work=work)
+        uri = f"echotune://jobs/{job.id}"
+        deadline = time.monotonic() + 10
+        while uri not in heard:
+            assert time.monotonic() < deadline, "B never announced the job A runs"
+            await asyncio.sleep(0.05)
+        heard.clear()
+        gate.set()
+        deadline = time.monotonic() + 10
+        while uri not in heard or not (await b.storage.jobs.get("local", job.id)).status.terminal:
+            assert time.monotonic() < deadline, "B never announced that the job ended"
+            await asyncio.sleep(0.05)
