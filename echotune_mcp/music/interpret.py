@@ -1232,7 +1232,7 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
                                                      if not sp.is_drum}.items()))}
             own = {role: progs.get(p) or _gm_name(p) for role, p in gstyle.programs.items()}
             interp["instruments"] = _fieldrec([], "style default", [], "the style's own parts: " +
-                                              ", ".join(f"{k} {v}" for k, v in own.items()))
+                                              ", ".join(f"{k}: {v}" for k, v in own.items()))
     without = [i for i in neg_inst if i not in insts]
     if only:
         interp["instruments"]["note"] = ((interp["instruments"]["note"] or "") + "; " if interp["instruments"]["note"]
