@@ -1029,17 +1029,18 @@ def interpret_request(prompt: str, *, duration_s: float, genre: str | None = Non
             note = f"{g}'s own mood"
             if md in neg_moods:
                 md = _OPPOSITE_MOOD.get(md, "calm")
-                src, note = "prompt", f"{g}'s own mood is {gstyle.default_mood}, which the prompt rules out; " \
-                                      f"the opposite, {md}, is used"
+                how = f"the opposite, {md}, is used"
                 if md in neg_moods:
                     md = next(m for m in MOODS if m not in neg_moods)
+                    how = f"its opposite is ruled out too, so {md} is used"
+                src, note = "prompt", f"{g}'s own mood is {gstyle.default_mood}, which the prompt rules out; {how}"
             interp["mood"] = _fieldrec(md, src, [neg_moods[gstyle.default_mood]] if src == "prompt" else [], note)
     for value, words in neg_moods.items():
         how = ("the argument chose " if mood else "used: ") + md
         if interp["mood"]["source"] == "style default":
             how = f"the style default, {md}, is used"
-        elif interp["mood"]["source"] == "prompt" and not pos_moods and "opposite" in (interp["mood"]["note"] or ""):
-            how = f"the opposite, {md}, is used"
+        elif interp["mood"]["source"] == "prompt" and not pos_moods and "rules out" in (interp["mood"]["note"] or ""):
+            how = f"{md} is used (see the mood's note)"
         elif pos_moods and mood is None:
             how = f"the mood named instead, {md}, is used"
         negated.append({"field": "mood", "value": value, "words": words, "effect": f"mood is not {value}; {how}"})
