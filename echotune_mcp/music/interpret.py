@@ -1370,7 +1370,12 @@ def _insert_section(s: list[str], sec: str, force: bool = False) -> None:
 def parse_prompt_compat(prompt: str) -> dict[str, Any]:
     """The old ``parse_prompt`` view: only the fields the prompt itself states (genre, mood, bpm, key,
     tempo word, instruments), for callers that compare what the text says with the arguments."""
-    params, interp = interpret_request(prompt or "", duration_s=1.0)
+    try:
+        params, interp = interpret_request(prompt or "", duration_s=1.0)
+    except ControlError:  # an impossible tempo in the text: still say what the rest of it says
+        said = read_prompt(prompt or "").bpm
+        params, interp = interpret_request(prompt or "", duration_s=1.0, bpm=120.0)
+        interp["tempo"] = _fieldrec(said[0] if said else None, "prompt", [said[1]] if said else [])
     out: dict[str, Any] = {}
     for name, fld in (("genre", "genre"), ("mood", "mood"), ("key", "key"), ("instruments", "instruments"),
                       ("meter", "meter"), ("feel", "feel")):

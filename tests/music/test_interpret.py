@@ -338,3 +338,10 @@ def test_generic_names_rule_out_a_family_or_a_part():
     arr3 = compose(both)
     limit_parts(arr3, both.without, both.only)
     assert sorted(t.role for t in arr3.tracks) == ["bass", "drums"]
+
+
+def test_parse_prompt_reports_an_impossible_text_tempo_instead_of_raising():
+    # generate_music(bpm=120, backend=musicgen) with '900 bpm' in the text compares the two
+    assert parse_prompt("house at 900 bpm in A minor") == {"genre": "house", "key": "A minor", "bpm": 900.0}
+    with pytest.raises(ControlError):
+        resolve_params("house at 900 bpm", duration_s=5)
