@@ -343,6 +343,9 @@ _g("fanfare", 110, 0.8, 0.0, 1.0, 0.0, ("orchestral", "epic"), "brass fanfare", 
 _g("lullaby", 72, 0.1, 0.5, 0.5, 0.0, ("chill", "ambient", "texture"), "a gentle, slow song for sleep", "ambient")
 _g("new age", 70, 0.15, 0.6, 0.5, 0.0, ("ambient", "chill"), "calm meditative music", "ambient")
 _g("chillstep", 140, 0.45, 1.0, 0.0, 0.0, ("electronic", "bass", "chill"), "mellow dubstep", "dubstep")
+_g("happy hardcore", 170, 0.95, 1.0, 0.0, 0.0, ("electronic", "dance", "breakbeat"), "fast euphoric rave music")
+_g("latin jazz", 120, 0.6, 0.0, 1.0, 0.1, ("latin", "jazz", "acoustic"), "Afro-Cuban jazz, straight eighths",
+   "bossa nova")
 _g("witch house", 70, 0.5, 1.0, 0.0, 0.0, ("electronic", "dark"), "dark slow electronic", "ambient")
 
 
