@@ -101,7 +101,10 @@ def _load(path: Path, secret: str | None) -> Ed25519PrivateKey:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         log.warning("signing key %s had mode %o; tightening to 0600", path, mode)
-        os.chmod(path, 0o600)
+        try:
+            os.chmod(path, 0o600)
+        except OSError:  # a mounted shared key (a Kubernetes secret: read-only, group-readable by design)
+            log.warning("could not tighten %s (a read-only mount?); make it readable by this user only", path)
     pem = path.read_bytes()
     stretched = _stretched(path, secret, create=False) if secret else None
     try:
