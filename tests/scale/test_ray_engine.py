@@ -114,15 +114,19 @@ def test_concurrent_requests_spread_over_both_replicas_and_equal_the_in_process_
         handles = [await engine.generate(model_id="auto", prompt=p, duration_s=0.6, seed=10 + i, top_k=50)
                    for i, p in enumerate(PROMPTS)]
         results = [await h.result() for h in handles]
+        previewed = await engine.generate(model_id=CHECKPOINT, prompt="lofi", duration_s=0.6, seed=1,
+                                          preview_every_s=0.2)
+        previews = [e async for e in previewed.events() if e.kind == "preview"]
         local = [await (await reference.generate(model_id=CHECKPOINT, prompt=p, duration_s=0.6, seed=10 + i,
                                                  top_k=50)).result() for i, p in enumerate(PROMPTS)]
         mix = np.random.default_rng(0).standard_normal((44100 * 2, 2)).astype(np.float32) * 0.1
         seps = await asyncio.gather(*(engine.separate("htdemucs", mix * (1 + k), 44100) for k in range(2)))
         local_seps = [await sb.separate(settings, mix * (1 + k), 44100, sb.resolve_model(settings, "htdemucs", None))
                       for k in range(2)]
-        return handles, results, local, seps, local_seps
+        return handles, results, local, seps, local_seps, previews
 
-    handles, results, local, seps, local_seps = asyncio.run(scenario())
+    handles, results, local, seps, local_seps, previews = asyncio.run(scenario())
+    assert len(previews) >= 2 and all(p.audio is not None and p.audio.shape[-1] > 0 for p in previews)
     assert len({h.info["replica"] for h in handles}) == 2, [h.info for h in handles]
     assert all(h.retries == 0 and h.info["model_id"] == CHECKPOINT for h in handles)
     assert "deployed checkpoint" in handles[0].info["reason"]
@@ -211,4 +215,6 @@ def test_a_request_cancelled_through_the_server_stops_on_its_replica(cluster, ma
     time.sleep(1.0)
     later = asyncio.run(_replica_stats(handle))[stopped["replica"]]
     assert later["load"].get(CHECKPOINT, {}).get("running", 0) == 0, later  # its slot is free
-    assert later["steps"] == stopped["steps"], (stopped, later)  # and no decode step ran since
+    assert later["steps"] - stopped["steps"] <= 1, (stopped, later)  # at most the step already under way
+    time.sleep(0.5)
+    assert asyncio.run(_replica_stats(handle))[stopped["replica"]]["steps"] == later["steps"]  # then none
