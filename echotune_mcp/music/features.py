@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: key from three profiles on log-compressed, tuning-folded chroma; key carries method + runner-up
 SR = 22050
 HOP = 256
 FORMULAS = {
@@ -30,6 +30,7 @@ FORMULAS = {
     "brightness": "share of spectral energy above 1500 Hz",
     "loudness_range_lu": "EBU Tech 3342: P95-P10 of 3 s short-term loudness, gated at -70 LUFS and 20 LU below",
     "crest_factor_db": "sample peak dBFS - RMS dBFS",
+    "key_confidence": "mean profile correlation of the best key minus that of the runner-up (below ~0.02: a toss-up)",
 }
 
 
@@ -86,7 +87,7 @@ def analyze(samples: np.ndarray, sr: int) -> dict[str, Any]:
         beats = [round(float(t), 3) for t in librosa.frames_to_time(frames, sr=SR, hop_length=HOP)]
     onsets = librosa.onset.onset_detect(onset_envelope=env, sr=SR, hop_length=HOP)
     onset_density = len(onsets) / duration if duration > 0 else 0.0
-    tonic, mode, key_conf = analysis.estimate_key(x, sr)
+    key = analysis.estimate_key_detail(x, sr)
     lufs = analysis.integrated_loudness(x, sr)
     true_peak = analysis.true_peak_dbfs(x, sr)
     peak = float(np.abs(x).max())
@@ -110,7 +111,9 @@ def analyze(samples: np.ndarray, sr: int) -> dict[str, Any]:
         "channels": int(x.shape[1]),
         "tempo": {"bpm": round(bpm, 2), "confidence": round(tempo_conf, 3), "beat_times_s": beats[:4000],
                   "beats": len(beats)},
-        "key": {"tonic": tonic, "mode": mode, "name": f"{tonic} {mode}", "confidence": round(key_conf, 4)},
+        "key": {"tonic": key["tonic"], "mode": key["mode"], "name": f"{key['tonic']} {key['mode']}",
+                "confidence": key["confidence"], "correlation": key["correlation"], "runner_up": key["runner_up"],
+                "method": key["method"]},
         "loudness": {"integrated_lufs": round(lufs, 2), "true_peak_dbfs": round(true_peak, 2),
                      "sample_peak_dbfs": round(20 * np.log10(max(peak, 1e-12)), 2)},
         "dynamic_range": {"loudness_range_lu": round(loudness_range(x, sr), 2), "crest_factor_db": round(crest, 2)},
