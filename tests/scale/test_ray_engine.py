@@ -218,3 +218,31 @@ def test_a_request_cancelled_through_the_server_stops_on_its_replica(cluster, ma
     assert later["steps"] - stopped["steps"] <= 1, (stopped, later)  # at most the step already under way
     time.sleep(0.5)
     assert asyncio.run(_replica_stats(handle))[stopped["replica"]]["steps"] == later["steps"]  # then none
+
+
+def test_separate_stems_runs_on_a_demucs_replica(cluster, make_client, tmp_path):
+    """The server has no Demucs weights of its own: with ECHOTUNE_ENGINE_URL=ray:auto, model=auto finds the deployed
+    htdemucs and the stems come from a replica, the same as the in-process runner on the same weights."""
+    from echotune_mcp.engine import separation_backend as sb
+    from tests.audio.conftest import TOOLSETS, write_wav
+
+    settings, _ = cluster
+    allowed = tmp_path / "allowed"
+    mix = (0.1 * np.random.default_rng(3).standard_normal((22050 * 2, 1))).astype(np.float32)
+    path = write_wav(allowed / "mono.wav", mix, 22050, subtype="FLOAT")
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append(message)
+
+    async def scenario():
+        async with make_client(engine_url="ray:auto", toolsets=TOOLSETS, models_dir=tmp_path / "no-weights") as (
+                client, _app):
+            return await run_job(client, "separate_stems", {"audio": path, "stems": ["vocals"], "output_format": "wav"},
+                                 on_progress)
+
+    job = asyncio.run(scenario())
+    assert job["status"] == "succeeded", job
+    model = job["result"]["model"]
+    assert model["model_id"] == "htdemucs" and model["engine_retries"] == 0 and model["replica"], model
+    assert model["weights_revision"] == "test-random-init" and any("segment" in m for m in progress), progress
