@@ -29,6 +29,7 @@ import numpy as np
 
 from ..config import is_ray_url, ray_address
 from .engine import EngineEvent
+from .melody_chroma import MAX_SECONDS as MELODY_SECONDS
 from .ray_serve import (
     DEMUCS_DEPLOYMENT,
     FINAL,
@@ -300,6 +301,9 @@ class RayEngine:
         model_id, reason = await self._choose(str(request.get("model_id", "auto")),
                                               float(request.get("duration_s", 10.0)), melody)
         request = dict(request, model_id=model_id)
+        if melody:  # only its first 30 s condition MusicGen-Melody (1 s more: resampling edges), as remote.py sends
+            audio, sr = request["melody"]
+            request["melody"] = (np.asarray(audio, np.float32)[:int((MELODY_SECONDS + 1) * int(sr))], int(sr))
         if request.get("seed") is None:  # a retry must be the same request
             request["seed"] = secrets.randbelow(2**31)
         handle = self._handle(MUSICGEN_DEPLOYMENT, musicgen_app(model_id)).options(stream=True)

@@ -31,7 +31,6 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,6 +110,37 @@ async def _with_heartbeats(source: Any) -> Any:
             pending.cancel()
 
 
+def check_request(request: dict[str, Any], max_seconds: float) -> str | None:
+    """Why a generate request is refused (the loopback daemon's bounds, ``daemon.GenerateBody``), or None.
+
+    Serve callers are other processes of the cluster, not users, but a replica still refuses what the
+    ``generate_music`` tool would (naming the field) rather than fail deep inside the engine."""
+    from pydantic import ValidationError
+
+    from .daemon import MAX_CLIP_SECONDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, GenerateBody, validation_error
+
+    scalars = {k: v for k, v in request.items() if k not in ("continuation", "melody")}
+    try:
+        GenerateBody.model_validate(scalars, context={"max_seconds": max_seconds})
+    except ValidationError as exc:
+        return validation_error(exc)["error"]
+    for key in ("continuation", "melody"):
+        clip = request.get(key)
+        if clip is None:
+            continue
+        try:
+            audio, sr = clip
+            audio, sr = np.asarray(audio), int(sr)
+        except (TypeError, ValueError):
+            return f"invalid request: {key}: must be (mono float32 samples, sample rate)"
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+            return f"invalid request: {key}: sample rate must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, got {sr}"
+        if audio.ndim != 1 or not 0 < audio.size <= MAX_CLIP_SECONDS * sr or not np.isfinite(audio).all():
+            return (f"invalid request: {key}: must be 1 to {MAX_CLIP_SECONDS:g} s of finite mono samples, got "
+                    f"shape {audio.shape}")
+    return None
+
+
 @dataclass
 class _Stats:
     started: int = 0
@@ -136,6 +166,10 @@ class MusicgenReplica:
         """Stream one request's events (see the module docstring); a cancelled stream cancels the request."""
         from .scheduler import EngineBusy
 
+        problem = check_request(request, self.settings.max_generation_seconds)
+        if problem:
+            yield {"kind": "rejected", "error": problem}
+            return
         request = dict(request, model_id=self.checkpoint)
         handle = None
         finished = False
@@ -205,7 +239,15 @@ class DemucsReplica:
     async def separate(self, samples: np.ndarray, sample_rate: int) -> Any:
         """Stream progress, then ``{"kind": "result", "stems", "sample_rate", "model", "residual_db"}``."""
         from . import separation_backend as sb
+        from .daemon import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
+        samples = np.asarray(samples)
+        if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE or samples.ndim != 2 or not samples.size \
+                or not np.isfinite(samples).all():
+            yield {"kind": "rejected", "error": f"invalid request: samples must be finite (frames, channels) audio at "
+                                                f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz; got shape {samples.shape} at "
+                                                f"{sample_rate} Hz"}
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         cancelled = False

@@ -103,6 +103,11 @@ def test_deployment_options_tie_concurrency_to_slots_and_autoscale_on_queue_dept
     assert "s3cret" not in repr(rs.replica_settings(secrets)) and "t0ken" not in repr(rs.replica_settings(secrets))
     with pytest.raises(ValueError, match="ray://HOST:PORT or ray:auto"):
         RayEngine("http://127.0.0.1:8771")
+    # a replica refuses what generate_music would, naming the field
+    assert rs.check_request({"prompt": "a", "duration_s": 5.0, "seed": 1}, 30.0) is None
+    assert "duration_s: must be at most 30 s" in rs.check_request({"prompt": "a", "duration_s": 31.0}, 30.0)
+    assert "top_k" in rs.check_request({"prompt": "a", "top_k": -1}, 30.0)
+    assert "melody: sample rate" in rs.check_request({"melody": (np.zeros(8, np.float32), 100)}, 30.0)
 
 
 def test_concurrent_requests_spread_over_both_replicas_and_equal_the_in_process_engine(cluster, reference):
