@@ -393,3 +393,43 @@ async def test_a_replica_announces_jobs_another_replica_runs(settings, mongo_uri
         while uri not in heard or not (await b.storage.jobs.get("local", job.id)).status.terminal:
             assert time.monotonic() < deadline, "B never announced that the job ended"
             await asyncio.sleep(0.05)
+
+
+async def test_cancel_through_another_replica_stops_the_work(settings, mongo_uri):
+    from echotune_mcp.app import App
+    from echotune_mcp.storage.records import JobStatus
+
+    stopped = asyncio.Event()
+    a = App(_replica_settings(settings, mongo_uri, "cancel_across", "A"))
+    b = App(_replica_settings(settings, mongo_uri, "cancel_across", "B"))
+
+    async def work(job):
+        try:
+            while True:
+                await job.progress(0.1, "working")  # raises JobCancelled once the cancel is seen
+                await asyncio.sleep(0.05)
+        finally:
+            stopped.set()
+
+    async with a, b:
+        job = await a.jobs.submit(owner="local", tool="cancel_test", params={}, work=work)
+        await asyncio.sleep(0.2)
+        assert (await b.jobs.cancel("local", job.id)).status == JobStatus.cancelled
+        await a.jobs._renew()  # A's next heartbeat reads the cancel B stored
+        await asyncio.wait_for(stopped.wait(), 10)
+        end = await _terminal(a, "local", job.id)
+        assert end.status == JobStatus.cancelled and end.message == "cancelled by request"
+
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"replicated": True}, ["ECHOTUNE_MONGODB_URI", "ECHOTUNE_SECRET_KEY", "ECHOTUNE_SIGNING_KEY_FILE"]),
+    ({"replica_name": "a b"}, ["ECHOTUNE_REPLICA_NAME"]),
+    ({"replica_poll_seconds": 0.0}, ["ECHOTUNE_REPLICA_POLL_SECONDS", "0.1 to 60"]),
+])
+def test_replica_settings_are_checked(settings, overrides, words):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError) as exc:
+        replace(settings, **overrides).validate()
+    for word in words:
+        assert word in str(exc.value)
