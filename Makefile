@@ -39,7 +39,7 @@ $(VENV)/.full: pyproject.toml $(VENV)/.base
 	touch $@
 
 # FluidSynth renders the composer's stems. Debian/Ubuntu: libfluidsynth3; macOS: `brew install fluid-synth`;
-# Fedora: `dnf install fluidsynth-libs`.
+# Fedora: `dnf install fluidsynth-libs`. Soundfont: Debian's fluid-soundfont-gm (FluidR3_GM, MIT).
 system-deps:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libfluidsynth.so.3'; then \
 	  if command -v apt-get >/dev/null; then \
@@ -49,6 +49,12 @@ system-deps:
 	  else \
 	    echo "libfluidsynth is missing: install FluidSynth 2.x (e.g. 'brew install fluid-synth' or 'dnf install fluidsynth-libs')"; exit 1; \
 	  fi; \
+	fi
+	@# FluidR3_GM (MIT) is the composer's soundfont where installed; without it the bundled TimGM6mb (GPL) is used
+	@if [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && command -v apt-get >/dev/null; then \
+	  echo "installing fluid-soundfont-gm (Debian package) ..."; \
+	  $(SUDO) apt-get install -y -qq fluid-soundfont-gm >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fluid-soundfont-gm; }; \
 	fi
 
 # Node >= 22 and the MCP Inspector / conformance suite / Prism, into a git-ignored folder.

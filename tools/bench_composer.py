@@ -1,7 +1,13 @@
 """Benchmark the offline composer: a 60 s, 4-stem piece through compose, render and mix, on one core.
 
+In the same run, the same piece's MIDI file is rendered by pretty_midi's own FluidSynth path
+(``PrettyMIDI.fluidsynth``, same soundfont, same sample rate) as the reference: the whole composer path
+(compose + render every stem + mix and master) must stay at least 1.5x faster than that render alone
+(exit status 1 otherwise).
+
 Prints a small table, then exactly one JSON line for machines:
-{"bench": "composer", "seconds": 60, "stems": 4, "rtf_compose": a, "rtf_render": b, "rtf_mix": c, "rtf_total": d}
+{"bench": "composer", "seconds": 60, "stems": 4, "soundfont": ..., "rtf_compose": a, "rtf_render": b,
+ "rtf_mix": c, "rtf_total": d, "rtf_pretty_midi": e, "speedup_vs_pretty_midi": d / e}
 RTF = seconds of audio per second of wall time (higher is faster). Best of --repeat runs.
 """
 
@@ -13,6 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before numpy is imported, so BLAS stays on the pinned core
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -23,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from echotune_mcp.music.composer import compose
 from echotune_mcp.music.master import mix_and_master
 from echotune_mcp.music.params import resolve_params
-from echotune_mcp.music.render import render_stems
+from echotune_mcp.music.midi import arrangement_to_midi_bytes
+from echotune_mcp.music.render import default_soundfont, render_stems
+
+REQUIRED_SPEEDUP = 1.5
 
 
 def main() -> None:
@@ -31,38 +41,58 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sample-rate", type=int, default=44100)
+    ap.add_argument("--soundfont", type=Path, default=None, help="default: the composer's (FluidR3_GM if installed)")
+    ap.add_argument("--genre", default="funk")
     args = ap.parse_args()
+    import pretty_midi
+
+    sf = args.soundfont or default_soundfont()
     try:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         pinned = "1 core"
     except (AttributeError, OSError):
         pinned = "not pinned"
     # funk has no texture stem by default: drums, bass, chords, lead = 4 stems
-    params = resolve_params("funk groove in E minor", duration_s=args.seconds, bpm=104, seed=1)
-    best = {"compose": float("inf"), "render": float("inf"), "mix": float("inf"), "total": float("inf")}
+    params = resolve_params(f"{args.genre} groove in E minor", duration_s=args.seconds, genre=args.genre, bpm=104,
+                            seed=1)
+    best = {"compose": float("inf"), "render": float("inf"), "mix": float("inf"), "total": float("inf"),
+            "pretty_midi": float("inf")}
     n_stems = 0
-    render_stems(compose(resolve_params("funk", duration_s=2, seed=1)), args.sample_rate)  # load libraries once
+    warm = compose(resolve_params("funk", duration_s=2, seed=1))
+    render_stems(warm, args.sample_rate, sf)  # load libraries once
+    pretty_midi.PrettyMIDI(io.BytesIO(arrangement_to_midi_bytes(warm))).fluidsynth(args.sample_rate, str(sf))
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         arr = compose(params)
         t1 = time.perf_counter()
-        stems = render_stems(arr, args.sample_rate)
+        stems = render_stems(arr, args.sample_rate, sf)
         t2 = time.perf_counter()
         mix_and_master(stems, args.sample_rate)
         t3 = time.perf_counter()
         n_stems = len(stems)
-        for k, v in (("compose", t1 - t0), ("render", t2 - t1), ("mix", t3 - t2), ("total", t3 - t0)):
+        midi = arrangement_to_midi_bytes(arr)
+        t4 = time.perf_counter()
+        pretty_midi.PrettyMIDI(io.BytesIO(midi)).fluidsynth(fs=args.sample_rate, sf2_path=str(sf))
+        t5 = time.perf_counter()
+        for k, v in (("compose", t1 - t0), ("render", t2 - t1), ("mix", t3 - t2), ("total", t3 - t0),
+                     ("pretty_midi", t5 - t4)):
             best[k] = min(best[k], v)
     secs = args.seconds
     rtf = {k: round(secs / v, 1) for k, v in best.items()}
-    print(f"composer benchmark: {secs:g} s of music, {n_stems} stems, {args.sample_rate} Hz, {pinned}, "
-          f"best of {args.repeat}")
-    print(f"{'stage':<10}{'wall s':>10}{'x real time':>14}")
-    for k in ("compose", "render", "mix", "total"):
-        print(f"{k:<10}{best[k]:>10.3f}{rtf[k]:>14.1f}")
+    speedup = round(best["pretty_midi"] / best["total"], 2)
+    print(f"composer benchmark: {secs:g} s of {args.genre}, {n_stems} stems, {args.sample_rate} Hz, {sf.name}, "
+          f"{pinned}, best of {args.repeat}")
+    print(f"{'stage':<14}{'wall s':>10}{'x real time':>14}")
+    for k in ("compose", "render", "mix", "total", "pretty_midi"):
+        print(f"{k:<14}{best[k]:>10.3f}{rtf[k]:>14.1f}")
+    print(f"whole path vs pretty_midi's FluidSynth render of the same MIDI: {speedup}x faster "
+          f"(required >= {REQUIRED_SPEEDUP}x)")
     print(json.dumps({"bench": "composer", "seconds": int(secs) if float(secs).is_integer() else secs,
-                      "stems": n_stems, "rtf_compose": rtf["compose"], "rtf_render": rtf["render"],
-                      "rtf_mix": rtf["mix"], "rtf_total": rtf["total"]}))
+                      "stems": n_stems, "soundfont": sf.name, "rtf_compose": rtf["compose"],
+                      "rtf_render": rtf["render"], "rtf_mix": rtf["mix"], "rtf_total": rtf["total"],
+                      "rtf_pretty_midi": rtf["pretty_midi"], "speedup_vs_pretty_midi": speedup}))
+    if speedup < REQUIRED_SPEEDUP:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

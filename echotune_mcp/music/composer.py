@@ -40,7 +40,6 @@ from .params import (
     normalise_instrument,
 )
 from .styles import (
-    CLAP,
     CONGA_HI,
     CONGA_LO,
     CRASH,
@@ -435,10 +434,11 @@ def _harmony(params: ResolvedParams, style: PieceStyle, sections: list[tuple[str
                 else:
                     if fam not in loops:
                         loops[fam] = pick_loop(random.Random(f"{params.seed}:loop:{fam}"), h.kind, mode)
-                    slots = math.ceil(p_bars / bpc)
+                    rate = bpc if p_bars >= 2 * bpc else 1  # a phrase too short for slow harmony changes every bar
+                    slots = math.ceil(p_bars / rate)
                     prog = phrase_progression(rng, h, tonic, mode, slots, cadence, loop=loops[fam])
-                    per_bar = [prog[i // bpc] for i in range(p_bars)]
-                    if bpc > 1 and cadence in ("authentic", "plagal", "deceptive", "final") and p_bars >= 2:
+                    per_bar = [prog[i // rate] for i in range(p_bars)]
+                    if rate > 1 and cadence in ("authentic", "plagal", "deceptive", "final") and p_bars >= 2:
                         # the cadence's two chords take the phrase's last two bars
                         per_bar[-2], per_bar[-1] = prog[-2], prog[-1]
                 cache[key] = per_bar
@@ -455,6 +455,8 @@ def _harmony(params: ResolvedParams, style: PieceStyle, sections: list[tuple[str
             chords = [c if b < at else Chord(c.degree, tuple((p + shift) % 12 for p in c.pcs), c.label, c.function)
                       for b, c in enumerate(chords)]
             chords[at - 1] = modulation_pivot(new_tonic, mode, h.sevenths or True)
+            # the phrase before the new key now ends on the new key's dominant: a pivot, not its own cadence
+            phrases = [(f, n, "pivot" if f <= at - 1 < f + n else c) for f, n, c in phrases]
     return chords, phrases, modulation
 
 
@@ -613,7 +615,7 @@ def _drum_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Not
 def _percussion_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Note]:
     """Hand percussion layered over the kit: shaker 16ths, tambourine on the backbeats, a conga figure."""
     density = float(opts.get("density", 1.0))
-    steps, beat = plan.steps, plan.beat
+    steps = plan.steps
     backbeats = {"4/4": (4, 12), "3/4": (4, 8), "6/8": (6,), "12/8": (6, 18)}[plan.meter]
     tamb = "".join("x" if s in backbeats else "." for s in range(steps))
     if steps == 16:
@@ -632,7 +634,6 @@ def _percussion_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> li
                     if _V[ch] and (density >= 1 or ch != "g" or rng.random() < density):
                         t = plan.time(b, step)
                         notes.append((t, t + plan.beat_s / 4, key, _vel(_V[ch] * 0.85, energy)))
-    del beat
     notes = _humanize(notes, rng, plan.style.humanize_s * 0.6 + 0.002, 8, plan.final_s or plan.duration_s)
     notes.append((plan.final_s, min(plan.duration_s, plan.final_s + 1.0), TAMBOURINE, 100))
     return notes
@@ -785,7 +786,7 @@ def _pad_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Note
     for bar in range(plan.body_bars):
         _, _, _, energy = plan.section_at(bar)
         vel = _vel(base, energy)
-        for k, at in enumerate(splits):
+        for at in splits:
             t0 = plan.time(bar, at)
             current = set(voicings[bar])
             for p in list(held):
@@ -795,7 +796,6 @@ def _pad_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Note
             for p in voicings[bar]:
                 if p not in held:
                     held[p] = [t0, vel]
-            del k
     end = plan.final_s
     for p, (s, v) in held.items():
         notes.append((s, end, p, int(v)))

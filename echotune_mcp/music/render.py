@@ -15,8 +15,10 @@ FluidSynth applies events at its 64-sample block boundaries, so onsets are exact
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,32 +31,91 @@ _SYNTH_GAIN = 0.6  # float output cannot clip; this keeps stems well under full 
 _SETTINGS = {
     "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1, "synth.polyphony": 256,
     "synth.threadsafe-api": 0,
+    # load only the samples of the preset a stem plays (each stem has its own synth); with the keeper below
+    # holding the whole soundfont in FluidSynth's sample cache, that is ~0.03 s per stem instead of 0.1-0.5 s
+    "synth.dynamic-sample-loading": 1,
 }
+_keepers: dict[tuple[str, int, int], Any] = {}
+_keepers_lock = threading.Lock()
 
 
-def default_soundfont() -> Path:
+def _keep_loaded(soundfont: Path) -> None:
+    """Hold one synth per soundfont file with all of it loaded, for the life of the process.
+
+    FluidSynth shares loaded sample data between synths of one process (its sample cache), so while this
+    synth holds the file, every per-stem synth loads its preset without reading the file again. Each stem
+    still gets a fresh synth (stems separate, renders bit-identical); the cost is the soundfont's size in
+    memory (FluidR3_GM: ~150 MB).
+    """
+    import fluidsynth
+
+    st = soundfont.stat()
+    key = (str(soundfont), st.st_size, st.st_mtime_ns)
+    with _keepers_lock:
+        if key in _keepers:
+            return
+        keeper = fluidsynth.Synth(samplerate=44100, **{**_SETTINGS, "synth.dynamic-sample-loading": 0})
+        if keeper.sfload(str(soundfont)) < 0:
+            keeper.delete()
+            return
+        _keepers[key] = keeper
+
+
+# Debian's fluid-soundfont-gm (FluidR3_GM, MIT): better instruments than TimGM6mb and a licence with
+# no doubt for commercial release. The Makefile's system-deps installs it; other systems ship it here too.
+FLUID_R3_PATHS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/soundfonts/FluidR3_GM.sf2"),
+                  Path("/usr/local/share/soundfonts/FluidR3_GM.sf2"), Path("/opt/homebrew/share/soundfonts/FluidR3_GM.sf2"))
+
+
+def bundled_soundfont() -> Path:
     """The General MIDI soundfont that ships inside pretty_midi (always installed with this package)."""
     import pretty_midi
 
     return Path(os.path.dirname(pretty_midi.__file__)) / "TimGM6mb.sf2"
 
 
+def default_soundfont() -> Path:
+    """FluidR3_GM where installed (MIT), else the bundled TimGM6mb (GPL-2.0-or-later).
+
+    ECHOTUNE_SOUNDFONT (settings.soundfont) overrides both; whichever file is used is hashed and its
+    licence recorded in each piece's provenance (``soundfont_info``), so the licence decision always
+    follows the soundfont that actually rendered the audio.
+    """
+    return next((p for p in FLUID_R3_PATHS if p.is_file()), None) or bundled_soundfont()
+
+
 _KNOWN_LICENCES = {
     "timgm6mb": {"id": "GPL-2.0-or-later", "note": "TimGM6mb by Tim Brechbill, shipped with pretty_midi"},
-    "fluidr3_gm": {"id": "MIT", "note": "FluidR3_GM by Frank Wen"},
+    "fluidr3_gm": {"id": "MIT", "note": "FluidR3_GM by Frank Wen (Debian fluid-soundfont-gm)"},
     "musescore_general": {"id": "MIT", "note": "MuseScore_General by S. Christian Collins"},
+}
+# Files recognised by content, so a renamed copy still gets its licence (name matching is the fallback).
+_KNOWN_SHA256 = {
+    "74594e8f4250680adf590507a306655a299935343583256f3b722c48a1bc1cb0": "fluidr3_gm",  # Debian 3.1-5.x
+    "82475b91a76de15cb28a104707d3247ba932e228bada3f47bba63c6b31aaf7a1": "timgm6mb",  # pretty_midi 0.2.x
 }
 
 
 def soundfont_info(path: Path | str | None) -> dict[str, Any]:
     """Provenance of the soundfont: path, name, content hash and licence (where recognised)."""
     p = Path(path) if path else default_soundfont()
+    st = p.stat()
+    info = _soundfont_info(str(p), st.st_size, st.st_mtime_ns)
+    return {**info, "license": dict(info["license"]) if isinstance(info["license"], dict) else info["license"]}
+
+
+@functools.lru_cache(maxsize=8)
+def _soundfont_info(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    """Hashing FluidR3_GM (148 MB) takes a noticeable fraction of a second: once per file version."""
+    p = Path(path)
     h = hashlib.sha256()
     with open(p, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     stem = p.stem.lower()
-    licence = next((v for k, v in _KNOWN_LICENCES.items() if stem.startswith(k)), None)
+    known = _KNOWN_SHA256.get(h.hexdigest())
+    licence = _KNOWN_LICENCES[known] if known else \
+        next((v for k, v in _KNOWN_LICENCES.items() if stem.startswith(k)), None)
     return {"path": str(p), "name": p.name, "sha256": h.hexdigest(),
             "license": dict(licence) if licence else "unknown"}
 
@@ -100,6 +161,7 @@ def render_track(track: Any, *, sample_rate: int, soundfont: Path, n_total: int,
     """One stem as float32 (n_total, 2)."""
     import fluidsynth
 
+    _keep_loaded(Path(soundfont))
     synth = fluidsynth.Synth(gain=_SYNTH_GAIN, samplerate=sample_rate, **_SETTINGS)
     try:
         sfid = synth.sfload(str(soundfont))

@@ -291,9 +291,11 @@ def phrase_progression(rng: Any, harmony: Any, tonic: int, mode: str, slots: int
             degrees[-2:] = [3, 0]
         elif cadence == "deceptive":
             degrees[-2:] = [4, 5]
+        elif cadence == "final":  # the piece's last phrase: predominant then V; the final tonic rings after it
+            degrees[-2:] = [3 if rng.random() < 0.7 else 1, 4]
     elif slots == 1:
-        degrees = [4 if cadence == "half" else 0]
-    if slots >= 3 and degrees[-3] == degrees[-2]:  # no chord repeated into the cadence
+        degrees = [4 if cadence in ("half", "final") else 0]
+    if slots >= 3 and degrees[-3] == degrees[-2] and cadence != "none":  # no chord repeated into the cadence
         degrees[-3] = rng.choice((1, 3) if degrees[-2] == 4 else (0, 5) if degrees[-2] == 3 else (3, 5))
     if slots >= 4 and degrees[-4] == degrees[-3] and degrees[-3] != 0:
         degrees[-4] = 0 if slots == 4 else rng.choice((0, 5))

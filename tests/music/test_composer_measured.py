@@ -22,7 +22,7 @@ from echotune_mcp.music.composer import compose
 from echotune_mcp.music.master import mix_and_master
 from echotune_mcp.music.midi import arrangement_to_midi_bytes
 from echotune_mcp.music.params import resolve_params
-from echotune_mcp.music.render import render_stems
+from echotune_mcp.music.render import bundled_soundfont, render_stems
 from echotune_mcp.music.theory import parse_key
 
 from .cases import CASES
@@ -30,6 +30,10 @@ from .cases import CASES
 SR = 44100
 DURATION = 15.0
 MAX_OCTAVE_ERRORS = 2  # half/double-tempo estimates allowed (counted and printed; drum and bass is felt at half time)
+# Rendered with the bundled TimGM6mb whatever the default soundfont is (FluidR3_GM where installed): these floors
+# were set on it. With FluidR3_GM the same 24 pieces measure 20 exact, 4 half-time (techno 128, rock 140 and the
+# two drum and bass), 24/24 keys; tests/music/test_styles.py checks every style on the default soundfont.
+SOUNDFONT = bundled_soundfont()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def measured():
         p = resolve_params(prompt, duration_s=DURATION)
         assert p.bpm == bpm and p.key == key and {"bpm", "key"} <= set(p.from_text), (prompt, p)
         arr = compose(p)
-        stems = render_stems(arr, SR)
+        stems = render_stems(arr, SR, SOUNDFONT)
         mix, stats = mix_and_master(stems, SR)
         est_bpm, _ = estimate_tempo(mix, SR)
         tonic, mode, _ = estimate_key(mix, SR)

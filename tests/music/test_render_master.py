@@ -17,6 +17,8 @@ from echotune_mcp.music.master import (
 from echotune_mcp.music.params import resolve_params
 from echotune_mcp.music.render import (
     TAIL_S,
+    FLUID_R3_PATHS,
+    bundled_soundfont,
     default_soundfont,
     render_stems,
     soundfont_info,
@@ -54,10 +56,24 @@ def test_preview_renders_only_the_opening(piece):
 
 
 def test_soundfont_info():
+    """The default is Debian's FluidR3_GM (MIT) where installed, else the bundled TimGM6mb (GPL); the recorded
+    licence is the one of the file actually used."""
     info = soundfont_info(None)
-    assert info["name"] == "TimGM6mb.sf2" and len(info["sha256"]) == 64
-    assert info["license"]["id"] == "GPL-2.0-or-later"
-    assert soundfont_info(default_soundfont()) == info
+    assert soundfont_info(default_soundfont()) == info and len(info["sha256"]) == 64
+    fluid = next((p for p in FLUID_R3_PATHS if p.is_file()), None)
+    if fluid is not None:
+        assert info["name"] == "FluidR3_GM.sf2" and info["license"]["id"] == "MIT"
+    else:
+        assert info["name"] == "TimGM6mb.sf2" and info["license"]["id"] == "GPL-2.0-or-later"
+    bundled = soundfont_info(bundled_soundfont())
+    assert bundled["name"] == "TimGM6mb.sf2" and bundled["license"]["id"] == "GPL-2.0-or-later"
+
+
+def test_soundfont_licence_follows_content_not_name(tmp_path):
+    """A renamed copy of a known soundfont keeps its licence (recognised by its hash)."""
+    copy = tmp_path / "my_font.sf2"
+    copy.write_bytes(bundled_soundfont().read_bytes())
+    assert soundfont_info(copy)["license"]["id"] == "GPL-2.0-or-later"
 
 
 def _noise(seconds: float, level: float, seed: int = 0) -> np.ndarray:
