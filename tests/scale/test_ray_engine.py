@@ -9,7 +9,6 @@ statistics are off.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +38,8 @@ def cluster(tmp_path_factory):
     import ray
     from ray import serve
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    env = pytest.MonkeyPatch()
+    env.setenv("RAY_USAGE_STATS_ENABLED", "0")
     root = tmp_path_factory.mktemp("ray-engine")
     settings = Settings(data_dir=root / "data", allowed_roots=(root,), max_generation_seconds=120.0)
     save_tiny_checkpoint(root / "tiny-musicgen")
@@ -57,6 +57,7 @@ def cluster(tmp_path_factory):
             serve.shutdown()
         finally:
             ray.shutdown()
+            env.undo()
 
 
 @pytest.fixture(scope="module")
