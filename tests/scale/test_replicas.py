@@ -150,7 +150,7 @@ def _kill(rep: Replica) -> None:
     rep.proc.wait(timeout=10)
 
 
-GENERATE = {"prompt": "calm piano ballad in A minor", "duration_s": 60, "seed": 1234, "backend": "composer",
+GENERATE = {"prompt": "calm piano ballad in A minor", "duration_s": 90, "seed": 1234, "backend": "composer",
             "wait_seconds": 0}
 
 
@@ -196,7 +196,7 @@ async def test_killed_replica_job_is_taken_over_once_and_leaves_no_artifact_behi
 async def test_killed_replica_job_that_cannot_be_repeated_ends_interrupted(tmp_path, mongo_uri):
     with replicas(tmp_path, mongo_uri) as reps:
         a, b = reps["A"], reps["B"]
-        first = await _call(a.url, "generate_music", {**GENERATE, "duration_s": 20, "wait_seconds": 25})
+        first = await _call(a.url, "generate_music", {**GENERATE, "duration_s": 60, "wait_seconds": 25})
         first = await _until(a.url, first["job_id"], lambda j: j["status"] == "succeeded", 55)
         mix = next(art for art in first["artifacts"] if art["kind"] == "audio")
         # The signing key is shared configuration: what A signed, B vouches for as its own.
