@@ -128,6 +128,9 @@ def test_compose_ray_and_engine_line_up(compose):
     deploy = services["engine-deploy"]["command"]
     assert deploy[:3] == ["echotune-mcp", "engine", "deploy"]
     assert deploy[deploy.index("--address") + 1] == f"ray://ray-head:{client_port}"
+    tokens = {services[n]["environment"]["RAY_AUTH_TOKEN"] for n in ("ray-head", "ray-gpu-worker", "engine-deploy",
+                                                                     *SERVERS)}
+    assert len(tokens) == 1 and tokens.pop().startswith("${RAY_AUTH_TOKEN:?"), "one Ray token, shared, required"
     for name in SERVERS:
         assert services[name]["environment"]["ECHOTUNE_ENGINE_URL"] == f"ray://ray-head:{client_port}"
         assert services[name]["depends_on"]["engine-deploy"]["condition"] == "service_completed_successfully"
@@ -193,6 +196,11 @@ def test_rayservice_runs_the_pinned_ray_with_gpu_workers(k8s):
     assert gpu, "no worker group asks for a GPU"
     head_ports = {p["containerPort"] for c in spec["headGroupSpec"]["template"]["spec"]["containers"] for p in c["ports"]}
     assert 10001 in head_ports  # Ray Client, what the servers connect to
+    server = _by_kind(k8s, "Deployment")["spec"]["template"]["spec"]["containers"]
+    pods = [spec["headGroupSpec"]["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+    for container in [c for p in pods for c in p["spec"]["containers"]] + server:
+        [token] = [e for e in container["env"] if e["name"] == "RAY_AUTH_TOKEN"]
+        assert token["valueFrom"]["secretKeyRef"] == {"name": "echotune-secrets", "key": "ray-auth-token"}
 
 
 def test_rayservice_serve_config_builds_the_applications_servers_look_for(k8s):
