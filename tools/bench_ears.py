@@ -227,7 +227,8 @@ def bench_separation() -> dict[str, Any]:
         for s, v in r.items():
             wins["before"] += v["before"] > v["mix"]
             wins["after"] += v["after"] > v["mix"]
-            print(f"{song:10} {s:7} {v['before']:>7.2f} {v['after']:>7.2f} {v['mix']:>7.2f}  {v['after'] - v['mix']:+.2f}")
+            print(f"{song:10} {s:7} {v['before']:>7.2f} {v['after']:>7.2f} {v['mix']:>7.2f}  "
+                  f"{v['after'] - v['mix']:+.2f}")
     xrt = {k: round(v / audio_s, 3) for k, v in times.items()}
     print(f"stems beating the scaled mixture: before {wins['before']}/8, after {wins['after']}/8; "
           f"x real time (stereo 44.1 kHz): before {xrt['before']}, after {xrt['after']}")

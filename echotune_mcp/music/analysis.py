@@ -33,9 +33,10 @@ _AS_MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.
 _AS_MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 KEY_PROFILES = {"krumhansl_kessler": (_KK_MAJOR, _KK_MINOR), "temperley": (_TEMPERLEY_MAJOR, _TEMPERLEY_MINOR),
                 "albrecht_shanahan": (_AS_MAJOR, _AS_MINOR)}
-KEY_METHOD = ("HPSS harmonic part -> CQT (C1-B7, 36 bins/octave) folded to chroma after tuning estimation -> log-compressed chroma summed "
-              "over the whole track -> mean Pearson correlation with the Krumhansl-Kessler, Temperley and "
-              "Albrecht-Shanahan profiles of all 24 keys; confidence = best minus second-best mean correlation")
+KEY_METHOD = ("HPSS harmonic part -> CQT (C1-B7, 36 bins/octave) folded to chroma after tuning estimation "
+              "-> log-compressed chroma summed over the whole track -> mean Pearson correlation with the "
+              "Krumhansl-Kessler, Temperley and Albrecht-Shanahan profiles of all 24 keys; "
+              "confidence = best minus second-best mean correlation")
 _CHROMA_GAMMA = 10.0  # log(1 + gamma * C / max C): loud sustained notes do not drown the rest of the scale
 
 
@@ -119,10 +120,10 @@ def chroma_profile(y: np.ndarray, sr: int) -> np.ndarray:
     """Whole-track chroma (12,), C first: harmonic part only, tuning-corrected, log-compressed, summed.
 
     Why each step: drums put broadband energy in every pitch class (HPSS keeps the harmonic part);
-    a detuned recording smears every note over two semitone bins (the CQT is shifted by the tuning
-    measured on the harmonic part); a few loud held notes would otherwise outvote the scale
-    (log compression); and summing over all frames, not normalising each one, lets quiet frames
-    (breaks, fades) count for little.
+    a detuned recording smears every note over two semitone bins (the folding of CQT bins onto pitch
+    classes is shifted by the tuning measured on the harmonic part); a few loud held notes would
+    otherwise outvote the scale (log compression); and summing over all frames, not normalising each
+    one, lets quiet frames (breaks, fades) count for little.
     """
     import librosa
 

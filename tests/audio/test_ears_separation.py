@@ -37,7 +37,8 @@ def test_every_stem_beats_the_scaled_mixture(song):
     took = time.perf_counter() - t0
     assert np.abs(sum(est.values()) - mix).max() < 1e-4  # still masks that sum to one
     margins = {s: _sdr(refs[s], est[s]) - _sdr(refs[s], mix) for s in SOURCES}
-    print(f"\n{song}: " + ", ".join(f"{s} {m:+.2f} dB" for s, m in margins.items()) + f"; {took / 12.0:.2f} x real time")
+    print(f"\n{song}: " + ", ".join(f"{s} {m:+.2f} dB" for s, m in margins.items())
+          + f"; {took / 12.0:.2f} x real time")
     for s in SOURCES:
         assert margins[s] >= FLOORS[song][s], (song, s, margins[s])
     assert took < 12.0 * 3  # bounded: well under 3x real time even on a loaded 2-core machine
