@@ -433,3 +433,39 @@ def test_replica_settings_are_checked(settings, overrides, words):
         replace(settings, **overrides).validate()
     for word in words:
         assert word in str(exc.value)
+
+
+async def test_a_job_that_took_down_its_replicas_three_times_is_interrupted(settings, mongo_uri):
+    from echotune_mcp.app import App
+    from echotune_mcp.jobs import MAX_ATTEMPTS
+    from echotune_mcp.storage.records import JobRecord, JobStatus
+
+    calls: list[str] = []
+    with _test_resumer(calls):
+        async with App(_replica_settings(settings, mongo_uri, "max_attempts", "B")) as b:
+            job = JobRecord(owner="local", tool="test_resumable", status=JobStatus.running, replica="A",
+                            attempt=MAX_ATTEMPTS, lease_owner="lease_gone", lease_expires_at=time.time() - 1)
+            await b.storage.jobs.insert(job)
+            await b.jobs._reap()
+            end = await b.storage.jobs.get("local", job.id)
+            assert end.status == JobStatus.interrupted and end.attempt == MAX_ATTEMPTS and not calls
+
+
+async def test_a_database_without_change_streams_is_polled(settings, mongo_uri, monkeypatch):
+    from pymongo.errors import OperationFailure
+
+    from echotune_mcp.app import App
+    from echotune_mcp.replicas import ReplicaWatcher
+
+    async with App(_replica_settings(settings, mongo_uri, "no_streams", "B")) as b:
+        await b.watcher.stop()
+        raw = b.storage.collection("jobs").coll
+
+        async def refuse(*_args, **_kwargs):  # what a standalone mongod answers
+            raise OperationFailure("The $changeStream stage is only supported on replica sets", code=40573)
+
+        monkeypatch.setattr(type(raw), "watch", refuse)
+        b.watcher = ReplicaWatcher(b)
+        b.watcher.start()
+        await asyncio.wait_for(b.watcher.ready.wait(), 10)
+        assert b.watcher.mode == "polling"
