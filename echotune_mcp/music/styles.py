@@ -393,7 +393,7 @@ _STYLE_LIST: list[Style] = [
                      "black metal", "nu metal", "djent", "power metal", "hardcore"),
            (100, 190), ("4/4", "12/8"), _traits(150, 1.0, 0.1, 0.6, 0.0, "band", "guitar", "heavy", "dark"),
            mode="minor", default_mood="energetic",
-           harmony=Harmony("loop", harmonic_minor=True, borrowed=0.25, cadences=(("half", 0.5), ("authentic", 0.5))),
+           harmony=Harmony("loop", harmonic_minor=True, cadences=(("half", 0.5), ("authentic", 0.5))),
            grooves={"4/4": G_METAL, "12/8": G_METAL_128}, bass={"4/4": B_METAL, "12/8": B_128_METAL},
            chord_rhythm={"4/4": C_POWER, "12/8": C_128_TRIPLETS},
            programs={"bass": 34, "chords": 30, "lead": 30, "texture": 48}, texture="none", lead_register=74,

@@ -32,7 +32,7 @@ DURATION = 15.0
 MAX_OCTAVE_ERRORS = 2  # half/double-tempo estimates allowed (counted and printed; drum and bass is felt at half time)
 # Rendered with the bundled TimGM6mb whatever the default soundfont is (FluidR3_GM where installed): these floors
 # were set on it. With FluidR3_GM the same 24 pieces measure 20 exact, 4 half-time (techno 128, rock 140 and the
-# two drum and bass), 24/24 keys; tests/music/test_styles.py checks every style on the default soundfont.
+# two drum and bass), 22/24 keys; tests/music/test_styles.py checks every style on the default soundfont.
 SOUNDFONT = bundled_soundfont()
 
 
