@@ -18,3 +18,12 @@ def test_importing_the_music_stack_prints_nothing_even_under_ci():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == "", f"the music stack printed to stdout: {proc.stdout!r}"
+
+
+def test_importing_the_server_loads_no_fluidsynth():
+    """Quiet, but not eager: libfluidsynth links the system libgomp, which the CPU matmul kernel will not share
+    with torch's own OpenMP runtime; it is loaded only when a render needs it."""
+    code = "import sys, echotune_mcp.server, echotune_mcp.music; print('fluidsynth' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
