@@ -113,7 +113,7 @@ def analyze(samples: np.ndarray, sr: int) -> dict[str, Any]:
                   "beats": len(beats)},
         "key": {"tonic": key["tonic"], "mode": key["mode"], "name": f"{key['tonic']} {key['mode']}",
                 "confidence": key["confidence"], "correlation": key["correlation"], "runner_up": key["runner_up"],
-                "method": key["method"]},
+                "method": key["method"], **({"note": key["note"]} if "note" in key else {})},
         "loudness": {"integrated_lufs": round(lufs, 2), "true_peak_dbfs": round(true_peak, 2),
                      "sample_peak_dbfs": round(20 * np.log10(max(peak, 1e-12)), 2)},
         "dynamic_range": {"loudness_range_lu": round(loudness_range(x, sr), 2), "crest_factor_db": round(crest, 2)},

@@ -100,3 +100,5 @@ def test_silence_and_noise_say_there_is_no_evidence():
     assert d["confidence"] == 0.0 and d["runner_up"] is None and "no pitched content" in d["note"]
     d = estimate_key_detail(np.zeros(100, np.float32), SR)  # shorter than one analysis window
     assert d["confidence"] == 0.0
+    key = analyze(np.zeros((SR * 2, 1), np.float32), SR)["key"]
+    assert key["confidence"] == 0.0 and "no pitched content" in key["note"]
