@@ -45,7 +45,7 @@ def _specs_from_cards() -> dict[str, ModelSpec]:
 
     specs = {c.id: ModelSpec(c.sources or FOUR, c.hf_repo, c.license, c.description)
              for c in load_cards().values() if c.backend == "demucs"}
-    specs["dsp"] = ModelSpec(FOUR, None, None, "classical median-filter HPSS + mid/side masking; no weights, low quality")
+    specs["dsp"] = ModelSpec(FOUR, None, None, "classical HPSS + REPET-SIM foreground + mid/side soft masks; no weights, low quality")
     return specs
 
 
