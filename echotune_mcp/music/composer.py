@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -64,6 +63,10 @@ from .styles import (
     steps_per_bar,
 )
 from .styles import Style as StyleData
+from .stem_changes import ARP_SHAPES, BASS_PATTERNS, CHORD_PATTERNS, DRUM_PATTERNS, StemChanges
+from .stem_changes import parse_text as _parse_change_text
+from .stem_changes import resolve as _resolve_changes
+from .stem_changes import to_options as _change_options
 from .theory import (
     SCALE_STEPS,
     Chord,
@@ -647,7 +650,7 @@ def _bass_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Not
     pattern = list(plan.style.bass)
     walking = any(t == "A" for _, _, t in pattern) and len(pattern) >= 3
     sustained = len(pattern) <= 2
-    if opts.get("variant", 0) % 2 == 1 and not walking and not (len(pattern) == 1):
+    if opts.get("variant", 0) % 2 == 1 and not walking and not (len(pattern) == 1) and not opts.get("pattern"):
         alt = _BASS_VARIANT_44 if plan.steps == 16 else GENERIC_BASS[plan.meter]
         pattern = list(alt) if list(alt) != pattern else list(GENERIC_BASS[plan.meter] if plan.steps != 16 else
                                                               ((0, 8, "R"), (8, 4, "5"), (12, 4, "8")))
@@ -750,7 +753,9 @@ def _chord_part(plan: Plan, rng: random.Random, opts: dict[str, Any], program: i
     for bar in range(plan.body_bars):
         _, _, _, energy = plan.section_at(bar)
         pattern = own
-        if variant % 3 == 1:
+        if opts.get("pattern"):
+            pass  # a named pattern asked for by an edit is kept; variants only vary the style's own
+        elif variant % 3 == 1:
             pattern = generic["halves"] if len(own) == 1 else generic["beats"]
         elif variant % 3 == 2:
             pattern = generic["push"]
@@ -811,6 +816,8 @@ def _arp_part(plan: Plan, rng: random.Random, opts: dict[str, Any]) -> list[Note
     density = float(opts.get("density", 1.0)) * plan.style.density
     shape = rng.choice(["up", "updown", "down", "pendulum"]) if opts.get("variant") is None else \
         ["up", "updown", "down", "pendulum"][int(opts["variant"]) % 4]
+    if opts.get("pattern") in ARP_SHAPES:
+        shape = str(opts["pattern"])
     step_len = 1 if (plan.bpm < 125 and density >= 0.8) or density > 1.3 else 2
     if plan.beat == 6:
         step_len = 2  # compound meters arpeggiate in eighths (three to the beat)
@@ -998,6 +1005,7 @@ _DEFAULT_PAN = {"chords": 52, "pad": 76, "arpeggio": 80, "texture": 78, "counter
 
 def _part(plan: Plan, role: str, program: int, seed: int, stem: str, opts: dict[str, Any]) -> list[Note]:
     rng = _rng(seed, stem, str(opts.get("variant", "")))
+    plan = _plan_for_options(plan, role, opts)
     writers: dict[str, Callable[[], list[Note]]] = {
         "drums": lambda: _drum_part(plan, rng, opts),
         "percussion": lambda: _percussion_part(plan, rng, opts),
@@ -1009,10 +1017,82 @@ def _part(plan: Plan, role: str, program: int, seed: int, stem: str, opts: dict[
         "arpeggio": lambda: _arp_part(plan, rng, opts),
         "counter": lambda: _counter_part(plan, rng, opts),
     }
-    notes = writers[role]()
+    notes = _edit_notes(plan, role, writers[role](), opts, _rng(seed, stem, "edit"))
     if role not in ("drums", "percussion"):  # octave edits must not leave the audible, playable range
         notes = [(st, en, _fold(p), v) for st, en, p, v in notes]
     return _finish(_apply_gain(notes, int(opts.get("velocity_delta", 0))))
+
+
+def _plan_for_options(plan: Plan, role: str, opts: dict[str, Any]) -> Plan:
+    """The plan one part is written on: the piece's, with this part's own swing and named pattern.
+
+    Swing lives in ``Plan.time``, so a part given its own swing is simply written on a plan whose style
+    swings differently; the other stems keep the piece's feel. Compound meters never swing.
+    """
+    kw: dict[str, Any] = {}
+    if "swing" in opts and plan.beat == 4:
+        kw.update(swing=float(opts["swing"]), swing_eighths=True)
+    pat, meter = opts.get("pattern"), plan.meter
+    if pat and role == "drums" and pat in DRUM_PATTERNS.get(meter, {}):
+        kw["groove"] = DRUM_PATTERNS[meter][pat]
+    elif pat and role == "bass" and pat in BASS_PATTERNS.get(meter, {}):
+        kw["bass"] = BASS_PATTERNS[meter][pat]
+    elif pat and role == "chords" and pat in CHORD_PATTERNS.get(meter, {}):
+        kw["chord_rhythm"] = tuple((float(a), float(b)) for a, b in CHORD_PATTERNS[meter][pat])
+    return replace(plan, style=replace(plan.style, **kw)) if kw else plan
+
+
+_REGISTER_DEFAULT = 62
+
+
+def _edit_notes(plan: Plan, role: str, notes: list[Note], opts: dict[str, Any], rng: random.Random) -> list[Note]:
+    """Edits that act on a written part: half/double time, articulation, extra humanizing, register.
+
+    Only the body (before the final downbeat) is re-timed or re-articulated; the final ringing chord
+    or hit is the piece's ending and stays where every other stem has it.
+    """
+    time_feel, art = opts.get("time_feel"), opts.get("articulation")
+    human, register = float(opts.get("humanize") or 0.0), opts.get("register")
+    if not (time_feel or art or human or register is not None):
+        return notes
+    limit = plan.final_s if plan.body_bars else plan.duration_s
+    body = [n for n in notes if n[0] < limit - 1e-6]
+    tail = [n for n in notes if n[0] >= limit - 1e-6]
+    bar_s = plan.bar_s
+    if time_feel in ("half-time", "double-time"):
+        out: list[Note] = []
+        for s, e, p, v in body:
+            b = math.floor(s / bar_s + 1e-9)
+            off, length = s - b * bar_s, e - s
+            if time_feel == "half-time":  # the first half of each bar, played across the whole bar
+                if off >= bar_s / 2 - 1e-6:
+                    continue
+                ns = b * bar_s + 2 * off
+                out.append((ns, min(limit, ns + 2 * length), p, v))
+            else:  # each bar's pattern twice, at twice the speed
+                for k in (0, 1):
+                    ns = b * bar_s + off / 2 + k * bar_s / 2
+                    out.append((ns, min(limit, ns + length / 2), p, v))
+        body = [n for n in out if n[0] < limit - 1e-6]
+    if art in ("legato", "staccato") and role not in ("drums", "percussion"):
+        starts = sorted({round(n[0], 4) for n in body})
+        edited: list[Note] = []
+        for s, e, p, v in body:
+            if art == "staccato":
+                edited.append((s, s + max(0.03, 0.4 * (e - s)), p, v))
+                continue
+            nxt = next((t for t in starts if t > s + 0.01), None)
+            end = e if nxt is None else max(e, min(nxt - 0.01, s + 4 * plan.beat_s))
+            edited.append((s, min(limit, end), p, v))
+        body = edited
+    if human > 0:
+        body = _humanize(body, rng, 0.03 * human, int(round(12 * human)), limit)
+    notes = body + tail
+    if register is not None and role not in ("drums", "percussion") and notes:
+        mean = sum(n[2] for n in notes) / len(notes) - 12 * int(opts.get("octave", 0))
+        shift = 12 * round((int(register) - mean) / 12)
+        notes = [(s, e, p + shift, v) for s, e, p, v in notes]
+    return notes
 
 
 def _fold(pitch: int, low: int = 24, high: int = 108) -> int:
@@ -1169,48 +1249,28 @@ def _chords_from_tracks(arr: Arrangement, plan: Plan) -> tuple[Chord, ...]:
 
 
 # -- editing one stem -----------------------------------------------------------------------------------------
-_INSTRUCTIONS: list[tuple[str, dict[str, Any]]] = [
-    (r"\b(busier|more notes|denser|more active|more complex|fuller)\b", {"density": 1.6}),
-    (r"\b(sparser|simpler|fewer notes|less busy|minimal|thinner|calmer)\b", {"density": 0.55}),
-    (r"\b(octave|8va) (lower|down)\b|\blower\b", {"octave": -1}),
-    (r"\b(octave|8va) (higher|up)\b|\bhigher\b", {"octave": 1}),
-    (r"\b(louder|stronger|more prominent|up front)\b", {"velocity_delta": 14, "volume_delta": 14}),
-    (r"\b(softer|quieter|gentler|more subtle|in the background)\b", {"velocity_delta": -14, "volume_delta": -18}),
-    (r"\b(different rhythm|new rhythm|another rhythm|change the rhythm|different groove)\b", {"variant": 1}),
-]
+# Typed changes and the free-text phrase table live in ``stem_changes.py``; here they become part options.
 
 
-_KNOWN_INSTRUCTIONS = ("busier/denser/sparser/simpler, an octave lower/higher, louder/softer, "
-                       "different rhythm")
-_PART_SPLIT = re.compile(r"\s*(?:[,;.!]|\band\b|\bbut\b|\bthen\b|&)\s*", re.IGNORECASE)
-
-
-def explain_instruction(instruction: str | None) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
+def explain_instruction(instruction: str | None, role: str = "bass", meter: str = "4/4",
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]:
     """(option changes, understood parts, ignored parts) for an instruction such as
     'busier drums, an octave lower and more cowbell'.
 
     The text is split at commas, 'and', 'but', 'then'; each part either maps to changes the composer
-    knows or is reported as ignored with the reason (unknown words, or a change an earlier part already
-    set, as in 'louder ... softer').
+    knows (``stem_changes.parse_text``) or is reported as ignored with the reason (unknown words, or a
+    change an earlier part already set, as in 'louder ... softer').
     """
+    found, ignored = _parse_change_text(instruction, role, meter)
+    understood: dict[str, dict[str, Any]] = {}
     changes: dict[str, Any] = {}
-    understood: list[dict[str, Any]] = []
-    ignored: list[dict[str, str]] = []
-    for part in (p.strip() for p in _PART_SPLIT.split(instruction or "")):
-        if not part:
-            continue
-        low = part.lower()
-        found = {k: v for pattern, change in _INSTRUCTIONS if re.search(pattern, low) for k, v in change.items()}
-        if not found:
-            ignored.append({"text": part, "reason": f"not a change the composer knows ({_KNOWN_INSTRUCTIONS})"})
-            continue
-        clash = [k for k in found if k in changes]
-        if clash:
-            ignored.append({"text": part, "reason": "conflicts with an earlier part of the instruction"})
-            continue
-        changes.update(found)
-        understood.append({"text": part, "changes": found})
-    return changes, understood, ignored
+    for h in found:
+        fld = "velocity" if h["field"] == "dynamic" else h["field"]
+        opt = _change_options({}, {fld: h["value"]}, role)
+        entry = understood.setdefault(h["clause"], {"text": h["clause"], "changes": {}})
+        entry["changes"].update(opt)
+        changes.update(opt)
+    return changes, list(understood.values()), ignored
 
 
 def parse_instruction(instruction: str | None) -> dict[str, Any]:
@@ -1218,32 +1278,31 @@ def parse_instruction(instruction: str | None) -> dict[str, Any]:
     return explain_instruction(instruction)[0]
 
 
-def _merge_options(old: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    opts = {k: v for k, v in old.items() if k != "seed"}
-    if "density" in change:
-        opts["density"] = round(max(0.3, min(2.5, float(opts.get("density", 1.0)) * change["density"])), 4)
-    if "octave" in change:
-        opts["octave"] = max(-2, min(2, int(opts.get("octave", 0)) + change["octave"]))
-    for k in ("velocity_delta", "volume_delta"):
-        if k in change:
-            opts[k] = max(-60, min(40, int(opts.get(k, 0)) + change[k]))
-    if "variant" in change:
-        opts["variant"] = int(opts.get("variant", 0)) + 1
-    return opts
+def edit_stem(arr: Arrangement, params: ResolvedParams, stem: str, instruction: str | None, seed: int,
+              changes: StemChanges | dict[str, Any] | None = None,
+              ) -> tuple[Arrangement, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Re-compose one stem with a new seed and the requested changes: (arrangement, applied, ignored).
 
-
-def regenerate_stem(arr: Arrangement, params: ResolvedParams, stem: str, instruction: str | None,
-                    seed: int) -> Arrangement:
-    """Re-compose one stem with a new seed (and the instruction's changes); every other track is reused as is."""
+    Explicit ``changes`` override the instruction's text on the same field (reported in ``ignored``);
+    every other track is reused as is. Raises ``ControlError`` (field ``changes.pattern``) for a
+    pattern the stem's role does not know, before anything is composed.
+    """
     old = arr.track(stem)
+    req, applied, ignored = _resolve_changes(changes, instruction, old.role, arr.meter)
     plan = plan_for_arrangement(arr, params)
-    opts = _merge_options(old.options, parse_instruction(instruction))
+    opts = _change_options(old.options, req, old.role)
     new = _make_track(plan, old.name, old.role, old.program, old.is_drum, int(seed), opts)
     if new.notes == old.notes:  # a seed that happens to reproduce the old part would be a no-op edit
         opts["variant"] = int(opts.get("variant", 0)) + 1
         new = _make_track(plan, old.name, old.role, old.program, old.is_drum, int(seed), opts)
-    return replace(arr, tracks=[new if t.name == stem else t for t in arr.tracks],
-                   sections=list(arr.sections))
+    return (replace(arr, tracks=[new if t.name == stem else t for t in arr.tracks], sections=list(arr.sections)),
+            applied, ignored)
+
+
+def regenerate_stem(arr: Arrangement, params: ResolvedParams, stem: str, instruction: str | None,
+                    seed: int, changes: StemChanges | dict[str, Any] | None = None) -> Arrangement:
+    """Re-compose one stem with a new seed (and the requested changes); every other track is reused as is."""
+    return edit_stem(arr, params, stem, instruction, seed, changes)[0]
 
 
 _ROLE_WORDS = {"pad": "pad", "arpeggio": "arpeggio", "arp": "arpeggio", "lead": "lead", "melody": "lead",
@@ -1251,8 +1310,16 @@ _ROLE_WORDS = {"pad": "pad", "arpeggio": "arpeggio", "arp": "arpeggio", "lead": 
                "countermelody": "counter", "chords": "chords", "comping": "chords", "drums": "drums"}
 
 
-def add_stem(arr: Arrangement, params: ResolvedParams, instrument: str, role: str | None, seed: int) -> Arrangement:
+def add_stem(arr: Arrangement, params: ResolvedParams, instrument: str, role: str | None, seed: int,
+             changes: StemChanges | dict[str, Any] | None = None, instruction: str | None = None) -> Arrangement:
     """Add one new part (e.g. 'strings' as a pad, 'arpeggio synth', 'percussion') under a unique stem name."""
+    return add_stem_report(arr, params, instrument, role, seed, changes, instruction)[0]
+
+
+def add_stem_report(arr: Arrangement, params: ResolvedParams, instrument: str, role: str | None, seed: int,
+                    changes: StemChanges | dict[str, Any] | None = None, instruction: str | None = None,
+                    ) -> tuple[Arrangement, list[dict[str, Any]], list[dict[str, Any]]]:
+    """``add_stem`` with the changes applied to the new part: (arrangement, applied, ignored)."""
     words = instrument.strip().lower().split()
     implied_role = None
     try:
@@ -1279,5 +1346,6 @@ def add_stem(arr: Arrangement, params: ResolvedParams, instrument: str, role: st
     program = 0 if is_drum else spec.program
     plan = plan_for_arrangement(arr, params)
     name = _unique_name(inst.replace(" ", "_") if not is_drum else r, {t.name for t in arr.tracks})
-    track = _make_track(plan, name, r, program, is_drum, int(seed), {})
-    return replace(arr, tracks=[*arr.tracks, track], sections=list(arr.sections))
+    req, applied, ignored = _resolve_changes(changes, instruction, r, arr.meter)
+    track = _make_track(plan, name, r, program, is_drum, int(seed), _change_options({}, req, r))
+    return replace(arr, tracks=[*arr.tracks, track], sections=list(arr.sections)), applied, ignored

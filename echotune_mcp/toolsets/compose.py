@@ -24,6 +24,7 @@ from ..licensing import complete_provenance, file_tags
 from ..music import params as music_params
 from ..music.audio_io import decode_audio, media_type_for
 from ..music.interpret import interpret_request, limit_parts, musicgen_interpretation
+from ..music.stem_changes import StemChanges, describe_patterns
 from ..principal import current_principal
 from ..storage.records import ArtifactRecord
 from ..views import JobView
@@ -161,46 +162,59 @@ def build(app: App) -> Toolset:
                                        description="the mix artifact (id or URI) from generate_music")],
         stem: Annotated[str, Field(min_length=1, max_length=40, description="stem name, e.g. drums, bass, lead")],
         ctx: Context,
-        instruction: Annotated[str | None, Field(max_length=300, description="e.g. 'busier drums', "
-                                                 "'bass an octave lower', 'sparser', 'softer'")] = None,
+        instruction: Annotated[str | None, Field(max_length=300, description=(
+            "free text mapped onto the same changes, e.g. 'busier', 'lower the volume', 'an octave lower', "
+            "'walking bass', 'half-time drums', 'swing it', 'more legato', 'not so busy', 'more human', "
+            "'play it in the low register'"))] = None,
         seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
             "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
+        changes: Annotated[StemChanges | None, Field(description=(
+            "structured changes (all optional): octave, density, velocity, swing, feel, articulation, pattern, "
+            "humanize, register; they override the instruction's text on the same field"))] = None,
         output_format: OutputFormat = "wav",
         wait_seconds: WaitSeconds = 20,
     ) -> Annotated[CallToolResult, JobView]:
         """Re-compose one stem of a generated piece, keeping the others, and re-mix.
 
         The new mix and stem are new artifacts whose parents are the originals; the original
-        piece is untouched, so you can compare versions. The result's instruction field lists the
-        parts of the instruction that were understood (and the changes they made) and those that
-        were ignored, with why; its seed repeats this exact take.
+        piece is untouched, so you can compare versions. Changes come as typed ``changes`` and/or a
+        free-text ``instruction``; the result's ``applied`` lists each change made (field, value, and
+        whether it came from "changes" or "text: <words>"), ``ignored`` each one not made and why (a
+        pattern this role does not know, swing in 6/8 or 12/8, an octave on drums, words not
+        understood, text overridden by an explicit change). Its seed repeats this exact take.
+        Named patterns in 4/4 — {patterns}.
         """
         owner = current_principal()
         mix, arrangement, resolved = await _load_piece(app, owner, artifact)
         names = [t.name for t in arrangement.tracks]
         if stem not in names:
             raise BadInput("stem", f"{stem!r} is not a stem of this piece", names)
-        from ..music.composer import explain_instruction
-        from ..music.composer import regenerate_stem as recompose
+        from ..music.composer import edit_stem, explain_instruction
 
         # A fresh seed per call: asking again means "another take", not the same one again.
         new_seed = seed if seed is not None else secrets.randbelow(2**31)
-        _, understood, ignored = explain_instruction(instruction)
+        role = next(t.role for t in arrangement.tracks if t.name == stem)
+        _, understood, not_understood = explain_instruction(instruction, role, arrangement.meter)
         try:
-            new_arr = recompose(arrangement, resolved, stem, instruction, new_seed)
+            new_arr, applied, ignored = edit_stem(arrangement, resolved, stem, instruction, new_seed, changes)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
-        report = {"text": instruction, "understood": understood, "ignored": ignored}
+        report = {"text": instruction, "understood": understood, "ignored": not_understood}
+        given = changes.given() if changes else None
 
         async def work(job: JobContext) -> dict[str, Any]:
             return await _rerender(app, job, mix, new_arr, resolved, changed={stem}, output_format=output_format,
                                    note={"operation": "regenerate_stem", "stem": stem, "instruction": report,
+                                         "changes": given, "applied": applied, "ignored": ignored,
                                          "seed": new_seed, "seed_given": seed is not None})
 
         job = await app.jobs.submit(owner=owner, tool="regenerate_stem",
                                     params={"artifact": mix.id, "stem": stem, "instruction": instruction,
-                                            "seed": new_seed}, work=work)
+                                            "changes": given, "seed": new_seed}, work=work)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
+
+    # the named patterns come from the style data, so the description always lists what exists
+    regenerate_stem.__doc__ = (regenerate_stem.__doc__ or "").replace("{patterns}", describe_patterns())
 
     @ts.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False, ui="job")
     async def add_stem(
@@ -210,30 +224,45 @@ def build(app: App) -> Toolset:
         ctx: Context,
         role: Annotated[Literal["pad", "arpeggio", "lead", "bass", "percussion", "texture", "counter"] | None,
                         Field(description="what the new part does; chosen from the instrument if omitted")] = None,
-        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1)] = None,
+        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
+            "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
+        changes: Annotated[StemChanges | None, Field(description=(
+            "structured changes for the new part (all optional): octave, density, velocity, swing, feel, "
+            "articulation, pattern, humanize, register; they override the instruction on the same field"))] = None,
+        instruction: Annotated[str | None, Field(max_length=300, description=(
+            "free text for the new part, e.g. 'sparse and legato', 'in the high register', 'quieter'"))] = None,
         output_format: OutputFormat = "wav",
         wait_seconds: WaitSeconds = 20,
     ) -> Annotated[CallToolResult, JobView]:
-        """Add one new instrument part to a generated piece and re-mix; the original stays as it was."""
+        """Add one new instrument part to a generated piece and re-mix; the original stays as it was.
+
+        ``changes`` / ``instruction`` shape the new part as in regenerate_stem; the result's
+        ``applied`` and ``ignored`` say what was done and what was not, and why. Without a seed each
+        call is a new take; the result's seed repeats it.
+        """
         owner = current_principal()
         mix, arrangement, resolved = await _load_piece(app, owner, artifact)
-        from ..music.composer import add_stem as compose_added
+        from ..music.composer import add_stem_report
 
-        new_seed = seed if seed is not None else (resolved.seed + 7) % (2**31)
+        new_seed = seed if seed is not None else secrets.randbelow(2**31)
         try:
-            new_arr = compose_added(arrangement, resolved, instrument, role, new_seed)
+            new_arr, applied, ignored = add_stem_report(arrangement, resolved, instrument, role, new_seed,
+                                                        changes, instruction)
         except music_params.ControlError as exc:
             raise _control_error(exc) from None
         added = {t.name for t in new_arr.tracks} - {t.name for t in arrangement.tracks}
+        given = changes.given() if changes else None
 
         async def work(job: JobContext) -> dict[str, Any]:
             return await _rerender(app, job, mix, new_arr, resolved, changed=added, output_format=output_format,
                                    note={"operation": "add_stem", "instrument": instrument, "role": role,
-                                         "seed": new_seed})
+                                         "changes": given, "instruction": instruction, "applied": applied,
+                                         "ignored": ignored, "seed": new_seed, "seed_given": seed is not None})
 
         job = await app.jobs.submit(owner=owner, tool="add_stem",
                                     params={"artifact": mix.id, "instrument": instrument, "role": role,
-                                            "seed": new_seed}, work=work)
+                                            "changes": given, "instruction": instruction, "seed": new_seed},
+                                    work=work)
         return await job_result(app, owner, job.id, wait_seconds, ctx)
 
     return ts
