@@ -764,8 +764,12 @@ def _chord_part(plan: Plan, rng: random.Random, opts: dict[str, Any], program: i
         if density < 0.8:
             pattern = pattern[::2]
         elif density > 1.2 and len(pattern) < 8:
-            pattern = sorted(set(pattern + [(s + plan.half, length) for s, length in pattern
-                                            if s + plan.half + length <= plan.steps]))
+            grown = sorted(set(pattern + [(s + plan.half, length) for s, length in pattern
+                                          if s + plan.half + length <= plan.steps]))
+            if len(grown) == len(pattern):  # already on every half bar (quarters): split each hit in two
+                grown = sorted({(s + k * length / 2, length / 2) for s, length in pattern for k in (0, 1)
+                                if length >= 2} | {(s, length) for s, length in pattern if length < 2})
+            pattern = grown
         for step, length in pattern:
             start = plan.time(bar, step)
             end = _clip_end(plan, plan.time(bar, step + length) - 0.03 * plan.beat_s)
@@ -1082,7 +1086,7 @@ def _edit_notes(plan: Plan, role: str, notes: list[Note], opts: dict[str, Any], 
                 edited.append((s, s + max(0.03, 0.4 * (e - s)), p, v))
                 continue
             nxt = next((t for t in starts if t > s + 0.01), None)
-            end = e if nxt is None else max(e, min(nxt - 0.01, s + 4 * plan.beat_s))
+            end = e if nxt is None else max(e, min(nxt - 0.003, s + 4 * plan.beat_s))  # joined, never overlapping
             edited.append((s, min(limit, end), p, v))
         body = edited
     if human > 0:

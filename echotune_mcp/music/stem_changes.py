@@ -200,11 +200,28 @@ _SOFTEN = {"density": {"less busy": "sparser", "less sparse": "busier"}}
 _SPLIT = re.compile(r"\s*(?:[,;.!]|\band\b|\bbut\b|\bthen\b|&)\s*", re.IGNORECASE)
 _FILLER = re.compile(r"\b(?:please|make|it|this|that|the|a|an|bit|little|lot|much|more|so|too|very|can|you|"
                      r"could|would|should|just|play|sound|give|me|some|part|stem|drums?|bass|lead|chords?|"
-                     r"pad|melody|keys|with|on|in|of|to|be|let's|lets|go|way|feel|i|want)\b")
+                     r"pad|melody|keys|with|on|in|of|to|be|let's|lets|go|way|feel|i|want|take|bring|put|move|keep|now|up|"
+                     r"down|again|instead|here)\b")
 
 
 def _blank(text: str, m: re.Match[str]) -> str:
     return text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]
+
+
+_NOT_PATTERN_ALIASES = {"swing", "minimal", "groove", "dance", "electronic", "acoustic"}
+
+
+def _named_phrases(role: str, meter: str) -> list[tuple[str, str]]:
+    """(phrase, pattern) for the role's named patterns, longest first; drums also by a style's aliases."""
+    out = [(n.replace("_", " "), n) for n in patterns_for(role, meter)]
+    if role == "drums":
+        known = set(DRUM_PATTERNS[meter if meter in S.METERS else "4/4"])
+        for name, style in S.STYLES.items():
+            key = name.replace(" ", "_").replace("&", "and")
+            if key in known:
+                out += [(a.lower(), key) for a in style.aliases
+                        if a.lower() not in _NOT_PATTERN_ALIASES and " and " not in a]
+    return sorted(out, key=lambda x: len(x[0]), reverse=True)
 
 
 def parse_text(text: str | None, role: str, meter: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -214,15 +231,19 @@ def parse_text(text: str | None, role: str, meter: str) -> tuple[list[dict[str, 
     ignored: list[dict[str, str]] = []
     seen: dict[str, str] = {}
     known = patterns_for(role, meter)
-    for clause in (c.strip() for c in _SPLIT.split(text or "")):
+    text = re.sub(r"\broot and fifths?\b", "root-fifth", text or "", flags=re.IGNORECASE)
+    text = re.sub(r"\bdrum and bass\b", "drum_and_bass", text, flags=re.IGNORECASE)
+    for clause in (c.strip() for c in _SPLIT.split(text)):
         if not clause:
             continue
         low = " " + clause.lower() + " "
         hits: list[dict[str, Any]] = []
-        for name in sorted(set(known) | {p for _, p in _PATTERN_RULES}, key=len, reverse=True):
-            words = name.replace("_", "[ _-]")
-            m = re.search(rf"\b{words}\b(?: (?:bass|line|groove|beat|pattern|feel|rhythm|drums|comping))", low) \
-                if name not in dict((p, 1) for _, p in _PATTERN_RULES) else None
+        rule_names = {p for _, p in _PATTERN_RULES}
+        for phrase, name in _named_phrases(role, meter):
+            if name in rule_names:
+                continue
+            m = re.search(rf"\b{re.escape(phrase).replace(chr(92) + chr(32), '[ _-]')}(?: (?:bass|line|groove|beat|pattern|rhythm|drums|comping|chords))\b",
+                          low)
             if m:
                 hits.append({"field": "pattern", "value": name, "words": m.group(0).strip()})
                 low = _blank(low, m)
