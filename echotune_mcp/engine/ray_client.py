@@ -31,6 +31,8 @@ from ..config import is_ray_url, ray_address
 from .engine import EngineEvent
 from .melody_chroma import MAX_SECONDS as MELODY_SECONDS
 from .ray_serve import (
+    CLAP_APP,
+    CLAP_DEPLOYMENT,
     DEMUCS_DEPLOYMENT,
     FINAL,
     MUSICGEN_DEPLOYMENT,
@@ -339,3 +341,81 @@ class RayEngine:
             raise
         assert out.final is not None and out.final_data is not None
         return out.final_data, out
+
+    # -- CLAP (the recommender's embeddings) ---------------------------------------------------------------
+    def clap_deployed(self) -> bool:
+        """Whether the ``echotune-clap`` application has a running replica (asked at most every DEPLOYED_TTL_S;
+        False when the cluster cannot be reached). Blocking: call it from a thread."""
+        now = time.monotonic()
+        cached = self._deployed_at.get("clap")
+        if cached is not None and now - cached[0] < DEPLOYED_TTL_S:
+            return bool(cached[1])
+        try:
+            self._connect()
+            from ray import serve
+
+            apps = serve.status().applications
+            app = apps.get(CLAP_APP)
+            running = app is not None and any(int((d.replica_states or {}).get("RUNNING", 0)) > 0
+                                              for d in app.deployments.values())
+        except Exception as exc:  # noqa: BLE001 - Serve not started there, or the cluster is gone
+            log.warning("the Ray cluster at %s cannot be asked whether CLAP is deployed: %s", self.url, exc)
+            return False
+        self._deployed_at["clap"] = (now, [CLAP_APP] if running else [])
+        return running
+
+    async def _clap_call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """One call to the CLAP deployment, bounded by ``timeout_s`` (default: the read timeout). Embeddings are
+        deterministic, so a call whose replica died is sent once more (Serve routes it to a live one)."""
+        await asyncio.to_thread(self._connect)
+        handle = self._handle(CLAP_DEPLOYMENT, CLAP_APP)
+        limit = self.read_timeout_s if timeout_s is None else float(timeout_s)
+        lost = _replica_lost_errors()
+        for attempt in range(2):
+            response = getattr(handle, method).remote(*args)
+            try:
+                return await asyncio.wait_for(asyncio.ensure_future(response), limit)
+            except asyncio.TimeoutError:
+                response.cancel()
+                raise TimeoutError(f"the CLAP replica did not answer {method} within {limit:g} s "
+                                   "(ECHOTUNE_ENGINE_READ_TIMEOUT_S)") from None
+            except lost:
+                if attempt:
+                    raise
+                log.warning("a CLAP replica died during %s; sending it once more", method)
+            except BaseException:
+                response.cancel()
+                raise
+        raise AssertionError("unreachable")
+
+    async def clap_info(self) -> dict[str, Any]:
+        """The deployed CLAP's ``model_id``, ``dim`` and ``sample_rate`` (asked once per RayEngine)."""
+        if "clap" not in self._info:
+            self._info["clap"] = dict(await self._clap_call("info"))
+        return self._info["clap"]
+
+    async def clap_text(self, texts: list[str], *, timeout_s: float | None = None) -> np.ndarray:
+        """(len(texts), dim) unit rows from the CLAP deployment (``ClapEmbedder.text`` on a replica)."""
+        return np.asarray(await self._clap_call("text", [str(t) for t in texts], timeout_s=timeout_s), np.float32)
+
+    async def clap_audios(self, clips: list[tuple[np.ndarray, int]], *, timeout_s: float | None = None) -> np.ndarray:
+        """(len(clips), dim) unit rows from the CLAP deployment (``ClapEmbedder.audios`` on a replica)."""
+        sent = [(np.ascontiguousarray(samples, dtype=np.float32), int(sr)) for samples, sr in clips]
+        return np.asarray(await self._clap_call("audios", sent, timeout_s=timeout_s), np.float32)
+
+    def clap_text_blocking(self, texts: list[str], *, timeout_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """(rows, the deployment's info) like :meth:`clap_text`, for a thread with no event loop (a model fit's);
+        each call bounded by ``timeout_s`` (default: the read timeout)."""
+        self._connect()
+        handle = self._handle(CLAP_DEPLOYMENT, CLAP_APP)
+        limit = self.read_timeout_s if timeout_s is None else float(timeout_s)
+        out = []
+        for method, args in (("info", ()), ("text", ([str(t) for t in texts],))):
+            response = getattr(handle, method).remote(*args)
+            try:
+                out.append(response.result(timeout_s=limit))
+            except TimeoutError:
+                response.cancel()
+                raise TimeoutError(f"the CLAP replica did not answer {method} within {limit:g} s "
+                                   "(ECHOTUNE_ENGINE_READ_TIMEOUT_S)") from None
+        return np.asarray(out[1], np.float32), dict(out[0])

@@ -323,12 +323,10 @@ CLAP_NEAR_TAGS = 5
 CLAP_WEIGHT = 0.5
 
 
-def _clap_tags(settings, fitted: Fitted, prompt: str, literal: set[str]) -> list[tuple[str, float]]:
-    """The corpus tags whose CLAP text embedding (made at fit time) is nearest the prompt's, with their weight;
-    tags the prompt already names literally are left to the literal match."""
-    from .sound import get_embedder
-
-    vec = get_embedder(settings).text([prompt])[0]
+def _clap_tags(fitted: Fitted, vec: np.ndarray, literal: set[str]) -> list[tuple[str, float]]:
+    """The corpus tags whose CLAP text embedding (made at fit time) is nearest the prompt's (``vec``, embedded
+    by ``sound.clap_backend``: in-process or on the Ray cluster), with their weight; tags the prompt already
+    names literally are left to the literal match."""
     sims = fitted.tag_clap @ vec
     order = np.argsort(-sims, kind="stable")
     top = float(sims[order[0]]) if sims.size else 0.0
@@ -594,13 +592,26 @@ async def recommend(app, owner: str, request: RecommendRequest, *, hub=None) -> 
         score, matched = _prompt_scores(catalog, q.prompt_terms)
         near: list[tuple[str, float]] = []
         if catalog.fitted.tag_clap is not None:
-            from .sound import ClapUnavailable
+            from ..errors import EchoError
+            from .sound import clap_backend
 
-            try:
-                near = await app.cpu.run(_clap_tags, settings, catalog.fitted, request.prompt, set(q.prompt_terms),
-                                         start_within=settings.max_wait_seconds)
-            except ClapUnavailable as exc:
-                prompt_embeddings = f"not used now: {exc}"
+            backend, why = await clap_backend(app)
+            if backend is None:
+                prompt_embeddings = f"not used now: {why}"
+            elif backend.dim != catalog.fitted.tag_clap.shape[1]:
+                prompt_embeddings = (f"not used now: the CLAP that embeds prompts ({backend.model}, {backend.where}) "
+                                     f"makes {backend.dim}-d vectors, the fitted tags are "
+                                     f"{catalog.fitted.tag_clap.shape[1]}-d: refit with the same CLAP")
+            else:
+                try:
+                    vec = (await backend.text(app, [request.prompt]))[0]
+                except EchoError:  # the CPU pool is busy, etc.: the caller hears it as the other tools do
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a model or replica that failed, or did not answer in time
+                    prompt_embeddings = f"not used now: embedding the prompt failed ({type(exc).__name__}: {exc})"
+                else:
+                    near = _clap_tags(catalog.fitted, vec, set(q.prompt_terms))  # a few hundred dot products
+                    prompt_embeddings += f"; prompt embedded {backend.where}"
         for tag, sim in near:
             for j, rank_ in catalog.by_tag.get(tag, ()):
                 score[j] += sim / (1.0 + 0.1 * rank_)

@@ -19,6 +19,9 @@ corpus items carry, and ``feature_distance`` compares two such feature dicts ove
 CLAP (laion/clap through ``transformers``) gives audio and text embeddings in one space. Its weights are
 read only from disk (``<models dir>/<ECHOTUNE_CLAP_MODEL>/``, put there by ``echotune-mcp models pull``),
 never fetched on demand; when they are there, two audio artifacts are also compared by their embeddings.
+With ``ECHOTUNE_ENGINE_URL`` a Ray URL and an ``echotune-clap`` Serve application deployed (``engine deploy
+--clap``), the embeddings come from its replicas instead (:func:`clap_backend`; same code and weights, so the
+same vectors), and the server needs no CLAP weights of its own; results say which embedded and why.
 """
 
 from __future__ import annotations
@@ -362,6 +365,80 @@ def clear_embedders() -> None:
         _embedders.clear()
 
 
+@dataclass
+class ClapBackend:
+    """Where this call's CLAP embeddings are computed: this process's :class:`ClapEmbedder` (on the CPU pool,
+    off the event loop) or the ``echotune-clap`` Serve application of the Ray cluster (awaited through its
+    DeploymentHandle, bounded by ``ECHOTUNE_ENGINE_READ_TIMEOUT_S``)."""
+
+    model: str  # the CLAP folder name; cached embeddings are keyed by it, whichever backend made them
+    dim: int
+    where: str  # said in results: 'ray ...' or 'in-process ...', with why
+    local: ClapEmbedder | None = None
+    ray: Any = None  # engine.ray_client.RayEngine
+
+    async def audio(self, app: App, samples: np.ndarray, sr: int) -> np.ndarray:
+        if self.ray is not None:
+            return (await self.ray.clap_audios([(samples, int(sr))]))[0]
+        assert self.local is not None
+        return await app.cpu.run(self.local.audio, samples, sr, start_within=app.settings.max_wait_seconds)
+
+    async def text(self, app: App, texts: list[str]) -> np.ndarray:
+        if self.ray is not None:
+            return await self.ray.clap_text(list(texts))
+        assert self.local is not None
+        return await app.cpu.run(self.local.text, list(texts), start_within=app.settings.max_wait_seconds)
+
+
+def ray_text_embedder(settings: Any) -> tuple[Any, str]:
+    """(RayEngine, '') when ``settings.engine_url`` is a Ray URL whose cluster runs ``echotune-clap``, else
+    (None, why not: '' when no Ray URL is set). Blocking: for a model fit's thread, never the event loop."""
+    from ..config import is_ray_url
+
+    url = getattr(settings, "engine_url", None)
+    if not is_ray_url(url):
+        return None, ""
+    from ..engine.musicgen_backend import get_engine
+
+    engine = get_engine(settings)
+    if engine.clap_deployed():
+        return engine, ""
+    return None, f"no echotune-clap application runs on the Ray cluster at {url} (`echotune-mcp engine deploy --clap`)"
+
+
+async def clap_backend(app: App) -> tuple[ClapBackend | None, str]:
+    """(backend, why): the Ray cluster's CLAP deployment when ``ECHOTUNE_ENGINE_URL`` is a Ray URL and one
+    runs there, else this process's CLAP when its weights are on disk, else None; ``why`` says what was
+    chosen or missing and how to fix it."""
+    from ..config import is_ray_url
+
+    settings = app.settings
+    remote_why = ""
+    if is_ray_url(settings.engine_url):
+        from ..engine.musicgen_backend import get_engine
+
+        engine = get_engine(settings)
+        try:
+            if await anyio.to_thread.run_sync(engine.clap_deployed):
+                info = await engine.clap_info()
+                where = f"ray: the echotune-clap Serve application on {settings.engine_url}"
+                return ClapBackend(model=str(info["model_id"]), dim=int(info["dim"]), where=where, ray=engine), where
+            remote_why = (f"no echotune-clap application runs on the Ray cluster at {settings.engine_url} "
+                          "(`echotune-mcp engine deploy --clap`)")
+        except Exception as exc:  # noqa: BLE001 - a cluster that does not answer: say so, embed here if we can
+            remote_why = f"the Ray cluster's CLAP at {settings.engine_url} did not answer ({type(exc).__name__}: {exc})"
+    ok, why = clap_status(settings)
+    if ok:
+        try:
+            embedder = await app.cpu.run(get_embedder, settings, start_within=settings.max_wait_seconds)
+        except ClapUnavailable as exc:
+            ok, why = False, str(exc)
+    if not ok:
+        return None, "; ".join(w for w in (remote_why, why) if w)
+    where = "in-process" + (f" ({remote_why})" if remote_why else "")
+    return ClapBackend(model=settings.clap_model, dim=embedder.dim, where=where, local=embedder), where
+
+
 # -- similar_to ---------------------------------------------------------------------------------------------
 class QueryPiece(BaseModel):
     artifact_id: str
@@ -375,6 +452,8 @@ class SimilarResult(BaseModel):
     items: list[RecommendedItem] = Field(description="nearest first")
     compared: dict[str, int] = Field(description="how many candidates of each source were compared")
     embeddings: str | None = Field(description="'clap:<model>' when CLAP embeddings were compared too, else None")
+    embedded_by: str | None = Field(default=None, description="where the CLAP embeddings were computed and why: "
+                                    "'ray: ...' (the cluster's echotune-clap deployment) or 'in-process ...'")
     notes: list[str] = Field(description="what was left out and why (no CLAP weights, artifacts not yet "
                                          "analysed, corpora without features)")
 
@@ -437,21 +516,20 @@ async def _store_doc(app: App, owner: str, doc_id: str, key: str, body: dict) ->
         pass
 
 
-def _clap_doc_id(settings: Settings, sha: str) -> str:
-    return f"clap-{settings.clap_model}-{sha}"
+def _clap_doc_id(model: str, sha: str) -> str:
+    return f"clap-{model}-{sha}"
 
 
-async def _embedding(app: App, owner: str, sha: str, load: Any, embedder: ClapEmbedder | None) -> np.ndarray | None:
+async def _embedding(app: App, owner: str, sha: str, load: Any, embedder: ClapBackend | None) -> np.ndarray | None:
     """The cached CLAP audio embedding of this content, computing it (``load`` gives the audio) on a miss."""
     if embedder is None:
         return None
-    doc_id = _clap_doc_id(app.settings, sha)
+    doc_id = _clap_doc_id(embedder.model, sha)
     doc = await _cached_doc(app, owner, doc_id)
     if doc is not None and len(doc.get("embedding", ())) == embedder.dim:
         return np.asarray(doc["embedding"], np.float32)
     inp = await load()
-    vec = await app.cpu.run(embedder.audio, inp.audio.samples, inp.audio.sample_rate,
-                            start_within=app.settings.max_wait_seconds)
+    vec = await embedder.audio(app, inp.audio.samples, inp.audio.sample_rate)
     await _store_doc(app, owner, doc_id, f"clap:{sha}", {"embedding": [float(v) for v in vec]})
     return vec
 
@@ -501,13 +579,8 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
 
     query = await features_of(record, "artifact_id", True)
     assert query is not None
-    embedder = None
-    ok, why = clap_status(app.settings)
-    if ok:
-        try:
-            embedder = await app.cpu.run(get_embedder, app.settings, start_within=app.settings.max_wait_seconds)
-        except ClapUnavailable as exc:
-            why = str(exc)
+    embedder, why = await clap_backend(app)
+    embedded_by = embedder.where if embedder is not None else None
     if embedder is None:
         notes.append(f"compared by audio features only: {why}")
 
@@ -523,6 +596,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
             embedder = None
             return None
 
+    embedded_model = embedder.model if embedder is not None else None
     query_vec = await embed(record)
 
     results: list[tuple[float, Any]] = []
@@ -567,7 +641,7 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
                 continue
             vec = None
             if embedder is not None and query_vec is not None:
-                doc = await _cached_doc(app, owner, _clap_doc_id(app.settings, rec.sha256))
+                doc = await _cached_doc(app, owner, _clap_doc_id(embedder.model, rec.sha256))
                 if doc is not None or rec.id in loaded or budget[0] > 0:
                     if doc is None and rec.id not in loaded:
                         budget[0] -= 1
@@ -609,7 +683,8 @@ async def find_similar(app: App, owner: str, artifact_id: str, k: int, corpus_id
     q = QueryPiece(artifact_id=record.id, features=query,
                    key=key_name(query["key"], query.get("mode")) if "key" in query else None)
     return SimilarResult(query=q, items=[r for _, r in results[:k]], compared=compared,
-                         embeddings=f"clap:{app.settings.clap_model}" if query_vec is not None else None, notes=notes)
+                         embeddings=f"clap:{embedded_model}" if query_vec is not None else None,
+                         embedded_by=embedded_by if query_vec is not None else None, notes=notes)
 
 
 async def similar_to_artifact(app: App, owner: str, artifact_id: str, k: int, corpus_id: str | None = None, *,

@@ -123,7 +123,7 @@ async def test_similar_to_ranks_matching_tempo_and_key_first(make_client, tmp_pa
         save_tiny_clap(models / "clap-htsat-unfused")
         try:
             res = await _similar(client, artifact_id=a["mix_artifact_id"], k=5)
-            assert res["embeddings"] == "clap:clap-htsat-unfused"
+            assert res["embeddings"] == "clap:clap-htsat-unfused" and res["embedded_by"] == "in-process"
             assert not any("CLAP" in n for n in res["notes"])
             other = next(i for i in res["items"] if i["item_id"] == a2["mix_artifact_id"])
             assert other["source"] == "artifact"
