@@ -162,6 +162,9 @@ _RULES: list[tuple[str, str, Any, Any]] = [
      None),
     (r"\b(?:high|higher|upper|top) (?:register|range|end)\b|\bup high\b", "register", "high", None),
     (r"\b(?:mid|middle|mid-range|midrange) (?:register|range)\b", "register", "mid", None),
+    # bare pitch words, once volume and register phrases are gone: "make it lower" is an octave down
+    (r"\b(?:lower|lower pitched)\b", "octave", -1, None),
+    (r"\b(?:higher|higher pitched)\b", "octave", 1, None),
     # feel
     (r"\bhalf[- ]?time\b", "feel", "half-time", "straight"),
     (r"\bdouble[- ]?time\b", "feel", "double-time", "straight"),
@@ -336,7 +339,7 @@ def resolve(changes: StemChanges | dict[str, Any] | None, text: str | None, role
         elif compound and (fld == "swing" or (fld == "feel" and value in ("swing", "shuffle"))):
             why = f"{meter} already divides the beat in three; there is nothing to swing"
         if why:
-            ignored.append({"text": source, "field": fld, "value": value, "reason": why})
+            ignored.append({"field": fld, "value": value, "from": source, "reason": why})
         else:
             applied.append({"change": fld, "value": value, "from": source})
     return {a["change"]: a["value"] for a in applied}, applied, ignored

@@ -172,6 +172,10 @@ TEXT = [
     ("play it in the low register", "chords", {"register": "low"}),
     ("sparser and quieter, more legato", "lead", {"density": "sparser", "velocity": -14, "articulation": "legato"}),
     ("a different rhythm", "bass", {"variant": 1}),
+    ("make it lower", "lead", {"octave": -1}),
+    ("bring the level down", "drums", {"velocity": -14}),
+    ("lower register, quieter", "bass", {"register": "low", "velocity": -14}),
+    ("trap beat", "drums", {"pattern": "trap"}),
 ]
 
 
