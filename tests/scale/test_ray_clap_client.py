@@ -10,7 +10,6 @@ temporary Ray folder), never by ``ray stop``, which would end every Ray cluster 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -28,8 +27,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("ray.serve")
 
 from echotune_mcp.config import Settings
-from echotune_mcp.engine import ray_serve as rs
-from echotune_mcp.engine.ray_client import RayEngine
 from echotune_mcp.recommend import sound
 from tests.recommend.test_sound import TINY_DIM, _tone, save_tiny_clap
 
@@ -61,18 +58,52 @@ def _pids_naming(text: str) -> list[int]:
     return out
 
 
+# The Ray Client side runs in its own process: a Ray Client connection left in the pytest process made the
+# interpreter crash at exit (SIGSEGV in Ray's client threads after every test had passed, so `make test` failed).
+CLIENT = r"""
+import asyncio, json, os, sys
+from pathlib import Path
+
+from echotune_mcp.config import Settings
+from echotune_mcp.engine import ray_serve as rs
+from echotune_mcp.engine.ray_client import RayEngine
+from tests.recommend.test_sound import _tone
+
+root, url = Path(sys.argv[1]), sys.argv[2]
+settings = Settings(data_dir=root / "data", allowed_roots=(root,))
+rs.deploy(settings, rs.DeployPlan(clap=True, replicas_min=1, replicas_max=1, cpus_per_replica=0.25),
+          address=url, wait_timeout_s=240)
+engine = RayEngine(url)
+texts = json.loads(sys.argv[3])
+clip = (_tone(220, 1.5), 44100)
+
+async def scenario():
+    return await engine.clap_info(), await engine.clap_text(texts), await engine.clap_audios([clip])
+
+deployed = engine.clap_deployed()
+info, text, audio = asyncio.run(scenario())
+rows, blocking_info = engine.clap_text_blocking(texts)  # the fit's path
+print(json.dumps({"deployed": bool(deployed), "info": info, "text": [list(map(float, r)) for r in text],
+                  "audio": [list(map(float, r)) for r in audio], "rows": [list(map(float, r)) for r in rows],
+                  "blocking_info": blocking_info}, default=str), flush=True)
+# Ray Client's threads can crash the interpreter at exit; everything this process had to say is said.
+os._exit(0)
+"""
+
+TEXTS = ["warm lofi hip hop", "fast techno"]
+
+
 @pytest.fixture(scope="module")
 def client_cluster(tmp_path_factory):
-    """(settings with the tiny CLAP, the ray:// URL): a Ray head with a client server, echotune-clap deployed."""
-    import ray
-    from ray import serve
+    """(settings with the tiny CLAP, the ray:// URL, the client process's answers): a Ray head with a client server;
+    a separate process deploys echotune-clap through ray:// and embeds through RayEngine."""
+    import json
 
     ray_bin = Path(sys.executable).with_name("ray")
     if not ray_bin.is_file():
         pytest.fail(f"no `ray` command beside {sys.executable}")
-    env = pytest.MonkeyPatch()
-    env.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    env.setenv("RAY_AUTH_MODE", "disabled")  # the client below has no token; the head binds 127.0.0.1 only
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled"}  # the client below has no token; the head binds 127.0.0.1 only
     root = tmp_path_factory.mktemp("ray-client")
     settings = Settings(data_dir=root / "data", allowed_roots=(root,))
     save_tiny_clap(settings.weights_dir / settings.clap_model)
@@ -82,50 +113,31 @@ def client_cluster(tmp_path_factory):
         started = subprocess.run(
             [str(ray_bin), "start", "--head", "--port", str(gcs), "--ray-client-server-port", str(client),
              "--num-cpus", "2", "--include-dashboard", "false", "--node-ip-address", "127.0.0.1", "--temp-dir", temp,
-             "--disable-usage-stats"], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+             "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, started.stderr[-2000:]
         url = f"ray://127.0.0.1:{client}"
-        rs.deploy(settings, rs.DeployPlan(clap=True, replicas_min=1, replicas_max=1, cpus_per_replica=0.25),
-                  address=url, wait_timeout_s=240)
-        yield settings, url
+        proc = subprocess.run([sys.executable, "-c", CLIENT, str(root), url, json.dumps(TEXTS)], env=env,
+                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=420)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield settings, url, json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
-        try:
-            if ray.is_initialized():
+        for _ in range(2):  # the head's processes (and workers they started), by id
+            for pid in _pids_naming(temp) + _pids_naming(f"127.0.0.1:{gcs}"):
                 try:
-                    serve.shutdown()
-                finally:
-                    ray.shutdown()
-        finally:
-            for _ in range(2):  # the head's processes (and workers they started), by id
-                for pid in _pids_naming(temp) + _pids_naming(f"127.0.0.1:{gcs}"):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                time.sleep(0.5)
-            shutil.rmtree(temp, ignore_errors=True)
-            env.undo()
-            from echotune_mcp.engine import musicgen_backend
-
-            musicgen_backend._ray_engines.clear()
-            sound.clear_embedders()
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_ray_client_url_embeds_on_the_cluster_like_in_process(client_cluster):
-    settings, url = client_cluster
+    settings, _url, got = client_cluster
     local = sound.ClapEmbedder.from_dir(sound.clap_dir(settings))
-    engine = RayEngine(url)
-    texts = ["warm lofi hip hop", "fast techno"]
     clip = (_tone(220, 1.5), 44100)
-
-    async def scenario():
-        return await engine.clap_info(), await engine.clap_text(texts), await engine.clap_audios([clip])
-
-    assert engine.clap_deployed()
-    info, text, audio = asyncio.run(scenario())
-    assert info["model_id"] == settings.clap_model and info["dim"] == TINY_DIM, info
-    np.testing.assert_allclose(text, local.text(texts), atol=1e-5)
-    np.testing.assert_allclose(audio, local.audios([clip]), atol=1e-5)
-    rows, blocking_info = engine.clap_text_blocking(texts)  # the fit's path
-    np.testing.assert_allclose(rows, local.text(texts), atol=1e-5)
-    assert blocking_info["model_id"] == settings.clap_model
+    assert got["deployed"]
+    assert got["info"]["model_id"] == settings.clap_model and got["info"]["dim"] == TINY_DIM, got["info"]
+    np.testing.assert_allclose(np.array(got["text"]), local.text(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(np.array(got["audio"]), local.audios([clip]), atol=1e-5)
+    np.testing.assert_allclose(np.array(got["rows"]), local.text(TEXTS), atol=1e-5)  # the fit's blocking path
+    assert got["blocking_info"]["model_id"] == settings.clap_model
