@@ -62,12 +62,13 @@ class Replica:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
-def _env(base: Path, name: str, mongo_uri: str, db: str, key: Path | None, **extra: str) -> dict[str, str]:
+def _env(base: Path, name: str, mongo_uri: str, db: str, key: Path | None, lease_s: float = LEASE_S,
+         **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ECHOTUNE_", "OTEL_"))}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ECHOTUNE_DATA_DIR=str(base / name / "data"),
                ECHOTUNE_ALLOWED_ROOTS=str(base), ECHOTUNE_MONGODB_URI=mongo_uri, ECHOTUNE_MONGODB_DB=db,
                ECHOTUNE_REPLICATED="on", ECHOTUNE_REPLICA_NAME=name, ECHOTUNE_SECRET_KEY=SECRET,
-               ECHOTUNE_JOB_LEASE_SECONDS=str(LEASE_S), ECHOTUNE_REPLICA_POLL_SECONDS="0.5",
+               ECHOTUNE_JOB_LEASE_SECONDS=str(lease_s), ECHOTUNE_REPLICA_POLL_SECONDS="0.5",
                ECHOTUNE_MAX_GENERATION_SECONDS="300", ECHOTUNE_CPU_WORKERS="1")
     if key is not None:
         env["ECHOTUNE_SIGNING_KEY_FILE"] = str(key)
@@ -76,8 +77,12 @@ def _env(base: Path, name: str, mongo_uri: str, db: str, key: Path | None, **ext
 
 
 @contextmanager
-def replicas(base: Path, mongo_uri: str, names: tuple[str, ...] = ("A", "B")) -> Iterator[dict[str, Replica]]:
-    """Start one `serve --transport http` process per name on one database; stop the survivors after."""
+def replicas(base: Path, mongo_uri: str, names: tuple[str, ...] = ("A", "B"),
+             lease_s: float = LEASE_S) -> Iterator[dict[str, Replica]]:
+    """Start one `serve --transport http` process per name on one database; stop the survivors after.
+
+    ``lease_s`` is short by default so a killed replica's jobs are found quickly; a test where nobody is killed
+    uses a long one, since on a loaded 2-core machine a live replica can miss a 3 s renewal and lose its job."""
     db = "replicas_" + base.name.replace("-", "_")[-40:]
     key = _signing_key(base)
     started: dict[str, Replica] = {}
@@ -88,7 +93,7 @@ def replicas(base: Path, mongo_uri: str, names: tuple[str, ...] = ("A", "B")) ->
             log = base / f"{name}.log"
             with log.open("wb") as fh:
                 proc = subprocess.Popen([*_command(), "serve", "--transport", "http", "--host", "127.0.0.1",
-                                         "--port", str(port)], env=_env(base, name, mongo_uri, db, key), cwd=base,
+                                         "--port", str(port)], env=_env(base, name, mongo_uri, db, key, lease_s), cwd=base,
                                         stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
             started[name] = Replica(name, f"http://127.0.0.1:{port}/mcp", proc, log)
         for rep in started.values():
@@ -218,7 +223,7 @@ async def test_killed_replica_job_that_cannot_be_repeated_ends_interrupted(tmp_p
 
 
 async def test_client_on_another_replica_sees_the_job_finish(tmp_path, mongo_uri):
-    with replicas(tmp_path, mongo_uri) as reps:
+    with replicas(tmp_path, mongo_uri, lease_s=30.0) as reps:  # nobody dies here: A must keep its job under load
         a, b = reps["A"], reps["B"]
         job = await _call(a.url, "generate_music", {**GENERATE, "duration_s": 30})
         uri = f"echotune://jobs/{job['job_id']}"
