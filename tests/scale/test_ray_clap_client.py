@@ -116,8 +116,13 @@ def client_cluster(tmp_path_factory):
              "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, started.stderr[-2000:]
         url = f"ray://127.0.0.1:{client}"
-        proc = subprocess.run([sys.executable, "-c", CLIENT, str(root), url, json.dumps(TEXTS)], env=env,
-                              cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=420)
+        for attempt in range(2):
+            proc = subprocess.run([sys.executable, "-c", CLIENT, str(root), url, json.dumps(TEXTS)], env=env,
+                                  cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+            # The head starts one "specific server" per client connection, with a start-up deadline that a loaded
+            # 2-core machine can miss (seen once in CI); that start-up is Ray's, so it gets one more try.
+            if proc.returncode == 0 or "Starting Ray client server failed" not in proc.stderr:
+                break
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield settings, url, json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
