@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -175,3 +176,61 @@ def http_server(tmp_path_factory: pytest.TempPathFactory, node_tools: NodeTools)
     Depends on ``node_tools`` so that a machine without ``.node/`` skips before starting a server.
     """
     yield from _start_http_server(tmp_path_factory.mktemp("echotune-http"))
+
+
+# -- one conformance scenario, judged against an expected-failures baseline -------------------------------------
+FAILING = {"FAILURE", "ERROR", "WARNING"}  # the suite's baseline treats warnings as failures too
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _write_baseline(path: Path, expected_failures: Mapping[str, Iterable[str]]) -> Path:
+    lines = ["server:"] + [f"  - {scenario}:{check}" for scenario, checks in sorted(expected_failures.items())
+                           for check in sorted(checks)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _checks(results: Path) -> list[dict]:
+    files = sorted(results.rglob("checks.json"))
+    assert files, f"the suite wrote no checks.json under {results}"
+    checks: list[dict] = []
+    for file in files:
+        checks.extend(json.loads(file.read_text()))
+    return checks
+
+
+def judge_scenario(node_tools: NodeTools, http_server: HttpServer, scenario: str,
+                   expected_failures: Mapping[str, Iterable[str]], tmp_path: Path, *, baseline_file: str,
+                   timeout: float = 150) -> None:
+    """Run ``conformance server --scenario`` and judge it by its exit code and by the ``checks.json`` it writes:
+    a failure names the exact check, and an expected failure that now passes is reported as a stale baseline
+    (``baseline_file`` is the test file that holds it)."""
+    results = tmp_path / "results"
+    proc = node_tools.run(
+        node_tools.conformance, "server", "--url", http_server.url, "--scenario", scenario,
+        "--output-dir", str(results),
+        "--expected-failures", str(_write_baseline(tmp_path / "baseline.yml", expected_failures)),
+        "--timeout", "60000", cwd=tmp_path, timeout=timeout,
+    )
+    output = ANSI.sub("", proc.stdout + proc.stderr)
+    checks = _checks(results)
+    assert checks, f"scenario {scenario} ran no checks:\n{output[-3000:]}"
+
+    expected = set(expected_failures.get(scenario, ()))
+    statuses: dict[str, set[str]] = {}
+    for check in checks:
+        statuses.setdefault(check["id"], set()).add(check["status"])
+    failed = {cid for cid, st in statuses.items() if st & FAILING}
+    unexpected = sorted(failed - expected)
+    stale = sorted(cid for cid in expected - failed if cid in statuses and "SKIPPED" not in statuses[cid])
+
+    problems = []
+    for check in checks:
+        if check["id"] in unexpected and check["status"] in FAILING:
+            problems.append(f"  {check['status']} {check['id']}: {check.get('errorMessage') or check['description']}\n"
+                            f"    details: {json.dumps(check.get('details'))[:800]}")
+    if stale:
+        problems.append(f"  now passing, remove from EXPECTED_FAILURES in {baseline_file}: {stale}")
+    assert not problems, (f"conformance scenario {scenario}: unexpected results\n" + "\n".join(problems)
+                          + f"\n--- server log ---\n{http_server.log_tail(2000)}")
+    assert proc.returncode == 0, f"conformance exited {proc.returncode} for {scenario}:\n{output[-4000:]}"

@@ -25,8 +25,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import HttpServer, NodeTools
-from .test_conformance import ANSI, FAILING, _checks
+from .conftest import HttpServer, NodeTools, judge_scenario
 
 EXT = "io.modelcontextprotocol/tasks"
 VERSION = "2026-07-28"
@@ -98,43 +97,10 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
 }
 
 
-def _baseline(path: Path) -> Path:
-    lines = ["server:"] + [f"  - {scenario}:{check}" for scenario, checks in sorted(EXPECTED_FAILURES.items())
-                           for check in sorted(checks)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_tasks_scenario(scenario: str, node_tools: NodeTools, http_server: HttpServer, tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    proc = node_tools.run(
-        node_tools.conformance, "server", "--url", http_server.url, "--scenario", scenario,
-        "--output-dir", str(results), "--expected-failures", str(_baseline(tmp_path / "baseline.yml")),
-        "--timeout", "60000", cwd=tmp_path, timeout=170,
-    )
-    output = ANSI.sub("", proc.stdout + proc.stderr)
-    checks = _checks(results)
-    assert checks, f"scenario {scenario} ran no checks:\n{output[-3000:]}"
-
-    expected = set(EXPECTED_FAILURES.get(scenario, {}))
-    statuses: dict[str, set[str]] = {}
-    for check in checks:
-        statuses.setdefault(check["id"], set()).add(check["status"])
-    failed = {cid for cid, st in statuses.items() if st & FAILING}
-    unexpected = sorted(failed - expected)
-    stale = sorted(cid for cid in expected - failed if cid in statuses and "SKIPPED" not in statuses[cid])
-
-    problems = []
-    for check in checks:
-        if check["id"] in unexpected and check["status"] in FAILING:
-            problems.append(f"  {check['status']} {check['id']}: {check.get('errorMessage') or check['description']}\n"
-                            f"    details: {json.dumps(check.get('details'))[:800]}")
-    if stale:
-        problems.append(f"  now passing, remove from EXPECTED_FAILURES in {Path(__file__).name}: {stale}")
-    assert not problems, (f"conformance scenario {scenario}: unexpected results\n" + "\n".join(problems)
-                          + f"\n--- server log ---\n{http_server.log_tail(2000)}")
-    assert proc.returncode == 0, f"conformance exited {proc.returncode} for {scenario}:\n{output[-4000:]}"
+    judge_scenario(node_tools, http_server, scenario, EXPECTED_FAILURES, tmp_path,
+                   baseline_file=Path(__file__).name, timeout=170)
 
 
 # -- the fixture-bound checks, on our real job tool over real HTTP -------------------------------------------
