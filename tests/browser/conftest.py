@@ -26,8 +26,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, free_port, missing
-from tests.node.conftest import echotune_command, server_env
+from tests.node.conftest import echotune_command, serve_until_healthy, server_env
 from tests.providers.conftest import LoopbackAPI, prism, spotify_spec  # noqa: F401 (fixtures)
 from tests.providers.fake_spotify import FakeSpotify, sid, track
 
@@ -158,34 +156,11 @@ def echotune_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Echotu
     env.update({"ECHOTUNE_SPOTIFY_TOKEN": "browser-test-token", "ECHOTUNE_SPOTIFY_API_BASE": api.base})
     log = base / "server.log"
     cmd = [*echotune_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=base, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-    server = EchotuneServer(url=f"http://127.0.0.1:{port}/mcp", data_dir=data_dir, log=log, gate=gate,
-                            playlist_id=playlist_id)
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n{server.log_tail()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /healthz within {SERVER_START_S:.0f} s:\n{server.log_tail()}",
-                            pytrace=False)
-            time.sleep(0.2)
-        yield server
+        with serve_until_healthy(cmd, env, base, log, port, SERVER_START_S):
+            yield EchotuneServer(url=f"http://127.0.0.1:{port}/mcp", data_dir=data_dir, log=log, gate=gate,
+                                 playlist_id=playlist_id)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
         api.close()
 
 

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -132,22 +133,27 @@ class HttpServer:
             return ""
 
 
-def _start_http_server(base: Path, *extra: str) -> Iterator[HttpServer]:
-    data_dir = base / "data"
-    data_dir.mkdir(parents=True)
-    log = base / "server.log"
-    port = _free_port()
-    cmd = [*echotune_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *extra]
+@contextmanager
+def serve_until_healthy(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
+                        start_s: float = 60.0) -> Iterator[subprocess.Popen]:
+    """Run a server command with its output in ``log``, wait (bounded) until its /healthz answers, and stop it
+    after: terminate, then kill if it does not exit within 10 s."""
+
+    def tail() -> str:
+        try:
+            return log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
     with log.open("wb") as log_fh:
-        proc = subprocess.Popen(cmd, env=server_env(data_dir), cwd=base, stdin=subprocess.DEVNULL, stdout=log_fh,
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log_fh,
                                 stderr=subprocess.STDOUT)
-    server = HttpServer(url=f"http://127.0.0.1:{port}/mcp", port=port, data_dir=data_dir, log=log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_s
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /healthz:\n"
-                            f"{server.log_tail()}", pytrace=False)
+                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /healthz:\n{tail()}",
+                            pytrace=False)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
                     if resp.status == 200:
@@ -155,10 +161,10 @@ def _start_http_server(base: Path, *extra: str) -> Iterator[HttpServer]:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"`{' '.join(cmd)}` did not answer /healthz within 60 s:\n{server.log_tail()}",
+                pytest.fail(f"`{' '.join(cmd)}` did not answer /healthz within {start_s:.0f} s:\n{tail()}",
                             pytrace=False)
             time.sleep(0.2)
-        yield server
+        yield proc
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -167,6 +173,16 @@ def _start_http_server(base: Path, *extra: str) -> Iterator[HttpServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def _start_http_server(base: Path, *extra: str) -> Iterator[HttpServer]:
+    data_dir = base / "data"
+    data_dir.mkdir(parents=True)
+    log = base / "server.log"
+    port = _free_port()
+    cmd = [*echotune_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *extra]
+    with serve_until_healthy(cmd, server_env(data_dir), base, log, port):
+        yield HttpServer(url=f"http://127.0.0.1:{port}/mcp", port=port, data_dir=data_dir, log=log)
 
 
 @pytest.fixture(scope="module")
