@@ -320,23 +320,42 @@ class JobManager:
                 return found
 
     async def _beat(self) -> None:
-        """Renew the lease every third of its length; check the neighbours on each beat."""
+        """Renew the lease every third of its length; look at the neighbours beside it, one look at a time.
+
+        The look (``_reap``: every active job and lease read, takeovers, sweeps) runs as its own task and is
+        never awaited here: on a loaded database it can take longer than a lease, and a renewal that waited
+        for it would let this live process's own jobs look dead to a neighbour (seen in CI)."""
         last = time.time()
         quiet_until = 0.0
-        while True:
-            await asyncio.sleep(self._ttl / 3)
-            at = time.time()
-            # Far later than planned means this machine slept or this process stalled: every neighbour's lease
-            # looks old for the same reason, so give them a full lease length to renew before judging them.
-            late, last = at - last > self._ttl, at
-            try:
-                await self._renew()
+        look: asyncio.Task[int] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self._ttl / 3)
+                at = time.time()
+                # Far later than planned means this machine slept or this process stalled: every neighbour's
+                # lease looks old for the same reason, so give them a full lease length to renew before judging.
+                late, last = at - last > self._ttl, at
+                try:
+                    await self._renew()
+                except Exception:  # storage unreachable for a moment: try again on the next beat
+                    log.warning("renewing the job lease failed; retrying", exc_info=True)
+                    continue
                 if late:
                     quiet_until = at + self._ttl
-                elif at >= quiet_until:
-                    await self._reap()
-            except Exception:  # storage unreachable for a moment: try again on the next beat
-                log.warning("renewing the job lease failed; retrying", exc_info=True)
+                elif at >= quiet_until and (look is None or look.done()):
+                    look = asyncio.create_task(self._look(), name=f"job lease {self.lease_id}: neighbours")
+        finally:
+            if look is not None:
+                look.cancel()
+
+    async def _look(self) -> int:
+        try:
+            return await self._reap()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next beat looks again
+            log.warning("looking for stopped neighbours failed; retrying", exc_info=True)
+            return 0
 
     async def _renew(self) -> None:
         if not await self.leases.renew(self.lease_id, self._ttl):

@@ -258,6 +258,45 @@ async def test_a_second_server_leaves_live_jobs_running_until_their_lease_runs_o
             assert (await second.jobs.get("local", job.id)).status == JobStatus.interrupted
 
 
+async def test_a_slow_look_at_the_neighbours_never_delays_this_servers_own_renewal(shared_settings, monkeypatch):
+    """Each beat renews this process's lease and also looks for dead neighbours (reads every active job and
+    lease). On a loaded database that look can take longer than a lease; if the renewal waited for it, a live
+    server would lose its own running job to a neighbour (seen in CI: a replica took over a healthy one's job)."""
+    s = replace(shared_settings, job_lease_seconds=LEASE_S)
+    gate = asyncio.Event()
+
+    async def hold(job: JobContext):
+        await gate.wait()
+        return {}
+
+    async with App(s) as server:
+        job = await server.jobs.submit(owner="local", tool="t", params={}, work=hold)
+        await _until(lambda: _job_status(server, job.id, JobStatus.running))
+        real_orphaned = server.jobs.store.orphaned
+        looks = 0
+
+        async def slow_orphaned(alive):
+            nonlocal looks
+            looks += 1
+            await asyncio.sleep(3 * LEASE_S)  # one look at the neighbours outlasts the whole lease
+            return await real_orphaned(alive)
+
+        monkeypatch.setattr(server.jobs.store, "orphaned", slow_orphaned)
+        try:
+            deadline = time.monotonic() + 4 * LEASE_S
+            while time.monotonic() < deadline:
+                stored = await server.storage.jobs.get("local", job.id)
+                lease = await server.storage.leases.get(server.jobs.lease_id)
+                now = time.time()
+                assert stored.lease_expires_at > now, f"the job's lease ran out {now - stored.lease_expires_at:.2f} s ago"
+                assert lease is not None and lease.expires_at > now, "this server's own lease ran out"
+                await asyncio.sleep(0.1)
+            assert looks >= 1, "the neighbours were never looked at"
+        finally:
+            gate.set()
+        assert (await server.jobs.wait("local", job.id, 5)).status == JobStatus.succeeded
+
+
 async def _job_status(app: App, job_id: str, status: JobStatus) -> bool:
     return (await app.jobs.get("local", job_id)).status == status
 
