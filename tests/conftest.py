@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -129,9 +131,9 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def mongo_uri():
-    """A real MongoDB wire-protocol server (secantusdb, in memory) on a free loopback port."""
+@contextmanager
+def secantus_server() -> Iterator[str]:
+    """A real MongoDB wire-protocol server (secantusdb, in memory) on a free loopback port, stopped after."""
     import shutil
     import subprocess
     import sys
@@ -147,6 +149,13 @@ def mongo_uri():
         yield f"mongodb://127.0.0.1:{port}"
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """One secantusdb for the session; each test uses its own database on it."""
+    with secantus_server() as uri:
+        yield uri
 
 
 def stop_process(proc) -> None:

@@ -27,10 +27,18 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from tests.conftest import free_port, stop_process
+from tests.conftest import free_port, secantus_server, stop_process
 
 LEASE_S = 3.0
 SECRET = "replica test passphrase, shared by every replica"
+
+
+@pytest.fixture(scope="module")
+def mongo_uri() -> Iterator[str]:
+    """This module's own secantusdb: the session's one holds every earlier test's data by now (GridFS blobs
+    included), and replicas here share one database and race on leases, so they get a server to themselves."""
+    with secantus_server() as uri:
+        yield uri
 
 
 def _command() -> list[str]:
@@ -237,7 +245,9 @@ async def test_client_on_another_replica_sees_the_job_finish(tmp_path, mongo_uri
                     break
                 state = await client.call_tool("get_job", {"job_id": job["job_id"], "wait_seconds": 25})
         assert state.structured_content["status"] == "succeeded"
-        assert state.structured_content["attempt"] == 1  # A finished it; B only watched
+        # A finished it; B only watched. If not, say who took it over and why, with both replicas' logs.
+        assert state.structured_content["attempt"] == 1, (state.structured_content.get("takeovers"),
+                                                          a.tail(), b.tail())
 
 
 def test_replica_refuses_to_start_without_shared_keys(tmp_path, mongo_uri):
