@@ -1,21 +1,72 @@
 """The toolset seam (after github-mcp-server): modules declare tools; the server decides which to expose.
 
-A tool is declared with honest annotations. In read-only mode every tool that is not
-``readOnlyHint`` is simply not registered, so an agent never sees what it may not call.
+A tool is a plain module-level function declared on its module's ``toolset`` with honest annotations. In
+read-only mode every tool that is not ``readOnlyHint`` is simply not registered, so an agent never sees what
+it may not call.
+
+A tool reaches the running server's :class:`~echotune_mcp.app.App` through :func:`current_app`. The server
+binds it around every call of a tool or resource it registered (``Toolset.register``); a test binds it with
+``using_app(app)`` and calls the function directly, e.g. ``with using_app(app): await get_job("job_...")``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from ..ui_views import ViewName, view_uri
+
+if TYPE_CHECKING:
+    from ..app import App
+
+_APP: ContextVar[App] = ContextVar("echotune_app")
+
+
+def current_app() -> App:
+    """The App the tool being called serves (bound by the server per call, or by ``using_app`` in a test)."""
+    try:
+        return _APP.get()
+    except LookupError:
+        raise RuntimeError("no EchoTune app is bound: call tools through the server, or inside using_app(app)") from None
+
+
+@contextmanager
+def using_app(app: App) -> Iterator[App]:
+    """Bind ``app`` for direct calls of tool functions (tests, scripts); restored on exit."""
+    token = _APP.set(app)
+    try:
+        yield app
+    finally:
+        _APP.reset(token)
+
+
+def bound_to(app: App, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as the server registers it: the same signature (the SDK reads it through ``__wrapped__``), with
+    ``app`` bound while it runs. Work a tool starts (jobs, tasks) copies the context, so it keeps the app."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            with using_app(app):
+                return await fn(*args, **kwargs)
+
+        return call_async
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with using_app(app):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 @dataclass
@@ -75,16 +126,18 @@ class Toolset:
 
         return decorate
 
-    def register(self, server: MCPServer, *, read_only_mode: bool) -> list[str]:
+    def register(self, server: MCPServer, *, app: App, read_only_mode: bool) -> list[str]:
+        """Add this toolset's tools and resources to ``server``, each call bound to ``app``; the tool names."""
         registered = []
         for t in self.tools:
             if read_only_mode and not t.annotations.read_only_hint:
                 continue
-            server.add_tool(t.fn, name=t.name, title=t.title, annotations=t.annotations, meta=t.meta,
-                            structured_output=True)
+            # cleandoc: the description an agent reads does not depend on how deep the function was indented
+            server.add_tool(bound_to(app, t.fn), name=t.name, title=t.title, description=inspect.cleandoc(t.fn.__doc__ or ""),
+                            annotations=t.annotations, meta=t.meta, structured_output=True)
             registered.append(t.name)
         for r in self.resources:
-            server.resource(r.uri, **r.kwargs)(r.fn)
+            server.resource(r.uri, **r.kwargs)(bound_to(app, r.fn))
         return registered
 
 
