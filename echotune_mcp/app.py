@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
@@ -19,6 +20,9 @@ from .artifacts import ArtifactService, PathPolicy
 from .config import Settings
 from .jobs import CpuPool, JobManager
 from .storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from .providers.hub import ProviderHub
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class App:
         self._sealing: asyncio.Task[None] | None = None
         self.interrupted_at_start = 0
         self.watcher = None  # replicas.ReplicaWatcher on MongoDB
+        self._providers: ProviderHub | None = None
         self._update_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def add_update_listener(self, listener: Callable[[str], Awaitable[None]]) -> None:
@@ -65,6 +70,18 @@ class App:
     def jobs(self) -> JobManager:
         assert self._jobs is not None, "the app is not started"
         return self._jobs
+
+    @property
+    def providers(self) -> ProviderHub:
+        """This App's one provider hub (providers/hub.py): OAuth connections in progress, tokens, adapters.
+
+        One per App, so a connection started by one tool is seen by every other; built on first use, and its
+        callback listeners and pending connections close with the App."""
+        if self._providers is None:
+            from .providers.hub import ProviderHub
+
+            self._providers = ProviderHub(self)
+        return self._providers
 
     @property
     def cpu(self) -> CpuPool:
@@ -102,6 +119,9 @@ class App:
                 if self.watcher is not None:
                     await self.watcher.stop()
                     self.watcher = None
+                if self._providers is not None:
+                    await self._providers.aclose()
+                    self._providers = None
                 if self._sealing is not None:
                     self._sealing.cancel()
                     await asyncio.wait({self._sealing}, timeout=5)
