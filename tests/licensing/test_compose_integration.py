@@ -29,7 +29,7 @@ def compose_client(settings):
         if "compose" not in registered:
             compose.build(app).register(server, app=app, read_only_mode=False)
         if "licensing" not in registered:
-            licensing.build(app).register(server, app=app, read_only_mode=False)
+            licensing.toolset.register(server, app=app, read_only_mode=False)
         async with app:
             install_hooks(app)
             async with Client(server, raise_exceptions=True) as client:

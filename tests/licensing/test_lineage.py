@@ -30,12 +30,15 @@ async def _chain(app):
 
 
 async def test_get_provenance_graph_depths(licensed_app):
-    from echotune_mcp.toolsets import licensing as ts_mod
+    from echotune_mcp.toolsets.base import using_app
+    from echotune_mcp.toolsets.licensing import get_provenance
 
     async with licensed_app() as (app, _lic):
         up, stem, pad, remix, master = await _chain(app)
-        tools = {t.name: t.fn for t in ts_mod.build(app).tools}
-        full = await tools["get_provenance"](master.id, depth=10)
+        with using_app(app):
+            full = await get_provenance(master.id, depth=10)
+            shallow = await get_provenance(master.id, depth=1)
+            only = await get_provenance(master.id, depth=0)
         ids = {n.artifact_id: n for n in full.nodes}
         assert set(ids) == {master.id, remix.id, stem.id, pad.id, up.id}
         assert ids[up.id].depth == 3 and ids[stem.id].depth == 2 and ids[master.id].depth == 0
@@ -46,10 +49,8 @@ async def test_get_provenance_graph_depths(licensed_app):
         assert stem_prov["inputs"][0] == {"artifact_id": up.id, "sha256": up.sha256, "kind": "upload"}
         assert ids[pad.id].provenance["soundfont"]["license"] == "MIT"
         assert ids[up.id].provenance["source"]["type"] == "upload" and ids[up.id].provenance["rights"] == "unknown"
-        shallow = await tools["get_provenance"](master.id, depth=1)
         assert {n.artifact_id for n in shallow.nodes} == {master.id, remix.id}
         assert [n.more_parents for n in shallow.nodes if n.artifact_id == remix.id] == [True]
-        only = await tools["get_provenance"](master.id, depth=0)
         assert [n.artifact_id for n in only.nodes] == [master.id] and only.edges == []
 
 
