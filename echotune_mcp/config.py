@@ -422,6 +422,9 @@ class Settings:
             raise ValueError(f"ECHOTUNE_MODEL_MEMORY_MB is {self.model_memory_mb}; use a positive number of MB")
         if self.cpu_workers < 1:
             raise ValueError(f"ECHOTUNE_CPU_WORKERS is {self.cpu_workers}; use 1 or more threads")
+        if not (math.isfinite(self.max_generation_seconds) and 0 < self.max_generation_seconds <= 3600):
+            raise ValueError(f"ECHOTUNE_MAX_GENERATION_SECONDS is {self.max_generation_seconds}; use more than 0 and at "
+                             "most 3600 seconds (generate_music's duration_s schema allows at most 3600)")
         if not 0 < self.job_lease_seconds <= 3600:
             raise ValueError(f"ECHOTUNE_JOB_LEASE_SECONDS is {self.job_lease_seconds}; use more than 0 and at most 3600")
         self._validate_replicas()

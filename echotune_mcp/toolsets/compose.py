@@ -28,7 +28,7 @@ from ..music.stem_changes import StemChanges, describe_patterns
 from ..principal import current_principal
 from ..storage.records import ArtifactRecord
 from ..views import JobView
-from .base import Toolset
+from .base import Toolset, current_app
 from .common import WaitSeconds, job_result
 
 GenreName = Literal[tuple(music_params.GENRES)]  # type: ignore[valid-type]
@@ -37,6 +37,9 @@ InstrumentName = Literal[tuple(music_params.INSTRUMENTS)]  # type: ignore[valid-
 MeterName = Literal["4/4", "3/4", "6/8", "12/8"]
 FeelName = Literal["straight", "swing", "shuffle"]
 OutputFormat = Literal["wav", "flac", "ogg"]
+# generate_music's duration_s bound in the schema: the most Settings.validate lets any server allow; the
+# server's own ECHOTUNE_MAX_GENERATION_SECONDS is checked when the tool is called (the schema is static)
+MAX_DURATION_SCHEMA_S = 3600
 COMPOSER_MODEL = {"model_id": "echotune-composer", "backend": "composer", "weights_license": None}
 
 
@@ -45,227 +48,236 @@ def _control_error(exc: Exception) -> BadInput:
     return BadInput(field, str(exc))
 
 
-def build(app: App) -> Toolset:
-    ts = Toolset("compose", "Generate music from text and iterate on it stem by stem.")
+toolset = Toolset("compose", "Generate music from text and iterate on it stem by stem.")
+
+
+@toolset.tool(title="Generate music", read_only=False, destructive=False, idempotent=False, ui="job")
+async def generate_music(
+    prompt: Annotated[str, Field(min_length=1, max_length=1000,
+                                 description="what to make, in words: genre, mood, instruments, tempo "
+                                             "('85 bpm', 'fast'), key ('in A minor'), meter ('in 3/4'), "
+                                             "what to leave out ('no drums', 'not sad'); the result's "
+                                             "interpreted field says how it was read")],
+    ctx: Context,
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_SCHEMA_S, description=(
+        "length in seconds; at most this server's limit (ECHOTUNE_MAX_GENERATION_SECONDS, 300 by default); "
+        "longer is refused naming the limit"))] = 30.0,
+    genre: Annotated[GenreName | None, Field(description="overrides a genre named in the prompt")] = None,
+    mood: Annotated[MoodName | None, Field(description="overrides a mood named in the prompt")] = None,
+    bpm: Annotated[float | None, Field(ge=40, le=240, description="tempo, 40-240 beats per minute")] = None,
+    key: Annotated[str | None, Field(max_length=16, description="e.g. 'A minor', 'F# major', 'Bb minor'")] = None,
+    instruments: Annotated[list[InstrumentName] | None, Field(max_length=8,
+                                                              description="instruments to feature")] = None,
+    structure: Annotated[list[str] | None, Field(max_length=16, description="section names in order, e.g. "
+                                                 "['intro','verse','chorus','verse','chorus','outro']")] = None,
+    seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description="same seed + arguments = same music")] = None,
+    meter: Annotated[MeterName | None, Field(description=(
+        "time signature; overrides one the prompt names ('in 3/4', 'waltz', '12/8 blues'); default: the "
+        "style's usual meter"))] = None,
+    feel: Annotated[FeelName | None, Field(description=(
+        "rhythmic feel of the off-beats; overrides the prompt ('swing', 'shuffle'); default: the style's "
+        "own feel"))] = None,
+    backend: Annotated[Literal["auto", "composer", "musicgen"], Field(
+        description="auto: MusicGen when its weights are downloaded, else the offline composer")] = "auto",
+    model: Annotated[str, Field(max_length=64, description="MusicGen model id or 'auto'")] = "auto",
+    continue_from: Annotated[str | None, Field(max_length=1024, description=(
+        "audio to extend (artifact id/URI, or a local path inside the allowed roots); MusicGen only: the "
+        "result is the clip's last seconds (up to 10 s) followed by duration_s of new music"))] = None,
+    melody: Annotated[str | None, Field(max_length=1024, description=(
+        "audio whose melody to follow (artifact id/URI, or a local path inside the allowed roots); needs the "
+        "musicgen-melody weights; its chromagram (first 30 s) conditions the generation"))] = None,
+    output_format: Annotated[OutputFormat, Field(description="format of the mix artifact")] = "wav",
+    inline_preview: Annotated[bool, Field(description="also inline a short OGG preview (<1 MiB) in the result")] = False,
+    wait_seconds: WaitSeconds = 20,
+) -> Annotated[CallToolResult, JobView]:
+    """Generate a piece of music from a text prompt, as a background job.
+
+    Returns the finished result if it completes within wait_seconds, else a job handle to poll
+    with get_job. The result names the backend that ran and why (backend, backend_reason).
+    Composer: produces a quick preview (first seconds), the mastered mix (-14 LUFS), one stem
+    per instrument, the MIDI file, an arrangement (JSON, used by regenerate_stem/add_stem) and a
+    waveform picture; it applies every control; explicit arguments override what the prompt
+    says and the result lists which parameters came from the text.
+    MusicGen: produces previews and the mastered mix. It is conditioned on text only, so genre,
+    mood, bpm, key and instruments given as arguments are added to the prompt it reads (e.g.
+    'ambient pad, calm, 85 bpm, A minor, with piano'; prompt_sent shows the exact text);
+    structure cannot be applied. The result lists applied controls and how, not_applied ones
+    and why, and left_to_model (controls nobody named, which MusicGen chose freely, unmeasured).
+    Both: `interpreted` says how the prompt was read, field by field (genre, mood, tempo, key,
+    meter, feel, instruments, structure: value, source argument/prompt/default/style default,
+    the prompt words, a note such as an unknown genre's nearest style), what the prompt ruled
+    out (`negated`: "not sad", "no drums", "no intro") and what looked like a control but was
+    not used, with why (`not_understood`). Check it, and pass an argument to correct a field.
+    """
+    app = current_app()
+    owner = current_principal()
     max_dur = app.settings.max_generation_seconds
+    if duration_s > max_dur:  # the schema's bound is the ceiling every server allows; this server's may be lower
+        raise BadInput("duration_s", f"{duration_s:g} seconds is longer than this server generates",
+                       f"more than 0 and at most {max_dur:g} seconds, this server's ECHOTUNE_MAX_GENERATION_SECONDS")
+    try:
+        resolved, interpreted = interpret_request(
+            prompt, duration_s=duration_s, genre=genre, mood=mood, bpm=bpm, key=key,
+            instruments=list(instruments) if instruments else None, structure=structure, seed=seed,
+            max_duration_s=max_dur, meter=meter, feel=feel)
+    except music_params.ControlError as exc:
+        raise _control_error(exc) from None
+    continuation = tune = None
+    if continue_from is not None:
+        continuation = await _musicgen_audio_input(
+            app, owner, backend, continue_from, "continue_from", "continuing a clip needs MusicGen",
+            "backend=auto or backend=musicgen with MusicGen weights downloaded")
+    if melody is not None:
+        def melody_model() -> None:
+            if model not in ("auto", "musicgen-melody"):
+                raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
 
-    @ts.tool(title="Generate music", read_only=False, destructive=False, idempotent=False, ui="job")
-    async def generate_music(
-        prompt: Annotated[str, Field(min_length=1, max_length=1000,
-                                     description="what to make, in words: genre, mood, instruments, tempo "
-                                                 "('85 bpm', 'fast'), key ('in A minor'), meter ('in 3/4'), "
-                                                 "what to leave out ('no drums', 'not sad'); the result's "
-                                                 "interpreted field says how it was read")],
-        ctx: Context,
-        duration_s: Annotated[float, Field(gt=0, le=max_dur, description=f"length in seconds (max {max_dur:.0f})")] = 30.0,
-        genre: Annotated[GenreName | None, Field(description="overrides a genre named in the prompt")] = None,
-        mood: Annotated[MoodName | None, Field(description="overrides a mood named in the prompt")] = None,
-        bpm: Annotated[float | None, Field(ge=40, le=240, description="tempo, 40-240 beats per minute")] = None,
-        key: Annotated[str | None, Field(max_length=16, description="e.g. 'A minor', 'F# major', 'Bb minor'")] = None,
-        instruments: Annotated[list[InstrumentName] | None, Field(max_length=8,
-                                                                  description="instruments to feature")] = None,
-        structure: Annotated[list[str] | None, Field(max_length=16, description="section names in order, e.g. "
-                                                     "['intro','verse','chorus','verse','chorus','outro']")] = None,
-        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description="same seed + arguments = same music")] = None,
-        meter: Annotated[MeterName | None, Field(description=(
-            "time signature; overrides one the prompt names ('in 3/4', 'waltz', '12/8 blues'); default: the "
-            "style's usual meter"))] = None,
-        feel: Annotated[FeelName | None, Field(description=(
-            "rhythmic feel of the off-beats; overrides the prompt ('swing', 'shuffle'); default: the style's "
-            "own feel"))] = None,
-        backend: Annotated[Literal["auto", "composer", "musicgen"], Field(
-            description="auto: MusicGen when its weights are downloaded, else the offline composer")] = "auto",
-        model: Annotated[str, Field(max_length=64, description="MusicGen model id or 'auto'")] = "auto",
-        continue_from: Annotated[str | None, Field(max_length=1024, description=(
-            "audio to extend (artifact id/URI, or a local path inside the allowed roots); MusicGen only: the "
-            "result is the clip's last seconds (up to 10 s) followed by duration_s of new music"))] = None,
-        melody: Annotated[str | None, Field(max_length=1024, description=(
-            "audio whose melody to follow (artifact id/URI, or a local path inside the allowed roots); needs the "
-            "musicgen-melody weights; its chromagram (first 30 s) conditions the generation"))] = None,
-        output_format: Annotated[OutputFormat, Field(description="format of the mix artifact")] = "wav",
-        inline_preview: Annotated[bool, Field(description="also inline a short OGG preview (<1 MiB) in the result")] = False,
-        wait_seconds: WaitSeconds = 20,
-    ) -> Annotated[CallToolResult, JobView]:
-        """Generate a piece of music from a text prompt, as a background job.
+        tune = await _musicgen_audio_input(
+            app, owner, backend, melody, "melody", "following a melody needs MusicGen-Melody",
+            "backend=auto or backend=musicgen with musicgen-melody downloaded", melody=True, check=melody_model)
+    if tune is not None:
+        chosen, why = "musicgen", "a melody was given, and only MusicGen-Melody can follow one"
+    else:
+        chosen, why = await _choose_backend(app, backend)
+        if continuation is not None:
+            why += "; continuing a clip needs MusicGen"
+    explicit = {"genre": genre, "mood": mood, "bpm": bpm, "key": key,
+                "instruments": list(instruments) if instruments else None, "structure": structure,
+                "meter": meter, "feel": feel}
+    text = _musicgen_conditioning(prompt, resolved, explicit) if chosen == "musicgen" else None
+    if text is not None:
+        interpreted = musicgen_interpretation(interpreted, text.applied, text.not_applied, text.left_to_model)
+    args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "backend_reason": why, "model": model,
+            "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
+            "melody": melody, "interpreted": interpreted, **({"prompt_sent": text.prompt} if text else {})}
 
-        Returns the finished result if it completes within wait_seconds, else a job handle to poll
-        with get_job. The result names the backend that ran and why (backend, backend_reason).
-        Composer: produces a quick preview (first seconds), the mastered mix (-14 LUFS), one stem
-        per instrument, the MIDI file, an arrangement (JSON, used by regenerate_stem/add_stem) and a
-        waveform picture; it applies every control; explicit arguments override what the prompt
-        says and the result lists which parameters came from the text.
-        MusicGen: produces previews and the mastered mix. It is conditioned on text only, so genre,
-        mood, bpm, key and instruments given as arguments are added to the prompt it reads (e.g.
-        'ambient pad, calm, 85 bpm, A minor, with piano'; prompt_sent shows the exact text);
-        structure cannot be applied. The result lists applied controls and how, not_applied ones
-        and why, and left_to_model (controls nobody named, which MusicGen chose freely, unmeasured).
-        Both: `interpreted` says how the prompt was read, field by field (genre, mood, tempo, key,
-        meter, feel, instruments, structure: value, source argument/prompt/default/style default,
-        the prompt words, a note such as an unknown genre's nearest style), what the prompt ruled
-        out (`negated`: "not sad", "no drums", "no intro") and what looked like a control but was
-        not used, with why (`not_understood`). Check it, and pass an argument to correct a field.
-        """
-        owner = current_principal()
-        try:
-            resolved, interpreted = interpret_request(
-                prompt, duration_s=duration_s, genre=genre, mood=mood, bpm=bpm, key=key,
-                instruments=list(instruments) if instruments else None, structure=structure, seed=seed,
-                max_duration_s=max_dur, meter=meter, feel=feel)
-        except music_params.ControlError as exc:
-            raise _control_error(exc) from None
-        continuation = tune = None
-        if continue_from is not None:
-            continuation = await _musicgen_audio_input(
-                app, owner, backend, continue_from, "continue_from", "continuing a clip needs MusicGen",
-                "backend=auto or backend=musicgen with MusicGen weights downloaded")
-        if melody is not None:
-            def melody_model() -> None:
-                if model not in ("auto", "musicgen-melody"):
-                    raise BadInput("model", f"a melody needs musicgen-melody, not {model}", "auto, musicgen-melody")
-
-            tune = await _musicgen_audio_input(
-                app, owner, backend, melody, "melody", "following a melody needs MusicGen-Melody",
-                "backend=auto or backend=musicgen with musicgen-melody downloaded", melody=True, check=melody_model)
-        if tune is not None:
-            chosen, why = "musicgen", "a melody was given, and only MusicGen-Melody can follow one"
-        else:
-            chosen, why = await _choose_backend(app, backend)
-            if continuation is not None:
-                why += "; continuing a clip needs MusicGen"
-        explicit = {"genre": genre, "mood": mood, "bpm": bpm, "key": key,
-                    "instruments": list(instruments) if instruments else None, "structure": structure,
-                    "meter": meter, "feel": feel}
-        text = _musicgen_conditioning(prompt, resolved, explicit) if chosen == "musicgen" else None
+    async def work(job: JobContext) -> dict[str, Any]:
         if text is not None:
-            interpreted = musicgen_interpretation(interpreted, text.applied, text.not_applied, text.left_to_model)
-        args = {"prompt": prompt, "duration_s": duration_s, "backend": chosen, "backend_reason": why, "model": model,
-                "output_format": output_format, "resolved": resolved.to_dict(), "continue_from": continue_from,
-                "melody": melody, "interpreted": interpreted, **({"prompt_sent": text.prompt} if text else {})}
+            out = await _run_musicgen(app, job, text, resolved, model, output_format, continuation, tune)
+        else:
+            out = await _run_composer(app, job, resolved, output_format, prompt=prompt)
+            out["not_applied"] = {}  # the composer applies every control
+        return {**out, "backend_reason": why, "interpreted": _with_parts(interpreted, out)}
 
-        async def work(job: JobContext) -> dict[str, Any]:
-            if text is not None:
-                out = await _run_musicgen(app, job, text, resolved, model, output_format, continuation, tune)
-            else:
-                out = await _run_composer(app, job, resolved, output_format, prompt=prompt)
-                out["not_applied"] = {}  # the composer applies every control
-            return {**out, "backend_reason": why, "interpreted": _with_parts(interpreted, out)}
+    job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
+    result = await job_result(app, owner, job.id, wait_seconds, ctx)
+    if inline_preview:
+        await _attach_inline_preview(app, owner, result)
+    return result
 
-        job = await app.jobs.submit(owner=owner, tool="generate_music", params=args, work=work)
-        result = await job_result(app, owner, job.id, wait_seconds, ctx)
-        if inline_preview:
-            await _attach_inline_preview(app, owner, result)
-        return result
 
-    @ts.tool(title="Regenerate one stem", read_only=False, destructive=False, idempotent=False, ui="job")
-    async def regenerate_stem(
-        artifact: Annotated[str, Field(min_length=1, max_length=256,
-                                       description="the mix artifact (id or URI) from generate_music")],
-        stem: Annotated[str, Field(min_length=1, max_length=40, description="stem name, e.g. drums, bass, lead")],
-        ctx: Context,
-        instruction: Annotated[str | None, Field(max_length=300, description=(
-            "free text mapped onto the same changes, e.g. 'busier', 'lower the volume', 'an octave lower', "
-            "'walking bass', 'half-time drums', 'swing it', 'more legato', 'not so busy', 'more human', "
-            "'play it in the low register'"))] = None,
-        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
-            "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
-        changes: Annotated[StemChanges | None, Field(description=(
-            "structured changes (all optional): octave, density, velocity, swing, feel, articulation, pattern, "
-            "humanize, register; they override the instruction's text on the same field"))] = None,
-        output_format: OutputFormat = "wav",
-        wait_seconds: WaitSeconds = 20,
-    ) -> Annotated[CallToolResult, JobView]:
-        """Re-compose one stem of a generated piece, keeping the others, and re-mix.
+@toolset.tool(title="Regenerate one stem", read_only=False, destructive=False, idempotent=False, ui="job")
+async def regenerate_stem(
+    artifact: Annotated[str, Field(min_length=1, max_length=256,
+                                   description="the mix artifact (id or URI) from generate_music")],
+    stem: Annotated[str, Field(min_length=1, max_length=40, description="stem name, e.g. drums, bass, lead")],
+    ctx: Context,
+    instruction: Annotated[str | None, Field(max_length=300, description=(
+        "free text mapped onto the same changes, e.g. 'busier', 'lower the volume', 'an octave lower', "
+        "'walking bass', 'half-time drums', 'swing it', 'more legato', 'not so busy', 'more human', "
+        "'play it in the low register'"))] = None,
+    seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
+        "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
+    changes: Annotated[StemChanges | None, Field(description=(
+        "structured changes (all optional): octave, density, velocity, swing, feel, articulation, pattern, "
+        "humanize, register; they override the instruction's text on the same field"))] = None,
+    output_format: OutputFormat = "wav",
+    wait_seconds: WaitSeconds = 20,
+) -> Annotated[CallToolResult, JobView]:
+    """Re-compose one stem of a generated piece, keeping the others, and re-mix.
 
-        The new mix and stem are new artifacts whose parents are the originals; the original
-        piece is untouched, so you can compare versions. Changes come as typed ``changes`` and/or a
-        free-text ``instruction``; the result's ``applied`` lists each change made (field, value, and
-        whether it came from "changes" or "text: <words>"), ``ignored`` each one not made and why (a
-        pattern this role does not know, swing in 6/8 or 12/8, an octave on drums, words not
-        understood, text overridden by an explicit change). Its seed repeats this exact take.
-        Named patterns in 4/4 — {patterns}.
-        """
-        owner = current_principal()
-        mix, arrangement, resolved = await _load_piece(app, owner, artifact)
-        names = [t.name for t in arrangement.tracks]
-        if stem not in names:
-            raise BadInput("stem", f"{stem!r} is not a stem of this piece", names)
-        from ..music.composer import edit_stem, explain_instruction
+    The new mix and stem are new artifacts whose parents are the originals; the original
+    piece is untouched, so you can compare versions. Changes come as typed ``changes`` and/or a
+    free-text ``instruction``; the result's ``applied`` lists each change made (field, value, and
+    whether it came from "changes" or "text: <words>"), ``ignored`` each one not made and why (a
+    pattern this role does not know, swing in 6/8 or 12/8, an octave on drums, words not
+    understood, text overridden by an explicit change). Its seed repeats this exact take.
+    Named patterns in 4/4 — {patterns}.
+    """
+    app = current_app()
+    owner = current_principal()
+    mix, arrangement, resolved = await _load_piece(app, owner, artifact)
+    names = [t.name for t in arrangement.tracks]
+    if stem not in names:
+        raise BadInput("stem", f"{stem!r} is not a stem of this piece", names)
+    from ..music.composer import edit_stem, explain_instruction
 
-        # A fresh seed per call: asking again means "another take", not the same one again.
-        new_seed = seed if seed is not None else secrets.randbelow(2**31)
-        role = next(t.role for t in arrangement.tracks if t.name == stem)
-        _, understood, not_understood = explain_instruction(instruction, role, arrangement.meter)
-        try:
-            new_arr, applied, ignored = edit_stem(arrangement, resolved, stem, instruction, new_seed, changes)
-        except music_params.ControlError as exc:
-            raise _control_error(exc) from None
-        report = {"text": instruction, "understood": understood, "ignored": not_understood}
-        given = changes.given() if changes else None
+    # A fresh seed per call: asking again means "another take", not the same one again.
+    new_seed = seed if seed is not None else secrets.randbelow(2**31)
+    role = next(t.role for t in arrangement.tracks if t.name == stem)
+    _, understood, not_understood = explain_instruction(instruction, role, arrangement.meter)
+    try:
+        new_arr, applied, ignored = edit_stem(arrangement, resolved, stem, instruction, new_seed, changes)
+    except music_params.ControlError as exc:
+        raise _control_error(exc) from None
+    report = {"text": instruction, "understood": understood, "ignored": not_understood}
+    given = changes.given() if changes else None
 
-        async def work(job: JobContext) -> dict[str, Any]:
-            return await _rerender(app, job, mix, new_arr, resolved, changed={stem}, output_format=output_format,
-                                   note={"operation": "regenerate_stem", "stem": stem, "instruction": report,
-                                         "changes": given, "applied": applied, "ignored": ignored,
-                                         "seed": new_seed, "seed_given": seed is not None})
+    async def work(job: JobContext) -> dict[str, Any]:
+        return await _rerender(app, job, mix, new_arr, resolved, changed={stem}, output_format=output_format,
+                               note={"operation": "regenerate_stem", "stem": stem, "instruction": report,
+                                     "changes": given, "applied": applied, "ignored": ignored,
+                                     "seed": new_seed, "seed_given": seed is not None})
 
-        job = await app.jobs.submit(owner=owner, tool="regenerate_stem",
-                                    params={"artifact": mix.id, "stem": stem, "instruction": instruction,
-                                            "changes": given, "seed": new_seed}, work=work)
-        return await job_result(app, owner, job.id, wait_seconds, ctx)
+    job = await app.jobs.submit(owner=owner, tool="regenerate_stem",
+                                params={"artifact": mix.id, "stem": stem, "instruction": instruction,
+                                        "changes": given, "seed": new_seed}, work=work)
+    return await job_result(app, owner, job.id, wait_seconds, ctx)
 
-    # the named patterns come from the style data, so the description always lists what exists
-    regenerate_stem.__doc__ = (regenerate_stem.__doc__ or "").replace("{patterns}", describe_patterns())
 
-    @ts.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False, ui="job")
-    async def add_stem(
-        artifact: Annotated[str, Field(min_length=1, max_length=256,
-                                       description="the mix artifact (id or URI) from generate_music")],
-        instrument: Annotated[InstrumentName, Field(description="the instrument to add")],
-        ctx: Context,
-        role: Annotated[Literal["pad", "arpeggio", "lead", "bass", "percussion", "texture", "counter"] | None,
-                        Field(description="what the new part does; chosen from the instrument if omitted")] = None,
-        seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
-            "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
-        changes: Annotated[StemChanges | None, Field(description=(
-            "structured changes for the new part (all optional): octave, density, velocity, swing, feel, "
-            "articulation, pattern, humanize, register; they override the instruction on the same field"))] = None,
-        instruction: Annotated[str | None, Field(max_length=300, description=(
-            "free text for the new part, e.g. 'sparse and legato', 'in the high register', 'quieter'"))] = None,
-        output_format: OutputFormat = "wav",
-        wait_seconds: WaitSeconds = 20,
-    ) -> Annotated[CallToolResult, JobView]:
-        """Add one new instrument part to a generated piece and re-mix; the original stays as it was.
+# the named patterns come from the style data, so the description always lists what exists
+regenerate_stem.__doc__ = (regenerate_stem.__doc__ or "").replace("{patterns}", describe_patterns())
 
-        ``changes`` / ``instruction`` shape the new part as in regenerate_stem; the result's
-        ``applied`` and ``ignored`` say what was done and what was not, and why. Without a seed each
-        call is a new take; the result's seed repeats it.
-        """
-        owner = current_principal()
-        mix, arrangement, resolved = await _load_piece(app, owner, artifact)
-        from ..music.composer import add_stem_report
 
-        new_seed = seed if seed is not None else secrets.randbelow(2**31)
-        try:
-            new_arr, applied, ignored = add_stem_report(arrangement, resolved, instrument, role, new_seed,
-                                                        changes, instruction)
-        except music_params.ControlError as exc:
-            raise _control_error(exc) from None
-        added = {t.name for t in new_arr.tracks} - {t.name for t in arrangement.tracks}
-        given = changes.given() if changes else None
+@toolset.tool(title="Add a stem", read_only=False, destructive=False, idempotent=False, ui="job")
+async def add_stem(
+    artifact: Annotated[str, Field(min_length=1, max_length=256,
+                                   description="the mix artifact (id or URI) from generate_music")],
+    instrument: Annotated[InstrumentName, Field(description="the instrument to add")],
+    ctx: Context,
+    role: Annotated[Literal["pad", "arpeggio", "lead", "bass", "percussion", "texture", "counter"] | None,
+                    Field(description="what the new part does; chosen from the instrument if omitted")] = None,
+    seed: Annotated[int | None, Field(ge=0, le=2**31 - 1, description=(
+        "omit for a new take on every call; give one (e.g. the seed a result reports) to repeat a take"))] = None,
+    changes: Annotated[StemChanges | None, Field(description=(
+        "structured changes for the new part (all optional): octave, density, velocity, swing, feel, "
+        "articulation, pattern, humanize, register; they override the instruction on the same field"))] = None,
+    instruction: Annotated[str | None, Field(max_length=300, description=(
+        "free text for the new part, e.g. 'sparse and legato', 'in the high register', 'quieter'"))] = None,
+    output_format: OutputFormat = "wav",
+    wait_seconds: WaitSeconds = 20,
+) -> Annotated[CallToolResult, JobView]:
+    """Add one new instrument part to a generated piece and re-mix; the original stays as it was.
 
-        async def work(job: JobContext) -> dict[str, Any]:
-            return await _rerender(app, job, mix, new_arr, resolved, changed=added, output_format=output_format,
-                                   note={"operation": "add_stem", "instrument": instrument, "role": role,
-                                         "changes": given, "instruction": instruction, "applied": applied,
-                                         "ignored": ignored, "seed": new_seed, "seed_given": seed is not None})
+    ``changes`` / ``instruction`` shape the new part as in regenerate_stem; the result's
+    ``applied`` and ``ignored`` say what was done and what was not, and why. Without a seed each
+    call is a new take; the result's seed repeats it.
+    """
+    app = current_app()
+    owner = current_principal()
+    mix, arrangement, resolved = await _load_piece(app, owner, artifact)
+    from ..music.composer import add_stem_report
 
-        job = await app.jobs.submit(owner=owner, tool="add_stem",
-                                    params={"artifact": mix.id, "instrument": instrument, "role": role,
-                                            "changes": given, "instruction": instruction, "seed": new_seed},
-                                    work=work)
-        return await job_result(app, owner, job.id, wait_seconds, ctx)
+    new_seed = seed if seed is not None else secrets.randbelow(2**31)
+    try:
+        new_arr, applied, ignored = add_stem_report(arrangement, resolved, instrument, role, new_seed,
+                                                    changes, instruction)
+    except music_params.ControlError as exc:
+        raise _control_error(exc) from None
+    added = {t.name for t in new_arr.tracks} - {t.name for t in arrangement.tracks}
+    given = changes.given() if changes else None
 
-    return ts
+    async def work(job: JobContext) -> dict[str, Any]:
+        return await _rerender(app, job, mix, new_arr, resolved, changed=added, output_format=output_format,
+                               note={"operation": "add_stem", "instrument": instrument, "role": role,
+                                     "changes": given, "instruction": instruction, "applied": applied,
+                                     "ignored": ignored, "seed": new_seed, "seed_given": seed is not None})
+
+    job = await app.jobs.submit(owner=owner, tool="add_stem",
+                                params={"artifact": mix.id, "instrument": instrument, "role": role,
+                                        "changes": given, "instruction": instruction, "seed": new_seed},
+                                work=work)
+    return await job_result(app, owner, job.id, wait_seconds, ctx)
 
 
 # -- backends ---------------------------------------------------------------------------------------

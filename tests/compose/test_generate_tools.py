@@ -116,6 +116,42 @@ async def test_impossible_controls_name_the_field(make_client, args, field):
         assert await app.storage.jobs.count("local") == 0, "bad input must not create a job"
 
 
+async def test_duration_over_this_servers_limit_is_refused_naming_it(make_client):
+    """The schema allows up to 3600 s (the most any server may be set to); this server's limit (120 s in the
+    test settings) is checked when the tool is called, and the refusal names it and where it is set."""
+    async with make_client(toolsets=TOOLSETS) as (client, app):
+        assert app.settings.max_generation_seconds == 120
+        r = await client.call_tool("generate_music", {"prompt": "something nice", "duration_s": 200})
+        assert r.is_error, text_of(r)
+        assert "duration_s" in text_of(r) and "120" in text_of(r), text_of(r)
+        assert "ECHOTUNE_MAX_GENERATION_SECONDS" in text_of(r), text_of(r)
+        assert await app.storage.jobs.count("local") == 0, "bad input must not create a job"
+
+
+async def test_generate_music_is_a_plain_function_bound_to_an_app(settings):
+    """A test calls the tool function itself inside using_app; the limit comes from that app's settings."""
+    from dataclasses import replace
+
+    from echotune_mcp.app import App
+    from echotune_mcp.errors import BadInput
+    from echotune_mcp.toolsets import compose
+    from echotune_mcp.toolsets.base import using_app
+
+    async with App(replace(settings, max_generation_seconds=5.0)) as app:
+        with using_app(app), pytest.raises(BadInput, match=r"duration_s.*at most 5 seconds"):
+            await compose.generate_music("something nice", None, duration_s=6)  # type: ignore[arg-type]
+    assert [t.name for t in compose.toolset.tools] == ["generate_music", "regenerate_stem", "add_stem"]
+
+
+@pytest.mark.parametrize("value", [0, -1, 3601, float("inf"), float("nan")])
+def test_max_generation_seconds_setting_is_bounded(value):
+    from echotune_mcp.config import Settings
+
+    with pytest.raises(ValueError, match="ECHOTUNE_MAX_GENERATION_SECONDS"):
+        Settings(max_generation_seconds=value).validate()
+    Settings(max_generation_seconds=3600).validate()
+
+
 async def test_regenerate_stem_refuses_unknown_stem_and_non_mix(make_client):
     async with make_client(toolsets=TOOLSETS) as (client, _):
         _, job = await _run(client, "generate_music", {"prompt": "ambient pad", "duration_s": 4, "seed": 1})

@@ -27,7 +27,7 @@ def compose_client(settings):
         server = build_server(app)
         registered = server.echotune_toolsets  # type: ignore[attr-defined]
         if "compose" not in registered:
-            compose.build(app).register(server, app=app, read_only_mode=False)
+            compose.toolset.register(server, app=app, read_only_mode=False)
         if "licensing" not in registered:
             licensing.toolset.register(server, app=app, read_only_mode=False)
         async with app:
