@@ -17,6 +17,8 @@ from echotune_mcp.providers.curate import match_all
 from echotune_mcp.providers.spotify import SpotifyProvider, to_track
 from echotune_mcp.providers.token_store import TokenStore, load_key
 from echotune_mcp.server import build_server
+from echotune_mcp.toolsets import curation
+from echotune_mcp.toolsets.base import using_app
 from tests.conftest import free_port
 
 from .authserver import CLIENT_ID, TestAuthServer
@@ -67,6 +69,22 @@ async def test_unconnected_provider_tells_agent_to_connect(settings):
         assert tools["remove_tracks"].annotations.destructive_hint is True
         assert tools["search_tracks"].annotations.read_only_hint is True
         assert tools["add_tracks"].annotations.open_world_hint is True
+
+
+async def test_a_tool_called_directly_uses_the_apps_hub_and_storage(settings, fake):
+    """Curation tools are plain functions: called inside using_app they use that App's one provider hub and
+    storage, so a keyed retry through the server replays the direct call instead of adding twice."""
+    pl1 = fake.make("pl1", [])
+    ids = [sid("a1"), sid("b1")]
+    async with curation_client(settings, spotify_token="tok", spotify_api_base=fake.base) as (client, app):
+        with using_app(app):
+            before = await curation.get_playlist("spotify", pl1)
+            first = await curation.add_tracks("spotify", pl1, ids, idempotency_key="direct-add-1")
+        assert not before.tracks and first.changed == 2 and first.replayed is False
+        r, again = await call(client, "add_tracks", provider="spotify", playlist_id=pl1, track_ids=ids,
+                              idempotency_key="direct-add-1")
+        assert not r.is_error, text_of(r)
+        assert again["replayed"] is True and len(fake.playlists[pl1]) == 2
 
 
 async def test_env_token_against_prism(settings, prism):
