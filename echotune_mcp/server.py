@@ -75,6 +75,19 @@ def _content_mime_middleware(app: App):
     return middleware
 
 
+def _bind_app_middleware(app: App):
+    """Bind ``app`` (``toolsets.base.current_app``) for the whole handling of every request, so code the SDK
+    runs before a tool's own function (a ``Resolve(...)`` confirmation resolver) reaches it too. The tool and
+    resource functions are also bound one by one (``Toolset.register``), for calls made outside a request."""
+    from .toolsets.base import using_app
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        with using_app(app):
+            return await call_next(ctx)
+
+    return middleware
+
+
 def _known_arguments_middleware(server: MCPServer):
     """Refuse a tool argument the tool does not have, and say so in every tool's schema.
 
@@ -191,7 +204,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         lifespan=lifespan,
         subscriptions=app.bus,
         extensions=[ui_extension(), tasks],  # MCP Apps: the in-chat views (ui_views.py); native tasks
-        middleware=[_content_mime_middleware(app)],
+        middleware=[_bind_app_middleware(app), _content_mime_middleware(app)],
         log_level=log_level,  # type: ignore[arg-type]
         request_state_security=state_security,
     )

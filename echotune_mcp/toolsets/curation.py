@@ -260,15 +260,6 @@ async def _adapter(app: App, provider: str) -> MusicProvider:
     return await app.providers.provider(current_principal(), provider)
 
 
-def _resolver_app(ctx: Context) -> App:
-    """The App, for a resolver: resolvers run before the tool function that the server binds to its App
-    (Toolset.register), so they may find none bound; the server's lifespan yields that same App."""
-    try:
-        return current_app()
-    except RuntimeError:
-        return ctx.request_context.lifespan_context
-
-
 # -- connection -----------------------------------------------------------------------------
 @toolset.tool(title="Connect provider", read_only=False, idempotent=True, open_world=True)
 async def connect_provider(
@@ -437,7 +428,7 @@ async def _current(app: App, provider: str, pid: str) -> Playlist:
 # read the playlist and decide whether the person must be asked (confirm.py).
 async def _ask_remove(ctx: Context, provider: str, playlist_id: str, track_ids: list[str],
                       confirm: bool) -> Elicit[Confirmation] | Decision:
-    app = _resolver_app(ctx)
+    app = current_app()
 
     async def preview() -> Preview | None:
         pid = parse_playlist_id(provider, playlist_id)
@@ -452,7 +443,7 @@ async def _ask_remove(ctx: Context, provider: str, playlist_id: str, track_ids: 
 async def _ask_reorder(ctx: Context, provider: str, playlist_id: str, order: list[str] | None, by: str | None,
                        descending: bool, features: dict[str, TrackFeatures] | None,
                        confirm: bool) -> Elicit[Confirmation] | Decision:
-    app = _resolver_app(ctx)
+    app = current_app()
     if (order is None) == (by is None):
         raise BadInput("order/by", "give exactly one of order or by")
 
@@ -474,7 +465,7 @@ async def _ask_reorder(ctx: Context, provider: str, playlist_id: str, order: lis
 
 async def _ask_dedupe(ctx: Context, provider: str, playlist_id: str, fuzzy: bool,
                       confirm: bool) -> Elicit[Confirmation] | Decision:
-    app = _resolver_app(ctx)
+    app = current_app()
 
     async def preview() -> Preview | None:
         pid = parse_playlist_id(provider, playlist_id)
@@ -738,7 +729,7 @@ async def _ask_transfer(ctx: Context, from_provider: str, playlist_id: str, to_p
                         into_playlist_id: str | None, name: str | None, max_tracks: int,
                         confirm: bool) -> Elicit[Confirmation] | Decision:
     """A new playlist harms nothing; appending to an existing one changes the person's playlist: ask."""
-    app = _resolver_app(ctx)
+    app = current_app()
     if into_playlist_id is None:
         return Decision(True, "nothing-to-confirm")
     if name is not None:
