@@ -20,11 +20,10 @@ from ..app import App
 from ..errors import BadInput
 from ..jobs import JobContext
 from ..principal import current_principal
-from ..providers.hub import ProviderHub
 from ..privacy.delete import PHRASE, DeleteReport, delete_principal, remaining
 from ..privacy.export import FORMAT, build_export
 from ..views import JobView
-from .base import Toolset
+from .base import Toolset, current_app
 from .common import WaitSeconds, job_result
 
 log = logging.getLogger(__name__)
@@ -41,83 +40,85 @@ async def _audit(app: App, event: str, principal: str | None, **fields: Any) -> 
     await audit(app, event, principal=principal, **fields)
 
 
-def build(app: App, *, hub: ProviderHub | None = None) -> Toolset:
-    """``hub``: the provider hub grants are revoked through (tests pass one with their OAuth endpoints)."""
-    ts = Toolset("privacy", "Your data and your rights over it: export everything the server holds about you, "
-                            "or delete all of it.")
+toolset = Toolset("privacy", "Your data and your rights over it: export everything the server holds about you, "
+                             "or delete all of it.")
 
-    @ts.tool(title="Export my data", read_only=False, destructive=False, idempotent=False)
-    async def export_my_data(ctx: Context, wait_seconds: WaitSeconds = 0) -> Annotated[CallToolResult, JobView]:
-        """Export every record the server holds about you as one zip artifact (GDPR access and portability).
 
-        The zip holds manifest.json (format, counts per collection), records/<collection>.jsonl (your jobs,
-        artifacts' metadata, listening events, playlist snapshots, segment opt-in, provider grant metadata,
-        audit entries, cached results) and artifacts/<id>/<name> (the files). Provider tokens are never
-        exported, only which providers you connected and when. Runs as a job: the artifact is in its result.
-        """
-        owner = current_principal()
+@toolset.tool(title="Export my data", read_only=False, destructive=False, idempotent=False)
+async def export_my_data(ctx: Context, wait_seconds: WaitSeconds = 0) -> Annotated[CallToolResult, JobView]:
+    """Export every record the server holds about you as one zip artifact (GDPR access and portability).
 
-        async def work(job: JobContext) -> dict[str, Any]:
-            path, manifest = await build_export(app, owner, job.progress)
-            try:
-                data = await anyio.to_thread.run_sync(path.read_bytes)
-            finally:
-                path.unlink(missing_ok=True)
-            day = time.strftime("%Y%m%d", time.gmtime())
-            art = await job.add_artifact(data=data, kind="export", media_type="application/zip",
-                                         name=f"echotune-export-{day}.zip",
-                                         meta={"format": FORMAT, "counts": manifest["counts"]},
-                                         provenance={"tool": "export_my_data", "inputs": [],
-                                                     "source": {"type": "export", "format": FORMAT}})
-            await _audit(app, "data_exported", owner, artifact_id=art.id, records=sum(manifest["counts"].values()))
-            return {"artifact_id": art.id, "format": FORMAT, "size": art.size, "counts": manifest["counts"],
-                    "artifact_files": len(manifest["artifact_files"]), "left_out": manifest["left_out"],
-                    "redacted": manifest["redacted"]}
+    The zip holds manifest.json (format, counts per collection), records/<collection>.jsonl (your jobs,
+    artifacts' metadata, listening events, playlist snapshots, segment opt-in, provider grant metadata,
+    audit entries, cached results) and artifacts/<id>/<name> (the files). Provider tokens are never
+    exported, only which providers you connected and when. Runs as a job: the artifact is in its result.
+    """
+    app = current_app()
+    owner = current_principal()
 
-        job = await app.jobs.submit(owner=owner, tool="export_my_data", params={}, work=work)
-        return await job_result(app, owner, job.id, wait_seconds, ctx)
+    async def work(job: JobContext) -> dict[str, Any]:
+        path, manifest = await build_export(app, owner, job.progress)
+        try:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+        finally:
+            path.unlink(missing_ok=True)
+        day = time.strftime("%Y%m%d", time.gmtime())
+        art = await job.add_artifact(data=data, kind="export", media_type="application/zip",
+                                     name=f"echotune-export-{day}.zip",
+                                     meta={"format": FORMAT, "counts": manifest["counts"]},
+                                     provenance={"tool": "export_my_data", "inputs": [],
+                                                 "source": {"type": "export", "format": FORMAT}})
+        await _audit(app, "data_exported", owner, artifact_id=art.id, records=sum(manifest["counts"].values()))
+        return {"artifact_id": art.id, "format": FORMAT, "size": art.size, "counts": manifest["counts"],
+                "artifact_files": len(manifest["artifact_files"]), "left_out": manifest["left_out"],
+                "redacted": manifest["redacted"]}
 
-    @ts.tool(title="Delete my data", read_only=False, destructive=True, idempotent=True)
-    async def delete_my_data(confirm: Confirm, ctx: Context,
-                             wait_seconds: WaitSeconds = 0) -> Annotated[CallToolResult, JobView]:
-        """Delete everything the server holds about you; it cannot be undone (GDPR erasure).
+    job = await app.jobs.submit(owner=owner, tool="export_my_data", params={}, work=work)
+    return await job_result(app, owner, job.id, wait_seconds, ctx)
 
-        Stops your other jobs, revokes provider grants at the provider where it can and deletes them, deletes
-        your data key (so your sealed listening history is unreadable even in backups), your artifacts and the
-        files no other user shares, your listening events, playlist snapshots, caches, opt-ins and audit
-        entries. Call export_my_data first if you want a copy. Runs as a job; its result reports what was
-        deleted per collection. If it is interrupted, the result says what remains: call it again to finish.
-        """
-        if confirm != PHRASE:
-            raise BadInput("confirm", "does not match the confirmation phrase; nothing was deleted",
-                           f"exactly '{PHRASE}'")
-        owner = current_principal()
-        for status in ("running", "queued"):  # one deletion at a time: a second call follows the first
-            jobs, _ = await app.jobs.list(owner, status=status, limit=100)
-            running = next((j for j in jobs if j.tool == "delete_my_data"), None)
-            if running is not None:
-                return await job_result(app, owner, running.id, wait_seconds, ctx)
 
-        async def work(job: JobContext) -> dict[str, Any]:
-            report = DeleteReport(principal=owner, complete=False)
-            try:
-                await delete_principal(app, owner, keep_job=job.job.id, progress=job.progress, report=report,
-                                       hub=hub)
-            except BaseException:
-                # Say exactly what was deleted and what remains, in the job's record, then let the job end
-                # as failed / cancelled / interrupted; calling delete_my_data again finishes the work.
-                with anyio.CancelScope(shield=True):
-                    try:
-                        report.remaining = await remaining(app, owner, job.job.id)
-                        await app.storage.jobs.update(owner, job.job.id, {"result": report.model_dump(mode="json")})
-                    except Exception:
-                        log.warning("could not record the partial deletion report of %s", job.job.id,
-                                    exc_info=True)
-                raise
-            await _audit(app, "data_deleted", None, complete=report.complete, collections=sorted(report.deleted))
-            return report.model_dump(mode="json")
+@toolset.tool(title="Delete my data", read_only=False, destructive=True, idempotent=True)
+async def delete_my_data(confirm: Confirm, ctx: Context,
+                         wait_seconds: WaitSeconds = 0) -> Annotated[CallToolResult, JobView]:
+    """Delete everything the server holds about you; it cannot be undone (GDPR erasure).
 
-        job = await app.jobs.submit(owner=owner, tool="delete_my_data", params={}, work=work)
-        return await job_result(app, owner, job.id, wait_seconds, ctx)
+    Stops your other jobs, revokes provider grants at the provider where it can and deletes them, deletes
+    your data key (so your sealed listening history is unreadable even in backups), your artifacts and the
+    files no other user shares, your listening events, playlist snapshots, caches, opt-ins and audit
+    entries. Call export_my_data first if you want a copy. Runs as a job; its result reports what was
+    deleted per collection. If it is interrupted, the result says what remains: call it again to finish.
+    """
+    if confirm != PHRASE:
+        raise BadInput("confirm", "does not match the confirmation phrase; nothing was deleted",
+                       f"exactly '{PHRASE}'")
+    app = current_app()
+    owner = current_principal()
+    for status in ("running", "queued"):  # one deletion at a time: a second call follows the first
+        jobs, _ = await app.jobs.list(owner, status=status, limit=100)
+        running = next((j for j in jobs if j.tool == "delete_my_data"), None)
+        if running is not None:
+            return await job_result(app, owner, running.id, wait_seconds, ctx)
 
-    return ts
+    async def work(job: JobContext) -> dict[str, Any]:
+        report = DeleteReport(principal=owner, complete=False)
+        try:
+            # Grants are revoked through the App's own hub (its OAuth settings); delete_principal closes
+            # only a hub it built itself, never this one.
+            await delete_principal(app, owner, keep_job=job.job.id, progress=job.progress, report=report,
+                                   hub=app.providers)
+        except BaseException:
+            # Say exactly what was deleted and what remains, in the job's record, then let the job end
+            # as failed / cancelled / interrupted; calling delete_my_data again finishes the work.
+            with anyio.CancelScope(shield=True):
+                try:
+                    report.remaining = await remaining(app, owner, job.job.id)
+                    await app.storage.jobs.update(owner, job.job.id, {"result": report.model_dump(mode="json")})
+                except Exception:
+                    log.warning("could not record the partial deletion report of %s", job.job.id,
+                                exc_info=True)
+            raise
+        await _audit(app, "data_deleted", None, complete=report.complete, collections=sorted(report.deleted))
+        return report.model_dump(mode="json")
+
+    job = await app.jobs.submit(owner=owner, tool="delete_my_data", params={}, work=work)
+    return await job_result(app, owner, job.id, wait_seconds, ctx)
