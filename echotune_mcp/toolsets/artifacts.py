@@ -57,19 +57,6 @@ async def derived_from(app: App, record: ArtifactRecord) -> tuple[list[ArtifactR
             return children, True
 
 
-def _resolver_app(ctx: Context) -> App:
-    """The App for a resolver. The SDK runs resolvers before the tool body, outside the binding that
-    ``Toolset.register`` puts around the tool, so the App comes from the server's lifespan (build_server
-    yields it) unless one is bound already (a direct call inside ``using_app``)."""
-    try:
-        return current_app()
-    except RuntimeError:
-        app = ctx.request_context.lifespan_context
-        if not isinstance(app, App):
-            raise
-        return app
-
-
 toolset = Toolset("artifacts", "Files the server produced or received: audio, stems, MIDI, pictures, JSON.")
 
 
@@ -98,7 +85,7 @@ async def get_artifact(artifact: ArtifactRef) -> Annotated[CallToolResult, Artif
 
 async def ask_delete(ctx: Context, artifact: str, confirm: bool) -> Elicit[Confirmation] | Decision:
     """Resolver: a leaf goes without a question; one that other artifacts were made from needs a yes."""
-    app = _resolver_app(ctx)
+    app = current_app()
 
     async def preview() -> Preview | None:
         rec = await app.artifacts.resolve(current_principal(), artifact)
