@@ -488,6 +488,35 @@ async def test_a_grant_is_revoked_at_the_provider_before_it_is_deleted(settings,
         assert report.complete and report.remaining == {}
 
 
+async def test_delete_my_data_revokes_through_the_apps_hub_and_leaves_it_open(settings, make_client, cfg,
+                                                                                auth_server, as_principal):
+    """The tool hands delete_principal the App's one provider hub (its OAuth settings revoke the grant); the
+    deletion must not close it: other users' connections in progress live in it until the App closes."""
+    from tests.providers.test_oauth import _connect
+
+    token = await _connect(cfg)
+    async with make_client() as (client, app):
+        hub = app.providers
+        hub._configs_override["spotify"] = cfg  # this App's Spotify app is the loopback authorization server
+        closed = []
+        real_close = hub.aclose
+
+        async def aclose():
+            closed.append(True)
+            await real_close()
+
+        hub.aclose = aclose
+        await hub.keeper.store.save(ALICE, "spotify", token)
+        r = await client.call_tool("delete_my_data", {"confirm": PHRASE, "wait_seconds": 20})
+        out = r.structured_content
+        assert out["status"] == "succeeded", out
+        assert out["result"]["grants"] == [{"provider": "spotify", "revoked_at_provider": True, "deleted": True,
+                                            "note": ""}]
+        assert auth_server.db.token_by("refresh_token", token["refresh_token"]).revoked
+        assert closed == [] and app.providers is hub
+    assert closed == [True]  # closed once, with the App
+
+
 async def test_a_grant_is_sealed_with_the_owners_key_inside_the_server_key(settings):
     import base64
 
