@@ -225,8 +225,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         if name not in settings.toolsets:
             continue
         module = importlib.import_module(f".toolsets.{name}", __package__)
-        toolset = module.toolset if hasattr(module, "toolset") else module.build(app)  # TRANSITION: build() goes
-        registered[name] = toolset.register(server, app=app, read_only_mode=settings.read_only)
+        registered[name] = module.toolset.register(server, app=app, read_only_mode=settings.read_only)
     for prompt in load_prompts():
         server.add_prompt(prompt)
     server.echotune_toolsets = registered  # type: ignore[attr-defined]
