@@ -1303,27 +1303,16 @@ def edit_stem(arr: Arrangement, params: ResolvedParams, stem: str, instruction: 
             applied, ignored)
 
 
-def regenerate_stem(arr: Arrangement, params: ResolvedParams, stem: str, instruction: str | None,
-                    seed: int, changes: StemChanges | dict[str, Any] | None = None) -> Arrangement:
-    """Re-compose one stem with a new seed (and the requested changes); every other track is reused as is."""
-    return edit_stem(arr, params, stem, instruction, seed, changes)[0]
-
-
 _ROLE_WORDS = {"pad": "pad", "arpeggio": "arpeggio", "arp": "arpeggio", "lead": "lead", "melody": "lead",
                "bass": "bass", "percussion": "percussion", "texture": "texture", "counter": "counter",
                "countermelody": "counter", "chords": "chords", "comping": "chords", "drums": "drums"}
 
 
 def add_stem(arr: Arrangement, params: ResolvedParams, instrument: str, role: str | None, seed: int,
-             changes: StemChanges | dict[str, Any] | None = None, instruction: str | None = None) -> Arrangement:
-    """Add one new part (e.g. 'strings' as a pad, 'arpeggio synth', 'percussion') under a unique stem name."""
-    return add_stem_report(arr, params, instrument, role, seed, changes, instruction)[0]
-
-
-def add_stem_report(arr: Arrangement, params: ResolvedParams, instrument: str, role: str | None, seed: int,
-                    changes: StemChanges | dict[str, Any] | None = None, instruction: str | None = None,
-                    ) -> tuple[Arrangement, list[dict[str, Any]], list[dict[str, Any]]]:
-    """``add_stem`` with the changes applied to the new part: (arrangement, applied, ignored)."""
+             changes: StemChanges | dict[str, Any] | None = None, instruction: str | None = None,
+             ) -> tuple[Arrangement, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Add one new part (e.g. 'strings' as a pad, 'arpeggio synth', 'percussion') under a unique stem name,
+    with the requested changes applied to it: (arrangement, applied, ignored)."""
     words = instrument.strip().lower().split()
     implied_role = None
     try:

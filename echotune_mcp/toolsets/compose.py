@@ -256,11 +256,11 @@ async def add_stem(
     app = current_app()
     owner = current_principal()
     mix, arrangement, resolved = await _load_piece(app, owner, artifact)
-    from ..music.composer import add_stem_report
+    from ..music import composer
 
     new_seed = seed if seed is not None else secrets.randbelow(2**31)
     try:
-        new_arr, applied, ignored = add_stem_report(arrangement, resolved, instrument, role, new_seed,
+        new_arr, applied, ignored = composer.add_stem(arrangement, resolved, instrument, role, new_seed,
                                                     changes, instruction)
     except music_params.ControlError as exc:
         raise _control_error(exc) from None

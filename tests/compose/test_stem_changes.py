@@ -8,7 +8,7 @@ import statistics
 import pytest
 from pydantic import ValidationError
 
-from echotune_mcp.music.composer import add_stem_report, compose, edit_stem
+from echotune_mcp.music.composer import add_stem, compose, edit_stem
 from echotune_mcp.music.params import ControlError, resolve_params
 from echotune_mcp.music.stem_changes import StemChanges, patterns_for, resolve
 
@@ -238,8 +238,8 @@ def test_same_seed_same_take_and_new_seed_new_take(pop):
 
 def test_add_stem_takes_changes(pop):
     p, a = pop
-    plain, _, _ = add_stem_report(a, p, "strings", "pad", 5)
-    new, applied, _ = add_stem_report(a, p, "strings", "pad", 5, {"register": "high", "velocity": -20})
+    plain, _, _ = add_stem(a, p, "strings", "pad", 5)
+    new, applied, _ = add_stem(a, p, "strings", "pad", 5, {"register": "high", "velocity": -20})
     added, ref = new.tracks[-1], plain.tracks[-1]
     assert statistics.mean(n[3] for n in added.notes) < statistics.mean(n[3] for n in ref.notes) - 15
     assert statistics.mean(n[2] for n in added.notes) > statistics.mean(n[2] for n in ref.notes)

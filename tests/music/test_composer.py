@@ -11,8 +11,8 @@ from echotune_mcp.music.composer import (
     Arrangement,
     add_stem,
     compose,
+    edit_stem,
     parse_instruction,
-    regenerate_stem,
 )
 from echotune_mcp.music.midi import arrangement_to_midi_bytes
 from echotune_mcp.music.params import ControlError, resolve_params
@@ -119,7 +119,7 @@ def test_instruments_choose_programs():
 
 def test_regenerate_stem_keeps_the_others(funk):
     p, a = funk
-    b = regenerate_stem(a, p, "drums", "busier drums", 99)
+    b = edit_stem(a, p, "drums", "busier drums", 99)[0]
     for x, y in zip(a.tracks, b.tracks):
         if x.name == "drums":
             assert x.notes != y.notes and len(y.notes) > len(x.notes)
@@ -143,7 +143,7 @@ def test_regenerate_stem_keeps_the_others(funk):
 ])
 def test_instructions(funk, instruction, check):
     p, a = funk
-    b = regenerate_stem(a, p, "bass", instruction, 42)
+    b = edit_stem(a, p, "bass", instruction, 42)[0]
     assert check(a.track("bass"), b.track("bass")), instruction
 
 
@@ -164,23 +164,23 @@ def test_parse_instruction():
 def test_regenerate_unknown_stem_names_the_field(funk):
     p, a = funk
     with pytest.raises(ControlError) as exc:
-        regenerate_stem(a, p, "theremin", None, 1)
+        edit_stem(a, p, "theremin", None, 1)
     assert exc.value.field == "stem" and "drums" in str(exc.value)
 
 
 def test_add_stem_adds_one_unique_track(funk):
     p, a = funk
-    b = add_stem(a, p, "strings", None, 7)
+    b = add_stem(a, p, "strings", None, 7)[0]
     assert len(b.tracks) == len(a.tracks) + 1 and b.tracks[:-1] == a.tracks
     new = b.tracks[-1]
     assert new.name == "strings" and new.program == 48 and new.role == "pad" and new.notes
-    c = add_stem(b, p, "strings pad", None, 8)
+    c = add_stem(b, p, "strings pad", None, 8)[0]
     assert c.tracks[-1].name == "strings_2" and c.tracks[-1].role == "pad"
-    d = add_stem(c, p, "arpeggio synth", None, 9)
+    d = add_stem(c, p, "arpeggio synth", None, 9)[0]
     assert d.tracks[-1].role == "arpeggio" and d.tracks[-1].name == "arpeggio_synth"
-    e = add_stem(d, p, "percussion", None, 1)
+    e = add_stem(d, p, "percussion", None, 1)[0]
     assert e.tracks[-1].is_drum and e.tracks[-1].name == "percussion"
-    f = add_stem(e, p, "cello", "counter", 1)
+    f = add_stem(e, p, "cello", "counter", 1)[0]
     assert f.tracks[-1].role == "counter"
     names = [t.name for t in f.tracks]
     assert len(names) == len(set(names))
@@ -230,5 +230,5 @@ def test_many_control_combinations_compose_cleanly():
         for t in a.tracks:
             assert t.notes
             assert all(0 <= s < e <= d + 1e-6 and 0 <= p_ <= 127 and 1 <= v <= 127 for s, e, p_, v in t.notes)
-        edited = regenerate_stem(a, p, names[-1], "two octaves lower, octave lower", i)
+        edited = edit_stem(a, p, names[-1], "two octaves lower, octave lower", i)[0]
         assert all(24 <= n[2] <= 108 for n in edited.tracks[-1].notes) or edited.tracks[-1].is_drum

@@ -19,8 +19,8 @@ from echotune_mcp.music.composer import (
     Arrangement,
     add_stem,
     compose,
+    edit_stem,
     make_plan,
-    regenerate_stem,
 )
 from echotune_mcp.music.master import mix_and_master
 from echotune_mcp.music.midi import arrangement_to_midi_bytes
@@ -305,7 +305,7 @@ def test_format_1_arrangements_still_load_and_edit():
     assert params.meter == "4/4" and params.feel == "straight"
     again = Arrangement.from_json(arr.to_json())
     assert again.tracks == arr.tracks and again.sections == arr.sections
-    new = regenerate_stem(arr, params, "bass", "busier", 77)
+    new = edit_stem(arr, params, "bass", "busier", 77)[0]
     assert [t for t in new.tracks if t.name != "bass"] == [t for t in arr.tracks if t.name != "bass"]
     # the new bass plays the roots of the chords the old chord track sounds, bar by bar
     bar_s = 4 * 60 / arr.bpm
@@ -315,7 +315,7 @@ def test_format_1_arrangements_still_load_and_edit():
         first = min((n for n in new.track("bass").notes if n[0] >= b * bar_s - 0.03), key=lambda n: n[0])
         if pcs:
             assert first[2] % 12 in pcs, (b, first, pcs)
-    added = add_stem(arr, params, "strings", None, 5)
+    added = add_stem(arr, params, "strings", None, 5)[0]
     assert len(added.tracks) == len(arr.tracks) + 1 and added.tracks[-1].notes
 
 
@@ -327,5 +327,5 @@ def test_format_2_round_trip_keeps_meter_harmony_and_key_changes():
     assert len(d["harmony"]) == make_plan(p).body_bars and d["key_changes"]
     back = Arrangement.from_json(arr.to_json())
     assert back == arr
-    edited = regenerate_stem(back, p, "chords", None, 9)
+    edited = edit_stem(back, p, "chords", None, 9)[0]
     assert edited.meter == "12/8" and edited.harmony == arr.harmony
