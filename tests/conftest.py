@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,6 +160,48 @@ def mongo_uri():
     """One secantusdb for the session; each test uses its own database on it."""
     with secantus_server() as uri:
         yield uri
+
+
+@contextmanager
+def serve_until_healthy(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
+                        start_s: float = 60.0) -> Iterator[subprocess.Popen]:
+    """Run a server command with its output in ``log``, wait (bounded) until its /healthz answers, and stop it
+    after: terminate, then kill if it does not exit within 10 s."""
+
+    def tail() -> str:
+        try:
+            return log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log_fh,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_s
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode} before answering /healthz:\n{tail()}",
+                            pytrace=False)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`{' '.join(cmd)}` did not answer /healthz within {start_s:.0f} s:\n{tail()}",
+                            pytrace=False)
+            time.sleep(0.2)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 def stop_process(proc) -> None:

@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, free_port, missing
-from tests.node.conftest import echotune_command, serve_until_healthy, server_env
+from tests.conftest import serve_until_healthy
+from tests.node.conftest import echotune_command, server_env
 from tests.providers.conftest import LoopbackAPI, prism, spotify_spec  # noqa: F401 (fixtures)
 from tests.providers.fake_spotify import FakeSpotify, sid, track
 

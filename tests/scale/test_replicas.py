@@ -17,17 +17,15 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from tests.conftest import free_port, secantus_server, stop_process
+from tests.conftest import free_port, secantus_server, serve_until_healthy
 
 LEASE_S = 3.0
 SECRET = "replica test passphrase, shared by every replica"
@@ -94,36 +92,16 @@ def replicas(base: Path, mongo_uri: str, names: tuple[str, ...] = ("A", "B"),
     db = "replicas_" + base.name.replace("-", "_")[-40:]
     key = _signing_key(base)
     started: dict[str, Replica] = {}
-    try:
+    with ExitStack() as stack:  # each one up (/healthz answers) before the next starts; survivors stopped after
         for name in names:
             (base / name).mkdir()
             port = free_port()
             log = base / f"{name}.log"
-            with log.open("wb") as fh:
-                proc = subprocess.Popen([*_command(), "serve", "--transport", "http", "--host", "127.0.0.1",
-                                         "--port", str(port)], env=_env(base, name, mongo_uri, db, key, lease_s), cwd=base,
-                                        stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
+            cmd = [*_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
+            proc = stack.enter_context(serve_until_healthy(cmd, _env(base, name, mongo_uri, db, key, lease_s), base,
+                                                           log, port))
             started[name] = Replica(name, f"http://127.0.0.1:{port}/mcp", proc, log)
-        for rep in started.values():
-            port = int(rep.url.rsplit(":", 1)[1].split("/")[0])
-            deadline = time.monotonic() + 60
-            while True:
-                if rep.proc.poll() is not None:
-                    pytest.fail(f"replica {rep.name} exited with {rep.proc.returncode}:\n{rep.tail()}", pytrace=False)
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"replica {rep.name} did not answer /healthz in 60 s:\n{rep.tail()}", pytrace=False)
-                time.sleep(0.2)
         yield started
-    finally:
-        for rep in started.values():
-            if rep.proc.poll() is None:
-                stop_process(rep.proc)
 
 
 async def _call(url: str, tool: str, args: dict) -> dict:
