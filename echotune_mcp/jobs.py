@@ -334,7 +334,11 @@ class JobManager:
                 at = time.time()
                 # Far later than planned means this machine slept or this process stalled: every neighbour's
                 # lease looks old for the same reason, so give them a full lease length to renew before judging.
-                late, last = at - last > self._ttl, at
+                gap, last = at - last, at
+                late = gap > self._ttl
+                if gap > 2 * self._ttl / 3:  # a beat missed: say so, it is why a neighbour may take this one's jobs
+                    log.warning("the job lease heartbeat ran %.1f s late (lease %.0f s): this process's event loop "
+                                "was blocked, storage answered slowly, or the machine stalled", gap - self._ttl / 3, self._ttl)
                 try:
                     await self._renew()
                 except Exception:  # storage unreachable for a moment: try again on the next beat
