@@ -76,9 +76,9 @@ def _content_mime_middleware(app: App):
 
 
 def _bind_app_middleware(app: App):
-    """Bind ``app`` (``toolsets.base.current_app``) for the whole handling of every request, so code the SDK
-    runs before a tool's own function (a ``Resolve(...)`` confirmation resolver) reaches it too. The tool and
-    resource functions are also bound one by one (``Toolset.register``), for calls made outside a request."""
+    """Bind ``app`` (``toolsets.base.current_app``) for the whole handling of every request, so the tools and
+    resources reach it, and so does code the SDK runs before a tool's own function (a ``Resolve(...)``
+    confirmation resolver). Work a tool starts (jobs, tasks) copies the context and keeps it."""
     from .toolsets.base import using_app
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -225,7 +225,7 @@ def build_server(app: App, *, log_level: str = "INFO") -> MCPServer:
         if name not in settings.toolsets:
             continue
         module = importlib.import_module(f".toolsets.{name}", __package__)
-        registered[name] = module.toolset.register(server, app=app, read_only_mode=settings.read_only)
+        registered[name] = module.toolset.register(server, read_only_mode=settings.read_only)
     for prompt in load_prompts():
         server.add_prompt(prompt)
     server.echotune_toolsets = registered  # type: ignore[attr-defined]

@@ -5,13 +5,13 @@ read-only mode every tool that is not ``readOnlyHint`` is simply not registered,
 it may not call.
 
 A tool reaches the running server's :class:`~echotune_mcp.app.App` through :func:`current_app`. The server
-binds it around every call of a tool or resource it registered (``Toolset.register``); a test binds it with
-``using_app(app)`` and calls the function directly, e.g. ``with using_app(app): await get_job("job_...")``.
+binds it for the whole handling of every request (a middleware in ``server.py``, so code the SDK runs before the
+tool, such as a confirmation resolver, sees it too); a test binds it with ``using_app(app)`` and calls the
+function directly, e.g. ``with using_app(app): await get_job("job_...")``.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 from collections.abc import Callable, Iterator
@@ -33,7 +33,7 @@ _APP: ContextVar[App] = ContextVar("echotune_app")
 
 
 def current_app() -> App:
-    """The App the tool being called serves (bound by the server per call, or by ``using_app`` in a test)."""
+    """The App the tool being called serves (bound by the server per request, or by ``using_app`` in a test)."""
     try:
         return _APP.get()
     except LookupError:
@@ -48,25 +48,6 @@ def using_app(app: App) -> Iterator[App]:
         yield app
     finally:
         _APP.reset(token)
-
-
-def bound_to(app: App, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` as the server registers it: the same signature (the SDK reads it through ``__wrapped__``), with
-    ``app`` bound while it runs. Work a tool starts (jobs, tasks) copies the context, so it keeps the app."""
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            with using_app(app):
-                return await fn(*args, **kwargs)
-
-        return call_async
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with using_app(app):
-            return fn(*args, **kwargs)
-
-    return call
 
 
 @dataclass
@@ -126,18 +107,19 @@ class Toolset:
 
         return decorate
 
-    def register(self, server: MCPServer, *, app: App, read_only_mode: bool) -> list[str]:
-        """Add this toolset's tools and resources to ``server``, each call bound to ``app``; the tool names."""
+    def register(self, server: MCPServer, *, read_only_mode: bool) -> list[str]:
+        """Add this toolset's tools and resources to ``server`` (built by ``build_server``, which binds its App
+        for every request); the tool names."""
         registered = []
         for t in self.tools:
             if read_only_mode and not t.annotations.read_only_hint:
                 continue
             # cleandoc: the description an agent reads does not depend on how deep the function was indented
-            server.add_tool(bound_to(app, t.fn), name=t.name, title=t.title, description=inspect.cleandoc(t.fn.__doc__ or ""),
+            server.add_tool(t.fn, name=t.name, title=t.title, description=inspect.cleandoc(t.fn.__doc__ or ""),
                             annotations=t.annotations, meta=t.meta, structured_output=True)
             registered.append(t.name)
         for r in self.resources:
-            server.resource(r.uri, **r.kwargs)(bound_to(app, r.fn))
+            server.resource(r.uri, **r.kwargs)(r.fn)
         return registered
 
 

@@ -70,7 +70,7 @@ def lic_client(settings):
         app = App(replace(settings, **overrides) if overrides else settings)
         server = build_server(app)
         if "licensing" not in server.echotune_toolsets:  # type: ignore[attr-defined]
-            licensing.toolset.register(server, app=app, read_only_mode=app.settings.read_only)
+            licensing.toolset.register(server, read_only_mode=app.settings.read_only)
         async with app:
             install_hooks(app)
             async with Client(server, raise_exceptions=True) as client:

@@ -27,9 +27,9 @@ def compose_client(settings):
         server = build_server(app)
         registered = server.echotune_toolsets  # type: ignore[attr-defined]
         if "compose" not in registered:
-            compose.toolset.register(server, app=app, read_only_mode=False)
+            compose.toolset.register(server, read_only_mode=False)
         if "licensing" not in registered:
-            licensing.toolset.register(server, app=app, read_only_mode=False)
+            licensing.toolset.register(server, read_only_mode=False)
         async with app:
             install_hooks(app)
             async with Client(server, raise_exceptions=True) as client:
