@@ -22,36 +22,20 @@ from echotune_mcp.engine import ray_serve as rs
 from echotune_mcp.engine.ray_client import RayEngine
 from echotune_mcp.recommend import sound
 from tests.recommend.test_similar_to import TOOLSETS, _compose
+from tests.scale.conftest import local_ray_cluster
 from tests.recommend.test_sound import TINY_DIM, _tone, save_tiny_clap
 
 
 @pytest.fixture(scope="module")
 def clap_cluster(tmp_path_factory):
     """Settings whose weights dir holds the tiny CLAP, with ``echotune-clap`` deployed on 2 replicas."""
-    import ray
-    from ray import serve
-
-    env = pytest.MonkeyPatch()
-    env.setenv("RAY_USAGE_STATS_ENABLED", "0")
     root = tmp_path_factory.mktemp("ray-clap")
     settings = Settings(data_dir=root / "data", allowed_roots=(root,))
     save_tiny_clap(settings.weights_dir / settings.clap_model)
-    ray.init(num_cpus=2, include_dashboard=False, namespace="echotune", log_to_driver=False,
-             _node_ip_address="127.0.0.1", configure_logging=False)
-    try:
+    with local_ray_cluster():
         rs.deploy(settings, rs.DeployPlan(clap=True, replicas_min=2, replicas_max=2, cpus_per_replica=0.25),
                   wait_timeout_s=240)
         yield settings
-    finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
-            env.undo()
-            from echotune_mcp.engine import musicgen_backend
-
-            musicgen_backend._ray_engines.clear()  # its handles belong to this cluster
-            sound.clear_embedders()
 
 
 def test_clap_embeddings_through_serve_equal_the_in_process_ones(clap_cluster):

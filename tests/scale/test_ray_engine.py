@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from echotune_mcp.engine.model_manager import ModelManager
 from echotune_mcp.engine.ray_client import RayEngine
 from tests.audio.conftest import run_job, save_tiny_htdemucs
 from tests.engine.test_musicgen_tool import save_tiny_checkpoint
+from tests.scale.conftest import local_ray_cluster
 
 CHECKPOINT = "musicgen-small"  # the tiny random weights are pulled under this card's id
 PROMPTS = ["lofi hip hop beat", "ambient pad slow", "warm piano and soft drums", "dreamy synth bass",
@@ -35,29 +35,16 @@ PROMPTS = ["lofi hip hop beat", "ambient pad slow", "warm piano and soft drums",
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """(settings of the replicas' weights, plan): Ray on 2 CPUs, both families deployed with 2 replicas each."""
-    import ray
-    from ray import serve
-
-    env = pytest.MonkeyPatch()
-    env.setenv("RAY_USAGE_STATS_ENABLED", "0")
     root = tmp_path_factory.mktemp("ray-engine")
     settings = Settings(data_dir=root / "data", allowed_roots=(root,), max_generation_seconds=120.0)
     save_tiny_checkpoint(root / "tiny-musicgen")
     ModelManager(settings).pull(CHECKPOINT, from_dir=root / "tiny-musicgen", log=lambda _m: None)
     save_tiny_htdemucs(settings.weights_dir / "htdemucs")
-    ray.init(num_cpus=2, include_dashboard=False, namespace="echotune", log_to_driver=False,
-             _node_ip_address="127.0.0.1", configure_logging=False)
-    try:
+    with local_ray_cluster():
         plan = rs.DeployPlan(musicgen=[CHECKPOINT], demucs=["htdemucs"], replicas_min=2, replicas_max=2,
                              cpus_per_replica=0.25, slots=6)  # room for stats() calls
         rs.deploy(settings, plan, wait_timeout_s=240)
         yield settings, plan
-    finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
-            env.undo()
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +216,6 @@ def test_a_request_cancelled_through_the_server_stops_on_its_replica(cluster, ma
 def test_separate_stems_runs_on_a_demucs_replica(cluster, make_client, tmp_path):
     """The server has no Demucs weights of its own: with ECHOTUNE_ENGINE_URL=ray:auto, model=auto finds the deployed
     htdemucs and the stems come from a replica, the same as the in-process runner on the same weights."""
-    from echotune_mcp.engine import separation_backend as sb
     from tests.audio.conftest import TOOLSETS, write_wav
 
     settings, _ = cluster
