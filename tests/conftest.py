@@ -174,7 +174,7 @@ def serve_until_healthy(cmd: list[str], env: dict[str, str], cwd: Path, log: Pat
         except OSError:
             return "(no log)"
 
-    with log.open("wb") as log_fh:
+    with log.open("ab") as log_fh:  # appended: a server restarted on the same log keeps the first one's lines
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log_fh,
                                 stderr=subprocess.STDOUT)
     try:

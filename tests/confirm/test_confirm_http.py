@@ -10,10 +10,6 @@ comes from the server key in the data dir, not from the process).
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +21,7 @@ import pytest
 from echotune_mcp.app import App
 from echotune_mcp.auth.context import LOCAL
 from echotune_mcp.config import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_until_healthy
 from tests.node.conftest import echotune_command, server_env
 
 CAPS = {"elicitation": {}}
@@ -34,33 +30,11 @@ INFO = {"name": "confirm-test", "version": "1"}
 
 @contextmanager
 def serve(data_dir: Path, log: Path) -> Iterator[str]:
+    """``echotune-mcp serve --transport http`` on ``data_dir``, up and answering; its MCP URL."""
     port = free_port()
     cmd = [*echotune_command(), "serve", "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(cmd, env=server_env(data_dir), stdin=subprocess.DEVNULL, stdout=fh,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer /healthz within 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serve_until_healthy(cmd, server_env(data_dir), Path.cwd(), log, port):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def rpc(url: str, name: str, arguments: dict, caps: dict | None = CAPS, **extra) -> dict:

@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 
 from echotune_mcp.app import App
 from echotune_mcp.errors import Busy
-from echotune_mcp.jobs import JobContext
+from echotune_mcp.jobs import JobContext, JobWork
 from echotune_mcp.storage.records import JobStatus
 
 
@@ -54,6 +54,17 @@ async def _until(predicate, timeout: float = 5.0, step: float = 0.05):
 
 async def _thread_wait(event: threading.Event, timeout: float = 5.0) -> None:
     assert await asyncio.get_running_loop().run_in_executor(None, event.wait, timeout), "worker never started"
+
+
+def _held() -> tuple[asyncio.Event, JobWork]:
+    """(gate, work): a job whose work runs until the test sets the gate."""
+    gate = asyncio.Event()
+
+    async def hold(job: JobContext):
+        await gate.wait()
+        return {}
+
+    return gate, hold
 
 
 # -- fairness ---------------------------------------------------------------------------------------------------
@@ -263,12 +274,7 @@ async def test_a_slow_look_at_the_neighbours_never_delays_this_servers_own_renew
     lease). On a loaded database that look can take longer than a lease; if the renewal waited for it, a live
     server would lose its own running job to a neighbour (seen in CI: a replica took over a healthy one's job)."""
     s = replace(shared_settings, job_lease_seconds=LEASE_S)
-    gate = asyncio.Event()
-
-    async def hold(job: JobContext):
-        await gate.wait()
-        return {}
-
+    gate, hold = _held()
     async with App(s) as server:
         job = await server.jobs.submit(owner="local", tool="t", params={}, work=hold)
         await _until(lambda: _job_status(server, job.id, JobStatus.running))
@@ -323,12 +329,7 @@ async def test_a_second_server_leaves_live_temp_blobs_alone(settings):
 
 
 async def test_echotune_mcp_jobs_leaves_a_running_server_alone(settings):
-    gate = asyncio.Event()
-
-    async def hold(job: JobContext):
-        await gate.wait()
-        return {}
-
+    gate, hold = _held()
     async with App(settings) as server:
         job = await server.jobs.submit(owner="local", tool="t", params={}, work=hold)
         await _until(lambda: _job_status(server, job.id, JobStatus.running))
